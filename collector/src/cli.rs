@@ -1,0 +1,172 @@
+//! Command-line interface of `logmon-collector`: raw flags parsed by clap,
+//! then turned into the validated options of each command.
+
+use crate::generate::{Burst, Gap, TrafficSpec};
+use crate::output::OutputKind;
+use crate::replay::{FormatChoice, ReplayOptions};
+use crate::rules::{RuleSpec, SandboxLimits};
+use clap::{Args, Parser, Subcommand};
+use logmon_protocol::Format;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(name = "logmon-collector", version, about = "logmon collector: event-time HTTP traffic statistics and WebAssembly alert rules")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read an access log (a file, or stdin) and print traffic statistics and
+    /// alerts in log time: the original console monitor.
+    Replay(ReplayArgs),
+    /// Write a realistic generated access log (bursts, silences, disorder).
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The access log; `-` or nothing reads standard input.
+    pub file: Option<PathBuf>,
+    /// auto, csv, clf, combined or json.
+    #[arg(long, default_value = "auto")]
+    pub input_format: FormatChoice,
+    /// high-traffic: average requests per second that fire the alert.
+    #[arg(long, default_value_t = 10.0)]
+    pub threshold: f64,
+    /// high-traffic: seconds averaged.
+    #[arg(long, default_value_t = 120)]
+    pub window: u32,
+    /// Seconds an event may trail the newest one and still be counted.
+    #[arg(long, default_value_t = 5)]
+    pub lateness: u32,
+    /// Seconds of log time per statistics block (blocks align to multiples).
+    #[arg(long, default_value_t = 10)]
+    pub stats_every: u32,
+    /// Directory of more rule components (*.wasm) to run with their defaults.
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// One more rule instance: a shipped rule's name or a .wasm path, with
+    /// optional parameters: `error-rate:threshold=0.2,window=30`. Repeatable.
+    #[arg(long = "rule", value_name = "SPEC")]
+    pub rule: Vec<RuleSpec>,
+    /// text or json (one object per line).
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: OutputKind,
+    /// Sections and clients listed per block.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// Per-rule memory cap, MiB.
+    #[arg(long, default_value_t = 64)]
+    pub rule_memory_mib: usize,
+    /// Per-call time budget of a rule, milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub rule_deadline_ms: u64,
+}
+
+impl ReplayArgs {
+    pub fn options(self) -> anyhow::Result<ReplayOptions> {
+        anyhow::ensure!(self.window > 0, "--window must be at least 1 second");
+        anyhow::ensure!(self.stats_every > 0, "--stats-every must be at least 1 second");
+        anyhow::ensure!(
+            self.threshold.is_finite() && self.threshold >= 0.0,
+            "--threshold must be a non-negative number"
+        );
+        Ok(ReplayOptions {
+            input: self.file,
+            format: self.input_format,
+            threshold: self.threshold,
+            window: self.window,
+            lateness: self.lateness,
+            stats_every: self.stats_every,
+            rules_dir: self.rules,
+            rules: self.rule,
+            output: self.output,
+            top: self.top,
+            limits: SandboxLimits {
+                memory: self.rule_memory_mib << 20,
+                call_deadline: Duration::from_millis(self.rule_deadline_ms),
+                ..SandboxLimits::default()
+            },
+            ..ReplayOptions::default()
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// csv, clf, combined or json.
+    #[arg(long, default_value = "csv")]
+    pub format: Format,
+    /// Lines to write (the CSV header not counted).
+    #[arg(long, default_value_t = 10_000)]
+    pub lines: u64,
+    /// Unix seconds of the first event.
+    #[arg(long, default_value_t = 1_549_573_860)]
+    pub start: i64,
+    /// Mean requests per second outside bursts.
+    #[arg(long, default_value_t = 8.0)]
+    pub rate: f64,
+    /// A burst `AT:DURATION:RATE` (seconds from the start). Repeatable;
+    /// replaces the default burst (300:180:25).
+    #[arg(long)]
+    pub burst: Vec<Burst>,
+    /// A silence `AT:DURATION`. Repeatable; replaces the default gap (900:300).
+    #[arg(long)]
+    pub gap: Vec<Gap>,
+    /// No default burst or gap: steady traffic unless --burst/--gap say otherwise.
+    #[arg(long)]
+    pub steady: bool,
+    /// Max seconds an event may be written out of order.
+    #[arg(long, default_value_t = 2)]
+    pub disorder: u32,
+    /// Share of 5xx responses.
+    #[arg(long, default_value_t = 0.02)]
+    pub error_rate: f64,
+    #[arg(long, default_value_t = 12)]
+    pub sections: usize,
+    #[arg(long, default_value_t = 50)]
+    pub clients: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write to this file instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+impl GenerateArgs {
+    pub fn spec(&self) -> TrafficSpec {
+        let defaults = TrafficSpec::default();
+        let pick = |given: &[Burst], default: Vec<Burst>| {
+            if !given.is_empty() {
+                given.to_vec()
+            } else if self.steady {
+                Vec::new()
+            } else {
+                default
+            }
+        };
+        let gaps = if !self.gap.is_empty() {
+            self.gap.clone()
+        } else if self.steady {
+            Vec::new()
+        } else {
+            defaults.gaps.clone()
+        };
+        TrafficSpec {
+            format: self.format,
+            lines: self.lines,
+            start: self.start,
+            base_rate: self.rate,
+            bursts: pick(&self.burst, defaults.bursts.clone()),
+            gaps,
+            disorder: self.disorder,
+            error_rate: self.error_rate,
+            sections: self.sections,
+            clients: self.clients,
+            seed: self.seed,
+        }
+    }
+}

@@ -1,0 +1,43 @@
+use clap::Parser as _;
+use logmon_collector::cli::{Cli, Command};
+use std::io::Write as _;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("logmon-collector: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Replay(args) => {
+            let opts = args.options()?;
+            let stdout = std::io::stdout().lock();
+            let out = std::io::LineWriter::new(stdout);
+            let mut stderr = std::io::stderr().lock();
+            logmon_collector::replay::run(&opts, out, &mut stderr)?;
+        }
+        Command::Generate(args) => {
+            let spec = args.spec();
+            match &args.output {
+                Some(path) => {
+                    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+                    logmon_collector::generate::generate(&spec, &mut file)?;
+                    file.flush()?;
+                }
+                None => {
+                    let mut out = std::io::stdout().lock();
+                    logmon_collector::generate::generate(&spec, &mut out)?;
+                    out.flush()?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

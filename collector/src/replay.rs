@@ -1,0 +1,273 @@
+//! `logmon-collector replay`: the original console program on the event-time
+//! engine. Reads an access log (file or stdin), prints statistics every
+//! interval of log time and the alert transitions of the rules, exactly as
+//! the seconds close.
+
+use crate::engine::{EventTimeEngine, SecondStats};
+use crate::output::{OutputKind, Printer, Summary};
+use crate::rules::{Quarantine, RuleRuntime, RuleSet, RuleSpec, RuleSource, SandboxLimits, Transition};
+use crate::stats::StatsClock;
+use anyhow::Context as _;
+use logmon_protocol::parse::{DETECT_LINES, Parsed, detect};
+use logmon_protocol::{Event, Format, LineParser};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// How to pick the input format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormatChoice {
+    Auto,
+    Fixed(Format),
+}
+
+impl std::str::FromStr for FormatChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "auto" {
+            return Ok(FormatChoice::Auto);
+        }
+        s.parse::<Format>()
+            .map(FormatChoice::Fixed)
+            .map_err(|_| format!("unknown format `{s}` (auto, csv, clf, combined, json)"))
+    }
+}
+
+/// Everything `replay` needs.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    /// The log; `None` or `-` reads stdin.
+    pub input: Option<PathBuf>,
+    pub format: FormatChoice,
+    /// `high-traffic` threshold, requests per second.
+    pub threshold: f64,
+    /// `high-traffic` window, seconds.
+    pub window: u32,
+    pub lateness: u32,
+    pub stats_every: u32,
+    /// Directory of extra rule components (`*.wasm`), run with defaults.
+    pub rules_dir: Option<PathBuf>,
+    /// Extra rule instances.
+    pub rules: Vec<RuleSpec>,
+    pub output: OutputKind,
+    /// Sections and clients listed per stats block.
+    pub top: usize,
+    /// Malformed lines reported one by one before only counting.
+    pub report_malformed: u64,
+    pub limits: SandboxLimits,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions {
+            input: None,
+            format: FormatChoice::Auto,
+            threshold: 10.0,
+            window: 120,
+            lateness: 5,
+            stats_every: 10,
+            rules_dir: None,
+            rules: Vec::new(),
+            output: OutputKind::Text,
+            top: 5,
+            report_malformed: 20,
+            limits: SandboxLimits::default(),
+        }
+    }
+}
+
+/// The rule instances a replay runs: `high-traffic` with the threshold and
+/// window given, then the rules directory, then `--rule`s.
+pub fn rule_specs(opts: &ReplayOptions) -> anyhow::Result<Vec<RuleSpec>> {
+    let mut specs = vec![RuleSpec {
+        source: RuleSource::Shipped("high-traffic".into()),
+        params: vec![
+            ("threshold".into(), opts.threshold.to_string()),
+            ("window".into(), opts.window.to_string()),
+        ],
+    }];
+    if let Some(dir) = &opts.rules_dir {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading rules directory {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+            .collect();
+        files.sort();
+        specs.extend(files.into_iter().map(|path| RuleSpec {
+            source: RuleSource::File(path),
+            params: Vec::new(),
+        }));
+    }
+    specs.extend(opts.rules.iter().cloned());
+    Ok(specs)
+}
+
+/// What happens to each closed second: rules, then statistics.
+struct Pipeline<W: Write> {
+    rules: RuleSet,
+    clock: StatsClock,
+    printer: Printer<W>,
+    transitions: Vec<Transition>,
+    quarantined: Vec<Quarantine>,
+    summary: Summary,
+    error: Option<std::io::Error>,
+}
+
+impl<W: Write> Pipeline<W> {
+    fn on_second(&mut self, s: &SecondStats) {
+        self.summary.seconds += 1;
+        self.rules.evaluate(s, &mut self.transitions, &mut self.quarantined);
+        let mut result = Ok(());
+        for q in self.quarantined.drain(..) {
+            self.summary.quarantined += 1;
+            result = result.and_then(|()| self.printer.quarantine(&q));
+        }
+        for t in self.transitions.drain(..) {
+            self.summary.transitions += 1;
+            result = result.and_then(|()| self.printer.transition(&t));
+        }
+        let printer = &mut self.printer;
+        self.clock.second(s, |r| {
+            result = std::mem::replace(&mut result, Ok(())).and_then(|()| printer.stats(&r));
+        });
+        if let Err(e) = result {
+            self.error.get_or_insert(e);
+        }
+    }
+}
+
+/// Run a replay, writing reports to `out` and diagnostics to `diag`.
+pub fn run<W: Write>(opts: &ReplayOptions, out: W, diag: &mut dyn Write) -> anyhow::Result<Summary> {
+    let runtime = RuleRuntime::new(opts.limits).context("starting the WebAssembly runtime")?;
+    let mut rules = RuleSet::new(runtime);
+    for spec in rule_specs(opts)? {
+        if let Err(e) = rules.add(&spec) {
+            writeln!(diag, "logmon: rule not started: {e}")?;
+        }
+    }
+    let (name, reader): (String, Box<dyn Read>) = match &opts.input {
+        None => ("<stdin>".into(), Box::new(std::io::stdin().lock())),
+        Some(p) if p == Path::new("-") => ("<stdin>".into(), Box::new(std::io::stdin().lock())),
+        Some(p) => (
+            p.display().to_string(),
+            Box::new(std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?),
+        ),
+    };
+    let mut pipeline = Pipeline {
+        rules,
+        clock: StatsClock::new(opts.stats_every, opts.top),
+        printer: Printer::new(opts.output, out),
+        transitions: Vec::new(),
+        quarantined: Vec::new(),
+        summary: Summary::default(),
+        error: None,
+    };
+    let mut engine = EventTimeEngine::new(opts.lateness);
+    let mut input = LineReader::new(BufReader::with_capacity(1 << 20, reader));
+
+    // Auto-detection looks at the first non-empty lines, which are then parsed
+    // like the rest.
+    let mut head: Vec<Vec<u8>> = Vec::new();
+    let format = match opts.format {
+        FormatChoice::Fixed(f) => f,
+        FormatChoice::Auto => {
+            while head.iter().filter(|l| !l.trim_ascii().is_empty()).count() < DETECT_LINES {
+                match input.next_line()? {
+                    Some(line) => head.push(line.to_vec()),
+                    None => break,
+                }
+            }
+            let texts: Vec<&str> = head
+                .iter()
+                .filter_map(|l| std::str::from_utf8(l).ok())
+                .filter(|l| !l.trim().is_empty())
+                .collect();
+            match detect(texts.iter().copied()) {
+                Some(f) => f,
+                None if texts.is_empty() => Format::Csv,
+                None => anyhow::bail!(
+                    "{name}: could not detect the log format from its first lines; pass --input-format"
+                ),
+            }
+        }
+    };
+    let mut parser = LineParser::new(format);
+    let mut event = Event::empty();
+    let mut line_no = 0u64;
+    let mut handle = |bytes: &[u8], pipeline: &mut Pipeline<W>, diag: &mut dyn Write| -> std::io::Result<()> {
+        line_no += 1;
+        pipeline.summary.lines += 1;
+        let result = match std::str::from_utf8(bytes) {
+            Ok(text) => parser.parse_into(text, &mut event).map_err(|e| e.to_string()),
+            Err(e) => Err(format!("not UTF-8 ({e})")),
+        };
+        match result {
+            Ok(Parsed::Event) => {
+                pipeline.summary.events += 1;
+                engine.observe(&event, &mut |s| pipeline.on_second(s));
+            }
+            Ok(Parsed::Skipped) => pipeline.summary.skipped += 1,
+            Err(reason) => {
+                pipeline.summary.malformed += 1;
+                if pipeline.summary.malformed <= opts.report_malformed {
+                    writeln!(diag, "{name}:{line_no}: malformed line skipped: {reason}")?;
+                }
+            }
+        }
+        Ok(())
+    };
+    for line in &head {
+        handle(line, &mut pipeline, diag)?;
+    }
+    drop(head);
+    while let Some(line) = input.next_line()? {
+        handle(line, &mut pipeline, diag)?;
+        if let Some(e) = pipeline.error.take() {
+            return Err(e).context("writing output");
+        }
+    }
+    engine.finish(&mut |s| pipeline.on_second(s));
+    let printer = &mut pipeline.printer;
+    let mut result = Ok(());
+    pipeline.clock.finish(|r| result = printer.stats(&r));
+    result?;
+    pipeline.summary.late = engine.counters().late;
+    if pipeline.summary.malformed > opts.report_malformed {
+        writeln!(
+            diag,
+            "{name}: {} more malformed lines not shown",
+            pipeline.summary.malformed - opts.report_malformed
+        )?;
+    }
+    if let Some(e) = pipeline.error.take() {
+        return Err(e).context("writing output");
+    }
+    pipeline.printer.summary(&pipeline.summary)?;
+    pipeline.printer.flush()?;
+    Ok(pipeline.summary)
+}
+
+/// Lines from a reader, without their `\n`, reusing one buffer.
+struct LineReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+}
+
+impl<R: BufRead> LineReader<R> {
+    fn new(inner: R) -> Self {
+        LineReader {
+            inner,
+            buf: Vec::with_capacity(4096),
+        }
+    }
+
+    fn next_line(&mut self) -> std::io::Result<Option<&[u8]>> {
+        self.buf.clear();
+        if self.inner.read_until(b'\n', &mut self.buf)? == 0 {
+            return Ok(None);
+        }
+        if self.buf.last() == Some(&b'\n') {
+            self.buf.pop();
+        }
+        Ok(Some(&self.buf))
+    }
+}

@@ -1,0 +1,429 @@
+//! The rule host: runs WebAssembly alert rules over closed seconds and turns
+//! what each rule says is firing into fired/resolved transitions.
+//!
+//! Invariants: every live instance sees every closed second exactly once, in
+//! order; a rule that traps, overruns its deadline or memory, or returns too
+//! much is quarantined and never called again, and the others carry on; a key
+//! cannot fire twice without resolving in between, because transitions are
+//! the host's diff of consecutive firing sets.
+
+mod sandbox;
+pub mod shipped;
+
+use crate::engine::SecondStats;
+pub use sandbox::{RuleComponent, RuleRuntime, SandboxLimits, wit};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Most sections, and top clients, handed to a rule per second.
+pub const MAX_SECTIONS: usize = 256;
+pub const MAX_CLIENTS: usize = 16;
+
+/// Why a rule was quarantined.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RuleFault {
+    #[error("`{call}` overran its time budget")]
+    DeadlineExceeded { call: &'static str },
+    #[error("`{call}` wanted {desired} bytes of memory, over the cap of {cap}")]
+    MemoryExceeded {
+        call: &'static str,
+        cap: usize,
+        desired: usize,
+    },
+    #[error("`{call}` trapped: {message}")]
+    Trapped { call: &'static str, message: String },
+    #[error(
+        "`evaluate` returned {alerts} alerts / {bytes} bytes, over the limit of {max_alerts} alerts / {max_bytes} bytes"
+    )]
+    OversizedResult {
+        alerts: usize,
+        bytes: usize,
+        max_alerts: usize,
+        max_bytes: usize,
+    },
+}
+
+/// Why a rule could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleLoadError {
+    #[error("no shipped rule named `{0}` (shipped: high-traffic, error-rate)")]
+    UnknownShipped(String),
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0} is not a logmon rule component: {1:#}")]
+    Compile(String, anyhow::Error),
+    #[error("{0} failed to start: {1}")]
+    Fault(String, RuleFault),
+    #[error("{0} refused its configuration: {1}")]
+    Config(String, String),
+}
+
+/// Where a rule's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleSource {
+    Shipped(String),
+    File(PathBuf),
+}
+
+/// One rule instance to run: a component and its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSpec {
+    pub source: RuleSource,
+    pub params: Vec<(String, String)>,
+}
+
+impl std::str::FromStr for RuleSpec {
+    type Err = String;
+
+    /// `NAME-OR-PATH[:key=value,key=value]`; a value containing `.wasm` or a
+    /// `/` is a path, anything else names a shipped rule.
+    fn from_str(s: &str) -> Result<RuleSpec, String> {
+        let (source, params) = match s.rsplit_once(':') {
+            Some((source, params)) if params.contains('=') => (source, params),
+            _ => (s, ""),
+        };
+        if source.is_empty() {
+            return Err("empty rule name".into());
+        }
+        let source = if source.contains('/') || source.ends_with(".wasm") {
+            RuleSource::File(PathBuf::from(source))
+        } else {
+            RuleSource::Shipped(source.to_owned())
+        };
+        let params = params
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.split_once('=')
+                    .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                    .ok_or_else(|| format!("parameter `{p}` is not key=value"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(RuleSpec { source, params })
+    }
+}
+
+/// Whether an alert key is firing or has resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    Firing,
+    Resolved,
+}
+
+/// A change of an alert key's state at a second of event time.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Transition {
+    pub rule: String,
+    pub key: String,
+    pub state: AlertState,
+    /// Unix seconds of event time.
+    pub at: i64,
+    pub value: f64,
+    pub message: String,
+}
+
+/// Evaluation health of one rule instance.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RuleHealth {
+    pub evaluations: u64,
+    pub busy: Duration,
+    pub quarantined: Option<String>,
+}
+
+/// A running rule instance with its alert keys.
+pub struct RuleInstance {
+    pub name: String,
+    pub info: wit::RuleInfo,
+    guest: sandbox::Guest,
+    pub health: RuleHealth,
+    active: BTreeMap<String, (f64, String)>,
+}
+
+impl std::fmt::Debug for RuleInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleInstance")
+            .field("name", &self.name)
+            .field("health", &self.health)
+            .finish()
+    }
+}
+
+impl RuleInstance {
+    /// Start an instance: instantiate, describe, configure.
+    pub fn start(
+        runtime: &RuleRuntime,
+        component: &RuleComponent,
+        label: &str,
+        params: &[(String, String)],
+    ) -> Result<RuleInstance, RuleLoadError> {
+        let fault = |f| RuleLoadError::Fault(label.to_owned(), f);
+        let mut guest = runtime.instantiate(component).map_err(fault)?;
+        let info = guest.describe().map_err(fault)?;
+        guest
+            .configure(params)
+            .map_err(fault)?
+            .map_err(|e| RuleLoadError::Config(label.to_owned(), e))?;
+        Ok(RuleInstance {
+            name: info.name.clone(),
+            info,
+            guest,
+            health: RuleHealth::default(),
+            active: BTreeMap::new(),
+        })
+    }
+
+    pub fn is_quarantined(&self) -> bool {
+        self.health.quarantined.is_some()
+    }
+
+    /// Evaluate one second and append the transitions it causes. A fault
+    /// quarantines the instance and is returned; its alerts stay as they were.
+    pub fn evaluate(&mut self, second: &wit::Second, out: &mut Vec<Transition>) -> Result<(), RuleFault> {
+        if let Some(reason) = &self.health.quarantined {
+            return Err(RuleFault::Trapped {
+                call: "evaluate",
+                message: format!("quarantined earlier: {reason}"),
+            });
+        }
+        let started = Instant::now();
+        let result = self.guest.evaluate(second);
+        self.health.busy += started.elapsed();
+        self.health.evaluations += 1;
+        match result {
+            Ok(alerts) => {
+                self.apply(second.time, alerts, out);
+                Ok(())
+            }
+            Err(fault) => {
+                self.health.quarantined = Some(fault.to_string());
+                Err(fault)
+            }
+        }
+    }
+
+    /// Diff the rule's answer against the keys firing before.
+    fn apply(&mut self, at: i64, alerts: Vec<wit::Alert>, out: &mut Vec<Transition>) {
+        let mut firing: BTreeMap<String, (f64, String)> = BTreeMap::new();
+        let mut quiet: BTreeMap<String, (f64, String)> = BTreeMap::new();
+        for a in alerts {
+            let into = if a.firing { &mut firing } else { &mut quiet };
+            into.entry(a.key).or_insert((a.value, a.message));
+        }
+        for (key, (value, _)) in &self.active {
+            if !firing.contains_key(key) {
+                let (value, message) = quiet.remove(key).unwrap_or_else(|| {
+                    (*value, format!("{} {key}: resolved", self.name).trim().to_owned())
+                });
+                out.push(Transition {
+                    rule: self.name.clone(),
+                    key: key.clone(),
+                    state: AlertState::Resolved,
+                    at,
+                    value,
+                    message,
+                });
+            }
+        }
+        for (key, (value, message)) in &firing {
+            if !self.active.contains_key(key) {
+                out.push(Transition {
+                    rule: self.name.clone(),
+                    key: key.clone(),
+                    state: AlertState::Firing,
+                    at,
+                    value: *value,
+                    message: message.clone(),
+                });
+            }
+        }
+        self.active = firing;
+    }
+
+    /// Keys firing now, with their latest value and message.
+    pub fn active(&self) -> impl Iterator<Item = (&str, f64, &str)> {
+        self.active.iter().map(|(k, (v, m))| (k.as_str(), *v, m.as_str()))
+    }
+
+    pub fn save(&mut self) -> Result<Vec<u8>, RuleFault> {
+        self.guest.save()
+    }
+
+    pub fn restore(&mut self, state: &[u8]) -> Result<Result<(), String>, RuleFault> {
+        self.guest.restore(state)
+    }
+}
+
+/// A rule that was quarantined, reported once.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Quarantine {
+    pub rule: String,
+    /// The second being evaluated.
+    pub at: i64,
+    pub reason: String,
+}
+
+/// Every rule instance of a run, evaluated together on each closed second.
+#[derive(Debug)]
+pub struct RuleSet {
+    runtime: RuleRuntime,
+    instances: Vec<RuleInstance>,
+    second: wit::Second,
+}
+
+impl RuleSet {
+    pub fn new(runtime: RuleRuntime) -> RuleSet {
+        RuleSet {
+            runtime,
+            instances: Vec::new(),
+            second: empty_second(0),
+        }
+    }
+
+    pub fn runtime(&self) -> &RuleRuntime {
+        &self.runtime
+    }
+
+    pub fn instances(&self) -> &[RuleInstance] {
+        &self.instances
+    }
+
+    /// Load and start a rule; instance names are made unique (`name#2`).
+    pub fn add(&mut self, spec: &RuleSpec) -> Result<&RuleInstance, RuleLoadError> {
+        let (label, bytes) = match &spec.source {
+            RuleSource::Shipped(name) => {
+                let bytes = shipped::by_name(name)
+                    .ok_or_else(|| RuleLoadError::UnknownShipped(name.clone()))?;
+                (name.clone(), std::borrow::Cow::Borrowed(bytes))
+            }
+            RuleSource::File(path) => (
+                path.display().to_string(),
+                std::borrow::Cow::Owned(read_component(path)?),
+            ),
+        };
+        let component = self
+            .runtime
+            .compile(&bytes)
+            .map_err(|e| RuleLoadError::Compile(label.clone(), e))?;
+        let mut instance = RuleInstance::start(&self.runtime, &component, &label, &spec.params)?;
+        let base = instance.name.clone();
+        let mut n = 1;
+        while self.instances.iter().any(|i| i.name == instance.name) {
+            n += 1;
+            instance.name = format!("{base}#{n}");
+        }
+        self.instances.push(instance);
+        Ok(self.instances.last().expect("just pushed"))
+    }
+
+    /// Evaluate a closed second on every live instance.
+    pub fn evaluate(
+        &mut self,
+        stats: &SecondStats,
+        transitions: &mut Vec<Transition>,
+        quarantined: &mut Vec<Quarantine>,
+    ) {
+        fill_second(&mut self.second, stats);
+        for instance in self.instances.iter_mut().filter(|i| !i.is_quarantined()) {
+            if let Err(fault) = instance.evaluate(&self.second, transitions) {
+                quarantined.push(Quarantine {
+                    rule: instance.name.clone(),
+                    at: stats.time,
+                    reason: fault.to_string(),
+                });
+            }
+        }
+    }
+}
+
+fn read_component(path: &Path) -> Result<Vec<u8>, RuleLoadError> {
+    std::fs::read(path).map_err(|source| RuleLoadError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// An empty second in the rule interface's shape.
+pub fn empty_second(time: i64) -> wit::Second {
+    wit::Second {
+        time,
+        hits: 0,
+        bytes: 0,
+        statuses: classes(&Default::default()),
+        sections: Vec::new(),
+        status_codes: Vec::new(),
+        methods: Vec::new(),
+        top_clients: Vec::new(),
+    }
+}
+
+fn classes(c: &crate::engine::StatusClasses) -> wit::StatusClasses {
+    wit::StatusClasses {
+        informational: c.informational,
+        success: c.success,
+        redirection: c.redirection,
+        client_error: c.client_error,
+        server_error: c.server_error,
+        other: c.other,
+    }
+}
+
+/// Busiest first, ties by name so the order is deterministic.
+fn busiest<'a, V>(
+    items: impl Iterator<Item = (&'a str, V)>,
+    hits: impl Fn(&V) -> u64,
+    limit: usize,
+) -> Vec<(&'a str, V)> {
+    let mut v: Vec<(&str, V)> = items.collect();
+    v.sort_unstable_by(|a, b| hits(&b.1).cmp(&hits(&a.1)).then_with(|| a.0.cmp(b.0)));
+    v.truncate(limit);
+    v
+}
+
+/// Write a closed second into the interface's record, reusing its buffers.
+pub fn fill_second(out: &mut wit::Second, s: &SecondStats) {
+    out.time = s.time;
+    out.hits = s.hits;
+    out.bytes = s.bytes;
+    out.statuses = classes(&s.statuses);
+    out.sections.clear();
+    out.sections.extend(
+        busiest(s.sections.iter().map(|(k, v)| (&**k, v)), |v| v.hits, MAX_SECTIONS)
+            .into_iter()
+            .map(|(name, agg)| wit::SectionStats {
+                section: name.to_owned(),
+                hits: agg.hits,
+                bytes: agg.bytes,
+                statuses: classes(&agg.statuses),
+            }),
+    );
+    out.status_codes.clear();
+    out.status_codes.extend(
+        s.status_codes
+            .iter()
+            .map(|(&status, &hits)| wit::StatusCount { status, hits }),
+    );
+    out.status_codes.sort_unstable_by_key(|c| c.status);
+    out.methods.clear();
+    out.methods.extend(
+        busiest(s.methods.iter().map(|(k, v)| (&**k, *v)), |v| *v, usize::MAX)
+            .into_iter()
+            .map(|(method, hits)| wit::MethodCount {
+                method: method.to_owned(),
+                hits,
+            }),
+    );
+    out.top_clients.clear();
+    out.top_clients.extend(
+        busiest(s.clients.iter().map(|(k, v)| (&**k, *v)), |v| *v, MAX_CLIENTS)
+            .into_iter()
+            .map(|(client, hits)| wit::ClientCount {
+                client: client.to_owned(),
+                hits,
+            }),
+    );
+}

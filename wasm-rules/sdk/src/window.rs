@@ -1,0 +1,102 @@
+//! A sliding window of per-second values over the last `len` seconds.
+
+use crate::{StateReader, StateWriter};
+
+/// Sum of a per-second quantity over the last `len` seconds `t-len+1 ..= t`.
+///
+/// The host delivers every second in order, silent ones included, so the
+/// window is a ring indexed by arrival; a skipped second (which the host never
+/// produces) would be treated as the next slot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    slots: Vec<u64>,
+    next: usize,
+    sum: u64,
+}
+
+impl Window {
+    /// A window of `len` seconds (at least one), all zero: seconds before the
+    /// first one seen count as silent.
+    pub fn new(len: usize) -> Window {
+        Window {
+            slots: vec![0; len.max(1)],
+            next: 0,
+            sum: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sum == 0
+    }
+
+    /// Push the newest second's value, dropping the oldest.
+    pub fn push(&mut self, value: u64) {
+        let old = std::mem::replace(&mut self.slots[self.next], value);
+        self.sum = self.sum - old + value;
+        self.next = (self.next + 1) % self.slots.len();
+    }
+
+    /// Sum over the window.
+    pub fn sum(&self) -> u64 {
+        self.sum
+    }
+
+    /// Mean per second over the whole window length.
+    pub fn mean(&self) -> f64 {
+        self.sum as f64 / self.slots.len() as f64
+    }
+
+    pub fn save(&self, w: &mut StateWriter) {
+        w.u64(self.slots.len() as u64).u64(self.next as u64);
+        for &s in &self.slots {
+            w.u64(s);
+        }
+    }
+
+    /// Read a window saved by [`Window::save`]; its length must equal `len`.
+    pub fn restore(r: &mut StateReader<'_>, len: usize) -> Result<Window, String> {
+        let saved = r.u64()?;
+        if saved != len as u64 {
+            return Err(format!("saved window has {saved} seconds, configured {len}"));
+        }
+        let next = r.u64()? as usize;
+        if next >= len.max(1) {
+            return Err("window position out of range".to_owned());
+        }
+        let mut slots = Vec::with_capacity(len);
+        for _ in 0..len {
+            slots.push(r.u64()?);
+        }
+        let sum = slots.iter().sum();
+        Ok(Window { slots, next, sum })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_the_last_len_values() {
+        let mut w = Window::new(3);
+        for v in [1, 2, 3, 4] {
+            w.push(v);
+        }
+        assert_eq!(w.sum(), 9);
+        assert_eq!(w.mean(), 3.0);
+        let mut s = StateWriter::new(1);
+        w.save(&mut s);
+        let blob = s.finish();
+        let mut r = StateReader::new(&blob, 1).unwrap();
+        let mut back = Window::restore(&mut r, 3).unwrap();
+        assert_eq!(back, w);
+        back.push(10);
+        assert_eq!(back.sum(), 17);
+        let mut r = StateReader::new(&blob, 1).unwrap();
+        assert!(Window::restore(&mut r, 4).is_err());
+    }
+}
