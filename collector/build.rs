@@ -13,13 +13,22 @@ const RULES: &[(&str, &str)] = &[
 ];
 
 fn main() {
-    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
-    let root = manifest_dir.parent().expect("collector/ is inside the workspace");
+    let manifest_dir =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let root = manifest_dir
+        .parent()
+        .expect("collector/ is inside the workspace");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it"));
     let target_dir = out.join("rules-target");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
 
-    for dir in ["wasm-rules/wit", "wasm-rules/sdk", "wasm-rules/high-traffic", "wasm-rules/error-rate", "wasm-rules/hostile"] {
+    for dir in [
+        "wasm-rules/wit",
+        "wasm-rules/sdk",
+        "wasm-rules/high-traffic",
+        "wasm-rules/error-rate",
+        "wasm-rules/hostile",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
 
@@ -48,7 +57,9 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().expect("could not run cargo to build the wasm rules");
+    let status = cmd
+        .status()
+        .expect("could not run cargo to build the wasm rules");
     assert!(
         status.success(),
         "building the WebAssembly rules failed; is the target installed? (`rustup target add wasm32-wasip2`)"

@@ -11,7 +11,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(name = "logmon-collector", version, about = "logmon collector: event-time HTTP traffic statistics and WebAssembly alert rules")]
+#[command(
+    name = "logmon-collector",
+    version,
+    about = "logmon collector: event-time HTTP traffic statistics and WebAssembly alert rules"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -69,7 +73,10 @@ pub struct ReplayArgs {
 impl ReplayArgs {
     pub fn options(self) -> anyhow::Result<ReplayOptions> {
         anyhow::ensure!(self.window > 0, "--window must be at least 1 second");
-        anyhow::ensure!(self.stats_every > 0, "--stats-every must be at least 1 second");
+        anyhow::ensure!(
+            self.stats_every > 0,
+            "--stats-every must be at least 1 second"
+        );
         anyhow::ensure!(
             self.threshold.is_finite() && self.threshold >= 0.0,
             "--threshold must be a non-negative number"

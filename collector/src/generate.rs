@@ -74,8 +74,15 @@ impl Default for TrafficSpec {
             lines: 10_000,
             start: 1_549_573_860,
             base_rate: 8.0,
-            bursts: vec![Burst { at: 300, duration: 180, rate: 25.0 }],
-            gaps: vec![Gap { at: 900, duration: 300 }],
+            bursts: vec![Burst {
+                at: 300,
+                duration: 180,
+                rate: 25.0,
+            }],
+            gaps: vec![Gap {
+                at: 900,
+                duration: 300,
+            }],
             disorder: 2,
             error_rate: 0.02,
             sections: 12,
@@ -98,7 +105,9 @@ impl fmt::Display for SpecError {
 impl std::error::Error for SpecError {}
 
 fn field<T: FromStr>(s: &str, what: &str, whole: &str, form: &str) -> Result<T, SpecError> {
-    s.trim().parse().map_err(|_| SpecError(format!("bad {what} `{s}` in `{whole}` (expected {form})")))
+    s.trim()
+        .parse()
+        .map_err(|_| SpecError(format!("bad {what} `{s}` in `{whole}` (expected {form})")))
 }
 
 impl FromStr for Burst {
@@ -117,7 +126,9 @@ impl FromStr for Burst {
             rate: field(rate, "rate", s, FORM)?,
         };
         if burst.duration < 0 || !burst.rate.is_finite() || burst.rate < 0.0 {
-            return Err(SpecError(format!("bad burst `{s}`: duration and rate must be non-negative")));
+            return Err(SpecError(format!(
+                "bad burst `{s}`: duration and rate must be non-negative"
+            )));
         }
         Ok(burst)
     }
@@ -133,9 +144,14 @@ impl FromStr for Gap {
         let [at, duration] = parts[..] else {
             return Err(SpecError(format!("bad gap `{s}` (expected {FORM})")));
         };
-        let gap = Gap { at: field(at, "start", s, FORM)?, duration: field(duration, "duration", s, FORM)? };
+        let gap = Gap {
+            at: field(at, "start", s, FORM)?,
+            duration: field(duration, "duration", s, FORM)?,
+        };
         if gap.duration < 0 {
-            return Err(SpecError(format!("bad gap `{s}`: duration must be non-negative")));
+            return Err(SpecError(format!(
+                "bad gap `{s}`: duration must be non-negative"
+            )));
         }
         Ok(gap)
     }
@@ -144,14 +160,53 @@ impl FromStr for Gap {
 // --- vocabulary -----------------------------------------------------------------
 
 const SECTIONS: &[&str] = &[
-    "/api", "/", "/static", "/report", "/users", "/products", "/search", "/orders", "/images", "/blog", "/login",
-    "/cart", "/checkout", "/help", "/docs", "/admin", "/account", "/news", "/pages", "/media",
+    "/api",
+    "/",
+    "/static",
+    "/report",
+    "/users",
+    "/products",
+    "/search",
+    "/orders",
+    "/images",
+    "/blog",
+    "/login",
+    "/cart",
+    "/checkout",
+    "/help",
+    "/docs",
+    "/admin",
+    "/account",
+    "/news",
+    "/pages",
+    "/media",
 ];
 const RESOURCES: &[&str] = &[
-    "user", "orders", "list", "item", "help", "update", "create", "details", "index.html", "stats", "export",
-    "settings", "style.css", "app.js", "logo.png", "feed",
+    "user",
+    "orders",
+    "list",
+    "item",
+    "help",
+    "update",
+    "create",
+    "details",
+    "index.html",
+    "stats",
+    "export",
+    "settings",
+    "style.css",
+    "app.js",
+    "logo.png",
+    "feed",
 ];
-const QUERIES: &[&str] = &["x=1", "page=2", "q=shoes", "sort=desc&limit=50", "lang=en", "utm_source=newsletter"];
+const QUERIES: &[&str] = &[
+    "x=1",
+    "page=2",
+    "q=shoes",
+    "sort=desc&limit=50",
+    "lang=en",
+    "utm_source=newsletter",
+];
 const USERS: &[&str] = &["apache", "alice", "bob", "carol", "dave", "erin", "mallory"];
 const AGENTS: &[&str] = &[
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
@@ -170,8 +225,15 @@ const REFERERS: &[&str] = &[
     "https://news.ycombinator.com/",
     "https://t.co/x1y2z3",
 ];
-const METHODS: &[(&str, u32)] =
-    &[("GET", 800), ("POST", 120), ("PUT", 30), ("DELETE", 20), ("HEAD", 20), ("PATCH", 6), ("OPTIONS", 4)];
+const METHODS: &[(&str, u32)] = &[
+    ("GET", 800),
+    ("POST", 120),
+    ("PUT", 30),
+    ("DELETE", 20),
+    ("HEAD", 20),
+    ("PATCH", 6),
+    ("OPTIONS", 4),
+];
 const OK_STATUSES: &[(u16, u32)] = &[
     (200, 860),
     (201, 10),
@@ -215,12 +277,17 @@ impl Weighted {
     fn pick(&self, rng: &mut StdRng) -> usize {
         let total = *self.cumulative.last().unwrap_or(&0.0);
         let x = rng.random::<f64>() * total;
-        self.cumulative.partition_point(|&c| c <= x).min(self.cumulative.len().saturating_sub(1))
+        self.cumulative
+            .partition_point(|&c| c <= x)
+            .min(self.cumulative.len().saturating_sub(1))
     }
 }
 
 fn table<T: Copy>(items: &[(T, u32)]) -> (Vec<T>, Weighted) {
-    (items.iter().map(|&(t, _)| t).collect(), Weighted::new(items.iter().map(|&(_, w)| f64::from(w))))
+    (
+        items.iter().map(|&(t, _)| t).collect(),
+        Weighted::new(items.iter().map(|&(_, w)| f64::from(w))),
+    )
 }
 
 /// A standard normal sample (Box–Muller).
@@ -314,12 +381,18 @@ impl Site {
     fn new(spec: &TrafficSpec, rng: &mut StdRng) -> Site {
         let n_sections = spec.sections.max(1);
         let sections: Vec<String> = (0..n_sections)
-            .map(|i| SECTIONS.get(i).map_or_else(|| format!("/section{i}"), |s| (*s).to_owned()))
+            .map(|i| {
+                SECTIONS
+                    .get(i)
+                    .map_or_else(|| format!("/section{i}"), |s| (*s).to_owned())
+            })
             .collect();
         let section_weights = Weighted::zipf(n_sections, 1.1);
         // Every fourth section (from the third) is three times as error-prone;
         // scale so the traffic-weighted mean is the spec's error rate.
-        let multipliers: Vec<f64> = (0..n_sections).map(|i| if i % 4 == 2 { 3.0 } else { 1.0 }).collect();
+        let multipliers: Vec<f64> = (0..n_sections)
+            .map(|i| if i % 4 == 2 { 3.0 } else { 1.0 })
+            .collect();
         let total = section_weights.cumulative.last().copied().unwrap_or(1.0);
         let mut previous = 0.0;
         let mean: f64 = section_weights
@@ -332,8 +405,15 @@ impl Site {
                 w * m / total
             })
             .sum();
-        let error_rate = if spec.error_rate.is_finite() { spec.error_rate.clamp(0.0, 1.0) } else { 0.0 };
-        let section_errors = multipliers.iter().map(|m| (error_rate * m / mean).min(1.0)).collect();
+        let error_rate = if spec.error_rate.is_finite() {
+            spec.error_rate.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let section_errors = multipliers
+            .iter()
+            .map(|m| (error_rate * m / mean).min(1.0))
+            .collect();
 
         let n_clients = spec.clients.max(1);
         let mut clients = Vec::with_capacity(n_clients);
@@ -349,7 +429,11 @@ impl Site {
                 format!("{a}.{}.{}.{}", (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff)
             };
             clients.push(ip);
-            client_users.push(if rng.random::<f64>() < 0.3 { USERS[rng.random_range(0..USERS.len())] } else { "-" });
+            client_users.push(if rng.random::<f64>() < 0.3 {
+                USERS[rng.random_range(0..USERS.len())]
+            } else {
+                "-"
+            });
             client_agents.push(rng.random_range(0..AGENTS.len()) as u8);
         }
         Site {
@@ -408,7 +492,11 @@ impl Site {
             protocol: self.protocols.1.pick(rng) as u8,
             status,
             bytes,
-            referer: if rng.random::<f64>() < 0.6 { Some(rng.random_range(0..REFERERS.len() + 1) as u8) } else { None },
+            referer: if rng.random::<f64>() < 0.6 {
+                Some(rng.random_range(0..REFERERS.len() + 1) as u8)
+            } else {
+                None
+            },
             duration_us,
         }
     }
@@ -428,7 +516,11 @@ impl Site {
             0 => write!(event.path, "{section}"),
             1 => write!(event.path, "{base}/{resource}"),
             2 => write!(event.path, "{base}/{resource}/{}", r.id),
-            _ => write!(event.path, "{base}/{resource}?{}", QUERIES[r.query as usize]),
+            _ => write!(
+                event.path,
+                "{base}/{resource}?{}",
+                QUERIES[r.query as usize]
+            ),
         };
         set(&mut event.protocol, self.protocols.0[r.protocol as usize]);
         event.status = r.status;
@@ -442,10 +534,14 @@ impl Site {
                     let referer = event.referer.get_or_insert_with(String::new);
                     referer.clear();
                     referer.push_str("https://logmon.example");
-                    referer.push_str(&self.sections[(r.section as usize + 1) % self.sections.len()]);
+                    referer
+                        .push_str(&self.sections[(r.section as usize + 1) % self.sections.len()]);
                 }
             }
-            set_opt(&mut event.user_agent, AGENTS[self.client_agents[r.client as usize] as usize]);
+            set_opt(
+                &mut event.user_agent,
+                AGENTS[self.client_agents[r.client as usize] as usize],
+            );
             event.duration_us = Some(r.duration_us);
         } else {
             event.referer = None;
@@ -473,7 +569,12 @@ fn rate_at(spec: &TrafficSpec, offset: i64) -> f64 {
     if spec.gaps.iter().any(|g| inside(g.at, g.duration)) {
         return 0.0;
     }
-    let rate = spec.bursts.iter().rev().find(|b| inside(b.at, b.duration)).map_or(spec.base_rate, |b| b.rate);
+    let rate = spec
+        .bursts
+        .iter()
+        .rev()
+        .find(|b| inside(b.at, b.duration))
+        .map_or(spec.base_rate, |b| b.rate);
     if rate.is_finite() { rate.max(0.0) } else { 0.0 }
 }
 
@@ -487,7 +588,12 @@ pub fn generate(spec: &TrafficSpec, out: &mut impl io::Write) -> io::Result<u64>
     let with_extras = matches!(spec.format, Format::Combined | Format::Json);
     // CSV (like the exercise) and CLF have whole seconds; JSON milliseconds.
     let sub_second = spec.format == Format::Json;
-    let last_burst_end = spec.bursts.iter().filter(|b| b.rate > 0.0).map(|b| b.at.saturating_add(b.duration)).max();
+    let last_burst_end = spec
+        .bursts
+        .iter()
+        .filter(|b| b.rate > 0.0)
+        .map(|b| b.at.saturating_add(b.duration))
+        .max();
     let window = i64::from(spec.disorder) * NANOS_PER_SEC;
 
     let mut buf = String::with_capacity(FLUSH_AT + 1024);
@@ -516,7 +622,11 @@ pub fn generate(spec: &TrafficSpec, out: &mut impl io::Write) -> io::Result<u64>
         if rate <= 0.0 && spec.base_rate <= 0.0 && last_burst_end.is_none_or(|end| offset >= end) {
             break; // silence for ever after
         }
-        let Some(second) = spec.start.checked_add(offset).and_then(|s| s.checked_mul(NANOS_PER_SEC)) else {
+        let Some(second) = spec
+            .start
+            .checked_add(offset)
+            .and_then(|s| s.checked_mul(NANOS_PER_SEC))
+        else {
             break;
         };
         let n = poisson(&mut rng, rate).min(spec.lines - made);
@@ -524,13 +634,25 @@ pub fn generate(spec: &TrafficSpec, out: &mut impl io::Write) -> io::Result<u64>
             // A moment within the second; the timestamp keeps it to the
             // millisecond (JSON) or drops it (whole-second formats).
             let moment = rng.random_range(0..NANOS_PER_SEC);
-            let nanos = if sub_second { moment - moment % 1_000_000 } else { 0 };
+            let nanos = if sub_second {
+                moment - moment % 1_000_000
+            } else {
+                0
+            };
             let request = site.request(&mut rng, second + nanos);
             // Written in order of moment + a jitter of at most `disorder`
             // seconds, so nothing is written after an event more than
             // `disorder` seconds newer than itself.
-            let jitter = if window > 0 { rng.random_range(0..=window) } else { 0 };
-            pending.push(Pending { key: second.saturating_add(moment + jitter), seq, request });
+            let jitter = if window > 0 {
+                rng.random_range(0..=window)
+            } else {
+                0
+            };
+            pending.push(Pending {
+                key: second.saturating_add(moment + jitter),
+                seq,
+                request,
+            });
             seq += 1;
         }
         made += n;
@@ -577,8 +699,21 @@ mod tests {
 
     #[test]
     fn parses_specs() {
-        assert_eq!("300:180:25".parse::<Burst>(), Ok(Burst { at: 300, duration: 180, rate: 25.0 }));
-        assert_eq!("900:300".parse::<Gap>(), Ok(Gap { at: 900, duration: 300 }));
+        assert_eq!(
+            "300:180:25".parse::<Burst>(),
+            Ok(Burst {
+                at: 300,
+                duration: 180,
+                rate: 25.0
+            })
+        );
+        assert_eq!(
+            "900:300".parse::<Gap>(),
+            Ok(Gap {
+                at: 900,
+                duration: 300
+            })
+        );
         assert!("300:180".parse::<Burst>().is_err());
         assert!("1:2:x".parse::<Burst>().is_err());
         assert!("1:-2".parse::<Gap>().is_err());
@@ -587,7 +722,10 @@ mod tests {
 
     #[test]
     fn deterministic_for_a_seed() {
-        let spec = TrafficSpec { lines: 3000, ..TrafficSpec::default() };
+        let spec = TrafficSpec {
+            lines: 3000,
+            ..TrafficSpec::default()
+        };
         assert_eq!(run(&spec), run(&spec));
         assert_ne!(run(&spec), run(&TrafficSpec { seed: 2, ..spec }));
     }
@@ -595,30 +733,50 @@ mod tests {
     #[test]
     fn every_format_parses_with_exact_counts() {
         for format in Format::ALL {
-            let spec = TrafficSpec { format, lines: 4000, ..TrafficSpec::default() };
+            let spec = TrafficSpec {
+                format,
+                lines: 4000,
+                ..TrafficSpec::default()
+            };
             let text = run(&spec);
             let header = usize::from(format == Format::Csv);
             assert_eq!(text.lines().count(), 4000 + header, "{format}");
             let evs = events(format, &text);
             assert_eq!(evs.len(), 4000, "{format}");
             let with_extras = matches!(format, Format::Combined | Format::Json);
-            assert_eq!(evs.iter().all(|e| e.user_agent.is_some()), with_extras, "{format}");
+            assert_eq!(
+                evs.iter().all(|e| e.user_agent.is_some()),
+                with_extras,
+                "{format}"
+            );
         }
         let mut parser = LineParser::new(Format::Csv);
-        assert_eq!(parser.parse_into(header(Format::Csv).unwrap(), &mut Event::empty()), Ok(Parsed::Skipped));
+        assert_eq!(
+            parser.parse_into(header(Format::Csv).unwrap(), &mut Event::empty()),
+            Ok(Parsed::Skipped)
+        );
     }
 
     #[test]
     fn disorder_is_bounded() {
         for disorder in [0, 1, 2, 5] {
-            let spec = TrafficSpec { lines: 5000, disorder, base_rate: 20.0, ..TrafficSpec::default() };
+            let spec = TrafficSpec {
+                lines: 5000,
+                disorder,
+                base_rate: 20.0,
+                ..TrafficSpec::default()
+            };
             let evs = events(spec.format, &run(&spec));
             let mut max = i64::MIN;
             let mut out_of_order = 0;
             for e in &evs {
                 if e.second() < max {
                     out_of_order += 1;
-                    assert!(max - e.second() <= i64::from(disorder), "disorder {disorder}: {} after {max}", e.second());
+                    assert!(
+                        max - e.second() <= i64::from(disorder),
+                        "disorder {disorder}: {} after {max}",
+                        e.second()
+                    );
                 }
                 max = max.max(e.second());
             }
@@ -632,12 +790,21 @@ mod tests {
 
     #[test]
     fn gaps_are_silent_and_bursts_busy() {
-        let spec = TrafficSpec { lines: 20_000, ..TrafficSpec::default() };
+        let spec = TrafficSpec {
+            lines: 20_000,
+            ..TrafficSpec::default()
+        };
         let evs = events(spec.format, &run(&spec));
         let offsets: Vec<i64> = evs.iter().map(|e| e.second() - spec.start).collect();
         assert!(offsets.iter().all(|&o| o >= 0));
-        assert!(!offsets.iter().any(|&o| (900..1200).contains(&o)), "events inside the gap");
-        assert!(offsets.iter().any(|&o| o >= 1200), "the log should go past the gap");
+        assert!(
+            !offsets.iter().any(|&o| (900..1200).contains(&o)),
+            "events inside the gap"
+        );
+        assert!(
+            offsets.iter().any(|&o| o >= 1200),
+            "the log should go past the gap"
+        );
         let in_burst = offsets.iter().filter(|&&o| (300..480).contains(&o)).count() as f64 / 180.0;
         let before = offsets.iter().filter(|&&o| (0..300).contains(&o)).count() as f64 / 300.0;
         assert!((22.0..28.0).contains(&in_burst), "burst rate {in_burst}");
@@ -651,7 +818,11 @@ mod tests {
     fn stops_when_traffic_ends_for_ever() {
         let spec = TrafficSpec {
             base_rate: 0.0,
-            bursts: vec![Burst { at: 0, duration: 10, rate: 5.0 }],
+            bursts: vec![Burst {
+                at: 0,
+                duration: 10,
+                rate: 5.0,
+            }],
             ..TrafficSpec::default()
         };
         let mut out = Vec::new();

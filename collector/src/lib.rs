@@ -5,7 +5,7 @@
 pub mod cli;
 pub mod engine;
 pub mod generate;
-pub mod rules;
-pub mod stats;
 pub mod output;
 pub mod replay;
+pub mod rules;
+pub mod stats;

@@ -121,7 +121,13 @@ impl<W: Write> Printer<W> {
         if !r.sections.is_empty() {
             write!(o, "  sections ")?;
             for sec in &r.sections {
-                write!(o, "  {} {} ({:.1}%", sec.section, sec.hits, sec.share * 100.0)?;
+                write!(
+                    o,
+                    "  {} {} ({:.1}%",
+                    sec.section,
+                    sec.hits,
+                    sec.share * 100.0
+                )?;
                 if sec.error_rate > 0.0 {
                     write!(o, ", 5xx {:.1}%", sec.error_rate * 100.0)?;
                 }

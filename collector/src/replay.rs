@@ -5,7 +5,9 @@
 
 use crate::engine::{EventTimeEngine, SecondStats};
 use crate::output::{OutputKind, Printer, Summary};
-use crate::rules::{Quarantine, RuleRuntime, RuleSet, RuleSpec, RuleSource, SandboxLimits, Transition};
+use crate::rules::{
+    Quarantine, RuleRuntime, RuleSet, RuleSource, RuleSpec, SandboxLimits, Transition,
+};
 use crate::stats::StatsClock;
 use anyhow::Context as _;
 use logmon_protocol::parse::{DETECT_LINES, Parsed, detect};
@@ -115,7 +117,8 @@ struct Pipeline<W: Write> {
 impl<W: Write> Pipeline<W> {
     fn on_second(&mut self, s: &SecondStats) {
         self.summary.seconds += 1;
-        self.rules.evaluate(s, &mut self.transitions, &mut self.quarantined);
+        self.rules
+            .evaluate(s, &mut self.transitions, &mut self.quarantined);
         let mut result = Ok(());
         for q in self.quarantined.drain(..) {
             self.summary.quarantined += 1;
@@ -136,7 +139,11 @@ impl<W: Write> Pipeline<W> {
 }
 
 /// Run a replay, writing reports to `out` and diagnostics to `diag`.
-pub fn run<W: Write>(opts: &ReplayOptions, out: W, diag: &mut dyn Write) -> anyhow::Result<Summary> {
+pub fn run<W: Write>(
+    opts: &ReplayOptions,
+    out: W,
+    diag: &mut dyn Write,
+) -> anyhow::Result<Summary> {
     let runtime = RuleRuntime::new(opts.limits).context("starting the WebAssembly runtime")?;
     let mut rules = RuleSet::new(runtime);
     for spec in rule_specs(opts)? {
@@ -193,28 +200,31 @@ pub fn run<W: Write>(opts: &ReplayOptions, out: W, diag: &mut dyn Write) -> anyh
     let mut parser = LineParser::new(format);
     let mut event = Event::empty();
     let mut line_no = 0u64;
-    let mut handle = |bytes: &[u8], pipeline: &mut Pipeline<W>, diag: &mut dyn Write| -> std::io::Result<()> {
-        line_no += 1;
-        pipeline.summary.lines += 1;
-        let result = match std::str::from_utf8(bytes) {
-            Ok(text) => parser.parse_into(text, &mut event).map_err(|e| e.to_string()),
-            Err(e) => Err(format!("not UTF-8 ({e})")),
-        };
-        match result {
-            Ok(Parsed::Event) => {
-                pipeline.summary.events += 1;
-                engine.observe(&event, &mut |s| pipeline.on_second(s));
-            }
-            Ok(Parsed::Skipped) => pipeline.summary.skipped += 1,
-            Err(reason) => {
-                pipeline.summary.malformed += 1;
-                if pipeline.summary.malformed <= opts.report_malformed {
-                    writeln!(diag, "{name}:{line_no}: malformed line skipped: {reason}")?;
+    let mut handle =
+        |bytes: &[u8], pipeline: &mut Pipeline<W>, diag: &mut dyn Write| -> std::io::Result<()> {
+            line_no += 1;
+            pipeline.summary.lines += 1;
+            let result = match std::str::from_utf8(bytes) {
+                Ok(text) => parser
+                    .parse_into(text, &mut event)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(format!("not UTF-8 ({e})")),
+            };
+            match result {
+                Ok(Parsed::Event) => {
+                    pipeline.summary.events += 1;
+                    engine.observe(&event, &mut |s| pipeline.on_second(s));
+                }
+                Ok(Parsed::Skipped) => pipeline.summary.skipped += 1,
+                Err(reason) => {
+                    pipeline.summary.malformed += 1;
+                    if pipeline.summary.malformed <= opts.report_malformed {
+                        writeln!(diag, "{name}:{line_no}: malformed line skipped: {reason}")?;
+                    }
                 }
             }
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     for line in &head {
         handle(line, &mut pipeline, diag)?;
     }

@@ -107,7 +107,10 @@ impl IntervalStats {
             t.bytes += agg.bytes;
             t.server_errors += agg.statuses.server_error;
         }
-        for (map, from) in [(&mut self.methods, &s.methods), (&mut self.clients, &s.clients)] {
+        for (map, from) in [
+            (&mut self.methods, &s.methods),
+            (&mut self.clients, &s.clients),
+        ] {
             for (k, &n) in from {
                 match map.get_mut(k) {
                     Some(v) => *v += n,
@@ -127,12 +130,21 @@ impl IntervalStats {
             .map(|(name, t)| SectionLine {
                 section: name.to_string(),
                 hits: t.hits,
-                share: if self.hits == 0 { 0.0 } else { t.hits as f64 / self.hits as f64 },
+                share: if self.hits == 0 {
+                    0.0
+                } else {
+                    t.hits as f64 / self.hits as f64
+                },
                 bytes: t.bytes,
-                error_rate: if t.hits == 0 { 0.0 } else { t.server_errors as f64 / t.hits as f64 },
+                error_rate: if t.hits == 0 {
+                    0.0
+                } else {
+                    t.server_errors as f64 / t.hits as f64
+                },
             })
             .collect();
-        sections.sort_unstable_by(|a, b| b.hits.cmp(&a.hits).then_with(|| a.section.cmp(&b.section)));
+        sections
+            .sort_unstable_by(|a, b| b.hits.cmp(&a.hits).then_with(|| a.section.cmp(&b.section)));
         sections.truncate(top_n);
         StatsReport {
             start: self.start,

@@ -19,7 +19,8 @@ use crate::event::{Event, NANOS_PER_SEC};
 use crate::parse::{Format, MONTHS, civil_from_days};
 
 /// The CSV header line.
-pub const CSV_HEADER: &str = r#""remotehost","rfc931","authuser","date","request","status","bytes""#;
+pub const CSV_HEADER: &str =
+    r#""remotehost","rfc931","authuser","date","request","status","bytes""#;
 
 /// The header line a file of `format` starts with, if it has one (CSV).
 pub fn header(format: Format) -> Option<&'static str> {
@@ -204,7 +205,13 @@ pub(crate) fn push_rfc3339(out: &mut String, ts: i64) {
     let nanos = ts.rem_euclid(NANOS_PER_SEC);
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400);
-    let _ = write!(out, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", sod / 3600, sod / 60 % 60, sod % 60);
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    );
     if nanos != 0 {
         let _ = write!(out, ".{nanos:09}");
     }
@@ -219,7 +226,11 @@ fn json(e: &Event, out: &mut String) {
     json_string(out, "remote_user", &e.user);
     out.push_str(",\"request\":\"");
     request(e, out, json_text);
-    let _ = write!(out, "\",\"status\":{},\"body_bytes_sent\":{}", e.status, e.bytes);
+    let _ = write!(
+        out,
+        "\",\"status\":{},\"body_bytes_sent\":{}",
+        e.status, e.bytes
+    );
     if let Some(r) = &e.referer {
         json_string(out, "http_referer", r);
     }
@@ -227,7 +238,12 @@ fn json(e: &Event, out: &mut String) {
         json_string(out, "http_user_agent", a);
     }
     if let Some(us) = e.duration_us {
-        let _ = write!(out, ",\"request_time\":{}.{:06}", us / 1_000_000, us % 1_000_000);
+        let _ = write!(
+            out,
+            ",\"request_time\":{}.{:06}",
+            us / 1_000_000,
+            us % 1_000_000
+        );
     }
     out.push('}');
 }

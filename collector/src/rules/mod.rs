@@ -183,7 +183,11 @@ impl RuleInstance {
 
     /// Evaluate one second and append the transitions it causes. A fault
     /// quarantines the instance and is returned; its alerts stay as they were.
-    pub fn evaluate(&mut self, second: &wit::Second, out: &mut Vec<Transition>) -> Result<(), RuleFault> {
+    pub fn evaluate(
+        &mut self,
+        second: &wit::Second,
+        out: &mut Vec<Transition>,
+    ) -> Result<(), RuleFault> {
         if let Some(reason) = &self.health.quarantined {
             return Err(RuleFault::Trapped {
                 call: "evaluate",
@@ -217,7 +221,10 @@ impl RuleInstance {
         for (key, (value, _)) in &self.active {
             if !firing.contains_key(key) {
                 let (value, message) = quiet.remove(key).unwrap_or_else(|| {
-                    (*value, format!("{} {key}: resolved", self.name).trim().to_owned())
+                    (
+                        *value,
+                        format!("{} {key}: resolved", self.name).trim().to_owned(),
+                    )
                 });
                 out.push(Transition {
                     rule: self.name.clone(),
@@ -246,7 +253,9 @@ impl RuleInstance {
 
     /// Keys firing now, with their latest value and message.
     pub fn active(&self) -> impl Iterator<Item = (&str, f64, &str)> {
-        self.active.iter().map(|(k, (v, m))| (k.as_str(), *v, m.as_str()))
+        self.active
+            .iter()
+            .map(|(k, (v, m))| (k.as_str(), *v, m.as_str()))
     }
 
     pub fn save(&mut self) -> Result<Vec<u8>, RuleFault> {
@@ -265,6 +274,16 @@ pub struct Quarantine {
     /// The second being evaluated.
     pub at: i64,
     pub reason: String,
+}
+
+/// A rule instance's state for a snapshot: the guest's own `save` output and
+/// the host's firing keys.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedRule {
+    pub name: String,
+    pub state: Vec<u8>,
+    /// Firing keys with their latest value and message.
+    pub active: Vec<(String, f64, String)>,
 }
 
 /// Every rule instance of a run, evaluated together on each closed second.
@@ -318,6 +337,75 @@ impl RuleSet {
         }
         self.instances.push(instance);
         Ok(self.instances.last().expect("just pushed"))
+    }
+
+    /// Save every live instance. A rule whose `save` faults is quarantined
+    /// and left out.
+    pub fn save(&mut self) -> Result<Vec<SavedRule>, Vec<Quarantine>> {
+        let mut saved = Vec::new();
+        let mut faults = Vec::new();
+        for instance in self.instances.iter_mut().filter(|i| !i.is_quarantined()) {
+            match instance.save() {
+                Ok(state) => saved.push(SavedRule {
+                    name: instance.name.clone(),
+                    state,
+                    active: instance
+                        .active
+                        .iter()
+                        .map(|(k, (v, m))| (k.clone(), *v, m.clone()))
+                        .collect(),
+                }),
+                Err(fault) => {
+                    instance.health.quarantined = Some(fault.to_string());
+                    faults.push(Quarantine {
+                        rule: instance.name.clone(),
+                        at: 0,
+                        reason: fault.to_string(),
+                    });
+                }
+            }
+        }
+        if faults.is_empty() {
+            Ok(saved)
+        } else {
+            Err(faults)
+        }
+    }
+
+    /// Restore saved states by instance name. An instance whose rule refuses
+    /// its old state (or has none) starts fresh; the error lists those, with
+    /// the reason, and everything else is restored.
+    pub fn restore(&mut self, saved: &[SavedRule]) -> Result<(), Vec<String>> {
+        let mut fresh = Vec::new();
+        for instance in self.instances.iter_mut().filter(|i| !i.is_quarantined()) {
+            let Some(s) = saved.iter().find(|s| s.name == instance.name) else {
+                fresh.push(format!("{}: no saved state, starting fresh", instance.name));
+                continue;
+            };
+            match instance.restore(&s.state) {
+                Ok(Ok(())) => {
+                    instance.active = s
+                        .active
+                        .iter()
+                        .map(|(k, v, m)| (k.clone(), (*v, m.clone())))
+                        .collect();
+                }
+                Ok(Err(reason)) => {
+                    fresh.push(format!(
+                        "{}: saved state refused ({reason}), starting fresh",
+                        instance.name
+                    ));
+                }
+                Err(fault) => {
+                    instance.health.quarantined = Some(fault.to_string());
+                    fresh.push(format!(
+                        "{}: quarantined while restoring: {fault}",
+                        instance.name
+                    ));
+                }
+            }
+        }
+        if fresh.is_empty() { Ok(()) } else { Err(fresh) }
     }
 
     /// Evaluate a closed second on every live instance.
@@ -392,14 +480,18 @@ pub fn fill_second(out: &mut wit::Second, s: &SecondStats) {
     out.statuses = classes(&s.statuses);
     out.sections.clear();
     out.sections.extend(
-        busiest(s.sections.iter().map(|(k, v)| (&**k, v)), |v| v.hits, MAX_SECTIONS)
-            .into_iter()
-            .map(|(name, agg)| wit::SectionStats {
-                section: name.to_owned(),
-                hits: agg.hits,
-                bytes: agg.bytes,
-                statuses: classes(&agg.statuses),
-            }),
+        busiest(
+            s.sections.iter().map(|(k, v)| (&**k, v)),
+            |v| v.hits,
+            MAX_SECTIONS,
+        )
+        .into_iter()
+        .map(|(name, agg)| wit::SectionStats {
+            section: name.to_owned(),
+            hits: agg.hits,
+            bytes: agg.bytes,
+            statuses: classes(&agg.statuses),
+        }),
     );
     out.status_codes.clear();
     out.status_codes.extend(
@@ -410,20 +502,28 @@ pub fn fill_second(out: &mut wit::Second, s: &SecondStats) {
     out.status_codes.sort_unstable_by_key(|c| c.status);
     out.methods.clear();
     out.methods.extend(
-        busiest(s.methods.iter().map(|(k, v)| (&**k, *v)), |v| *v, usize::MAX)
-            .into_iter()
-            .map(|(method, hits)| wit::MethodCount {
-                method: method.to_owned(),
-                hits,
-            }),
+        busiest(
+            s.methods.iter().map(|(k, v)| (&**k, *v)),
+            |v| *v,
+            usize::MAX,
+        )
+        .into_iter()
+        .map(|(method, hits)| wit::MethodCount {
+            method: method.to_owned(),
+            hits,
+        }),
     );
     out.top_clients.clear();
     out.top_clients.extend(
-        busiest(s.clients.iter().map(|(k, v)| (&**k, *v)), |v| *v, MAX_CLIENTS)
-            .into_iter()
-            .map(|(client, hits)| wit::ClientCount {
-                client: client.to_owned(),
-                hits,
-            }),
+        busiest(
+            s.clients.iter().map(|(k, v)| (&**k, *v)),
+            |v| *v,
+            MAX_CLIENTS,
+        )
+        .into_iter()
+        .map(|(client, hits)| wit::ClientCount {
+            client: client.to_owned(),
+            hits,
+        }),
     );
 }

@@ -127,7 +127,9 @@ pub struct RuleRuntime {
 
 impl std::fmt::Debug for RuleRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RuleRuntime").field("limits", &self.limits).finish()
+        f.debug_struct("RuleRuntime")
+            .field("limits", &self.limits)
+            .finish()
     }
 }
 
@@ -176,10 +178,7 @@ impl RuleRuntime {
     }
 
     /// Instantiate a component in a fresh sandbox and read its description.
-    pub(crate) fn instantiate(
-        &self,
-        component: &RuleComponent,
-    ) -> Result<Guest, RuleFault> {
+    pub(crate) fn instantiate(&self, component: &RuleComponent) -> Result<Guest, RuleFault> {
         let sandbox = Sandbox {
             // Nothing inherited or granted: no env, args, stdio, files or sockets.
             wasi: WasiCtx::builder().build(),
@@ -220,7 +219,10 @@ impl Guest {
             .map_err(|e| classify(&self.store, e, "describe"))
     }
 
-    pub fn configure(&mut self, params: &[(String, String)]) -> Result<Result<(), String>, RuleFault> {
+    pub fn configure(
+        &mut self,
+        params: &[(String, String)],
+    ) -> Result<Result<(), String>, RuleFault> {
         self.arm(self.limits.start_deadline);
         self.bindings
             .call_configure(&mut self.store, params)
@@ -272,12 +274,34 @@ fn classify(store: &Store<Sandbox>, error: wasmtime::Error, call: &'static str) 
     if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
         return RuleFault::DeadlineExceeded { call };
     }
-    // Keep the guest's own words (a Rust panic message goes to stderr, which
-    // the sandbox discards) plus the trap and the top of the wasm backtrace.
-    let mut message = format!("{error:#}");
-    if message.len() > 2000 {
-        message.truncate(2000);
-        message.push('…');
+    // One line: the trap itself, then where it happened, innermost frame
+    // first (a Rust panic's own message went to the guest's stderr, which the
+    // sandbox discards).
+    let mut message = match error.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => trap.to_string(),
+        None => error.root_cause().to_string(),
+    };
+    if let Some(trace) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
+        let frames: Vec<String> = trace
+            .frames()
+            .iter()
+            .filter_map(|f| f.func_name().map(str::to_owned))
+            .take(4)
+            .collect();
+        if !frames.is_empty() {
+            message.push_str(" in ");
+            message.push_str(&frames.join(" < "));
+        }
     }
+    let message: String = message.lines().collect::<Vec<_>>().join(" ");
+    let message = if message.len() > 1000 {
+        let mut end = 1000;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &message[..end])
+    } else {
+        message
+    };
     RuleFault::Trapped { call, message }
 }

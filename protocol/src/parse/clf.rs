@@ -10,8 +10,8 @@
 use memchr::{memchr, memchr2};
 
 use super::{
-    ParseError, Parsed, err, parse_bytes, parse_clf_time, parse_seconds_to_micros, parse_status, set_opt, set_user,
-    snippet, split_request,
+    ParseError, Parsed, err, parse_bytes, parse_clf_time, parse_seconds_to_micros, parse_status,
+    set_opt, set_user, snippet, split_request,
 };
 use crate::event::Event;
 
@@ -155,12 +155,20 @@ impl<'a> Cursor<'a> {
                 continue;
             }
             self.pos = at + 1;
-            return Ok(Quoted { raw: &self.s[start..at], escaped });
+            return Ok(Quoted {
+                raw: &self.s[start..at],
+                escaped,
+            });
         }
     }
 }
 
-pub(super) fn parse(line: &str, combined: bool, scratch: &mut String, out: &mut Event) -> Result<Parsed, ParseError> {
+pub(super) fn parse(
+    line: &str,
+    combined: bool,
+    scratch: &mut String,
+    out: &mut Event,
+) -> Result<Parsed, ParseError> {
     let mut c = Cursor { s: line, pos: 0 };
     let host = c.token();
     if host.is_empty() {

@@ -8,7 +8,8 @@
 use memchr::memchr;
 
 use super::{
-    ParseError, Parsed, err, parse_bytes, parse_status, parse_unix_seconds, set_user, snippet, split_request,
+    ParseError, Parsed, err, parse_bytes, parse_status, parse_unix_seconds, set_user, snippet,
+    split_request,
 };
 use crate::event::Event;
 
@@ -59,7 +60,10 @@ fn next_field(line: &str, start: usize) -> Result<(Field<'_>, Option<usize>), Pa
                 i = q + 2;
                 continue;
             }
-            let field = Field { raw: &line[start + 1..q], doubled };
+            let field = Field {
+                raw: &line[start + 1..q],
+                doubled,
+            };
             return match b.get(q + 1) {
                 None => Ok((field, None)),
                 Some(b',') => Ok((field, Some(q + 2))),
@@ -68,12 +72,28 @@ fn next_field(line: &str, start: usize) -> Result<(Field<'_>, Option<usize>), Pa
         }
     }
     Ok(match memchr(b',', &b[start..]) {
-        Some(k) => (Field { raw: &line[start..start + k], doubled: false }, Some(start + k + 1)),
-        None => (Field { raw: &line[start..], doubled: false }, None),
+        Some(k) => (
+            Field {
+                raw: &line[start..start + k],
+                doubled: false,
+            },
+            Some(start + k + 1),
+        ),
+        None => (
+            Field {
+                raw: &line[start..],
+                doubled: false,
+            },
+            None,
+        ),
     })
 }
 
-pub(super) fn parse(line: &str, scratch: &mut String, out: &mut Event) -> Result<Parsed, ParseError> {
+pub(super) fn parse(
+    line: &str,
+    scratch: &mut String,
+    out: &mut Event,
+) -> Result<Parsed, ParseError> {
     let mut fields = [Field::default(); FIELDS];
     let mut n = 0;
     let mut pos = Some(0);

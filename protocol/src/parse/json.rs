@@ -20,12 +20,19 @@
 use serde_json::{Map, Value};
 
 use super::{
-    ParseError, Parsed, err, parse_bytes, parse_clf_time, parse_decimal, parse_rfc3339, parse_seconds_to_micros,
-    parse_status, set, set_opt, set_user, snippet, split_request,
+    ParseError, Parsed, err, parse_bytes, parse_clf_time, parse_decimal, parse_rfc3339,
+    parse_seconds_to_micros, parse_status, set, set_opt, set_user, snippet, split_request,
 };
 use crate::event::{Event, NANOS_PER_SEC};
 
-const TIME: &[&str] = &["time", "timestamp", "time_local", "time_iso8601", "@timestamp", "msec"];
+const TIME: &[&str] = &[
+    "time",
+    "timestamp",
+    "time_local",
+    "time_iso8601",
+    "@timestamp",
+    "msec",
+];
 const CLIENT: &[&str] = &["remote_addr", "client", "client_ip", "remotehost", "host"];
 const USER: &[&str] = &["remote_user", "user", "authuser"];
 const METHOD: &[&str] = &["method", "request_method"];
@@ -36,12 +43,21 @@ const REFERER: &[&str] = &["http_referer", "referer", "referrer"];
 const AGENT: &[&str] = &["http_user_agent", "user_agent", "agent"];
 
 /// The first of `names` present and not null, with its name.
-fn get<'m>(map: &'m Map<String, Value>, names: &[&'static str]) -> Option<(&'static str, &'m Value)> {
-    names.iter().find_map(|&n| map.get(n).filter(|v| !v.is_null()).map(|v| (n, v)))
+fn get<'m>(
+    map: &'m Map<String, Value>,
+    names: &[&'static str],
+) -> Option<(&'static str, &'m Value)> {
+    names
+        .iter()
+        .find_map(|&n| map.get(n).filter(|v| !v.is_null()).map(|v| (n, v)))
 }
 
 /// A string field (numbers are taken as their text).
-fn get_str<'m>(map: &'m Map<String, Value>, names: &[&'static str], scratch: &'m mut String) -> Result<Option<&'m str>, ParseError> {
+fn get_str<'m>(
+    map: &'m Map<String, Value>,
+    names: &[&'static str],
+    scratch: &'m mut String,
+) -> Result<Option<&'m str>, ParseError> {
     match get(map, names) {
         None => Ok(None),
         Some((_, Value::String(s))) => Ok(Some(s)),
@@ -83,7 +99,9 @@ fn time(name: &str, v: &Value) -> Result<i64, ParseError> {
         // A float shows as its shortest exact decimal (never in exponent
         // form), so `1549573860.123` stays exactly .123.
         Value::Number(n) => numeric_time(&n.to_string()),
-        Value::String(s) => parse_rfc3339(s).or_else(|| parse_clf_time(s)).or_else(|| numeric_time(s)),
+        Value::String(s) => parse_rfc3339(s)
+            .or_else(|| parse_clf_time(s))
+            .or_else(|| numeric_time(s)),
         _ => return err(format!("field `{name}` is not a time")),
     };
     match parsed {
@@ -92,7 +110,11 @@ fn time(name: &str, v: &Value) -> Result<i64, ParseError> {
     }
 }
 
-pub(super) fn parse(line: &str, scratch: &mut String, out: &mut Event) -> Result<Parsed, ParseError> {
+pub(super) fn parse(
+    line: &str,
+    scratch: &mut String,
+    out: &mut Event,
+) -> Result<Parsed, ParseError> {
     let value: Value = match serde_json::from_str(line) {
         Ok(v) => v,
         Err(e) => return err(format!("invalid JSON: {e}")),
@@ -148,7 +170,9 @@ pub(super) fn parse(line: &str, scratch: &mut String, out: &mut Event) -> Result
     };
 
     match get(&map, &["request"]) {
-        Some((_, Value::String(r))) if (!r.is_empty() && r != "-") || get(&map, METHOD).is_none() => {
+        Some((_, Value::String(r)))
+            if (!r.is_empty() && r != "-") || get(&map, METHOD).is_none() =>
+        {
             split_request(r, out)?
         }
         Some((_, v)) if !v.is_string() => return err("field `request` is not a string"),

@@ -93,7 +93,9 @@ pub struct ParseError {
 impl ParseError {
     /// An error with this reason.
     pub fn new(reason: impl Into<Cow<'static, str>>) -> Self {
-        ParseError { reason: reason.into() }
+        ParseError {
+            reason: reason.into(),
+        }
     }
 
     /// The reason, as `Display` shows it.
@@ -123,7 +125,10 @@ pub struct LineParser {
 impl LineParser {
     /// A parser for `format`.
     pub fn new(format: Format) -> Self {
-        LineParser { format, scratch: String::new() }
+        LineParser {
+            format,
+            scratch: String::new(),
+        }
     }
 
     /// The format this parser reads.
@@ -169,7 +174,9 @@ pub fn detect<'a>(lines: impl IntoIterator<Item = &'a str>) -> Option<Format> {
     let mut parsers = Format::ALL.map(LineParser::new);
     let mut counts = [0usize; Format::ALL.len()];
     let mut event = Event::empty();
-    let non_empty = lines.into_iter().filter(|l| !l.bytes().all(|b| b.is_ascii_whitespace()));
+    let non_empty = lines
+        .into_iter()
+        .filter(|l| !l.bytes().all(|b| b.is_ascii_whitespace()));
     for line in non_empty.take(DETECT_LINES) {
         for (parser, count) in parsers.iter_mut().zip(counts.iter_mut()) {
             if parser.parse_into(line, &mut event).is_ok() {
@@ -389,8 +396,9 @@ fn days_in_month(y: i64, m: u32) -> u32 {
     }
 }
 
-pub(crate) const MONTHS: [&str; 12] =
-    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+pub(crate) const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 /// `n` ASCII digits at the start of `s`.
 fn digits(s: &[u8], n: usize) -> Option<u32> {
@@ -432,8 +440,18 @@ fn fraction(s: &[u8]) -> Option<(i64, usize)> {
 
 /// Combines a validated local date-time and its UTC offset into nanoseconds.
 #[allow(clippy::too_many_arguments)]
-fn to_nanos(y: i64, mo: u32, d: u32, h: u32, mi: u32, s: u32, nanos: i64, offset_secs: i64) -> Option<i64> {
-    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 60 {
+fn to_nanos(
+    y: i64,
+    mo: u32,
+    d: u32,
+    h: u32,
+    mi: u32,
+    s: u32,
+    nanos: i64,
+    offset_secs: i64,
+) -> Option<i64> {
+    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 60
+    {
         return None;
     }
     let secs = days_from_civil(y, mo, d) * 86_400 + i64::from(h * 3600 + mi * 60 + s) - offset_secs;
@@ -466,11 +484,20 @@ fn offset(s: &[u8]) -> Option<(i64, usize)> {
 /// missing offset, meaning UTC, tolerated), as UTC nanoseconds.
 pub(crate) fn parse_clf_time(s: &str) -> Option<i64> {
     let b = s.trim().as_bytes();
-    if b.len() < 20 || b[2] != b'/' || b[6] != b'/' || b[11] != b':' || b[14] != b':' || b[17] != b':' {
+    if b.len() < 20
+        || b[2] != b'/'
+        || b[6] != b'/'
+        || b[11] != b':'
+        || b[14] != b':'
+        || b[17] != b':'
+    {
         return None;
     }
     let d = digits(b, 2)?;
-    let mo = MONTHS.iter().position(|m| m.as_bytes().eq_ignore_ascii_case(&b[3..6]))? as u32 + 1;
+    let mo = MONTHS
+        .iter()
+        .position(|m| m.as_bytes().eq_ignore_ascii_case(&b[3..6]))? as u32
+        + 1;
     let y = digits(&b[7..], 4)?;
     let h = digits(&b[12..], 2)?;
     let mi = digits(&b[15..], 2)?;
@@ -495,7 +522,13 @@ pub(crate) fn parse_clf_time(s: &str) -> Option<i64> {
 /// UTC), as UTC nanoseconds.
 pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.trim().as_bytes();
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let y = digits(b, 4)?;

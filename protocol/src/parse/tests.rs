@@ -6,7 +6,16 @@ use crate::render::{header, render};
 const S: i64 = NANOS_PER_SEC;
 
 #[allow(clippy::too_many_arguments)]
-fn ev(ts: i64, client: &str, user: &str, method: &str, path: &str, protocol: &str, status: u16, bytes: u64) -> Event {
+fn ev(
+    ts: i64,
+    client: &str,
+    user: &str,
+    method: &str,
+    path: &str,
+    protocol: &str,
+    status: u16,
+    bytes: u64,
+) -> Event {
     Event {
         timestamp: ts,
         client: client.into(),
@@ -67,11 +76,23 @@ fn calendar_round_trips() {
 #[test]
 fn decimals() {
     assert_eq!(parse_unix_seconds("1549573860"), Some(1_549_573_860 * S));
-    assert_eq!(parse_unix_seconds("1549573860.250"), Some(1_549_573_860 * S + 250_000_000));
+    assert_eq!(
+        parse_unix_seconds("1549573860.250"),
+        Some(1_549_573_860 * S + 250_000_000)
+    );
     assert_eq!(parse_unix_seconds("1.123456789999"), Some(S + 123_456_789));
     assert_eq!(parse_unix_seconds("-1.5"), Some(-S - S / 2));
     assert_eq!(parse_unix_seconds(" 7 "), Some(7 * S));
-    for bad in ["", "-", ".5", "5.", "1e9", "12a", "1.2.3", "99999999999999999999"] {
+    for bad in [
+        "",
+        "-",
+        ".5",
+        "5.",
+        "1e9",
+        "12a",
+        "1.2.3",
+        "99999999999999999999",
+    ] {
         assert_eq!(parse_unix_seconds(bad), None, "{bad}");
     }
     assert_eq!(parse_seconds_to_micros("0.123"), Some(123_000));
@@ -83,11 +104,17 @@ fn decimals() {
 fn requests_split() {
     let mut e = Event::empty();
     split_request("GET /x HTTP/1.1", &mut e).unwrap();
-    assert_eq!((&*e.method, &*e.path, &*e.protocol), ("GET", "/x", "HTTP/1.1"));
+    assert_eq!(
+        (&*e.method, &*e.path, &*e.protocol),
+        ("GET", "/x", "HTTP/1.1")
+    );
     split_request("GET /x", &mut e).unwrap();
     assert_eq!((&*e.method, &*e.path, &*e.protocol), ("GET", "/x", ""));
     split_request("GET /a b HTTP/2.0", &mut e).unwrap();
-    assert_eq!((&*e.method, &*e.path, &*e.protocol), ("GET", "/a b", "HTTP/2.0"));
+    assert_eq!(
+        (&*e.method, &*e.path, &*e.protocol),
+        ("GET", "/a b", "HTTP/2.0")
+    );
     split_request("GET /a b", &mut e).unwrap();
     assert_eq!((&*e.method, &*e.path, &*e.protocol), ("GET", "/a b", ""));
     split_request("-", &mut e).unwrap();
@@ -100,57 +127,124 @@ fn requests_split() {
 #[test]
 fn csv_lines() {
     let f = Format::Csv;
-    assert_eq!(one(f, r#""remotehost","rfc931","authuser","date","request","status","bytes""#), Ok(None));
-    assert_eq!(one(f, "remotehost,rfc931,authuser,date,request,status,bytes\r"), Ok(None));
+    assert_eq!(
+        one(
+            f,
+            r#""remotehost","rfc931","authuser","date","request","status","bytes""#
+        ),
+        Ok(None)
+    );
+    assert_eq!(
+        one(f, "remotehost,rfc931,authuser,date,request,status,bytes\r"),
+        Ok(None)
+    );
     assert_eq!(one(f, ""), Ok(None));
     assert_eq!(one(f, "  \r"), Ok(None));
     assert_eq!(
-        ok(f, r#""10.0.0.2","-","apache",1549573860,"GET /api/user HTTP/1.0",200,1234"#),
-        ev(1_549_573_860 * S, "10.0.0.2", "apache", "GET", "/api/user", "HTTP/1.0", 200, 1234)
+        ok(
+            f,
+            r#""10.0.0.2","-","apache",1549573860,"GET /api/user HTTP/1.0",200,1234"#
+        ),
+        ev(
+            1_549_573_860 * S,
+            "10.0.0.2",
+            "apache",
+            "GET",
+            "/api/user",
+            "HTTP/1.0",
+            200,
+            1234
+        )
     );
     // CRLF, '-' user and bytes, fraction, missing protocol, unquoted fields.
     assert_eq!(
         ok(f, "10.0.0.5,-,-,1549573860.250,GET /x,404,-\r"),
-        ev(1_549_573_860 * S + 250_000_000, "10.0.0.5", "", "GET", "/x", "", 404, 0)
+        ev(
+            1_549_573_860 * S + 250_000_000,
+            "10.0.0.5",
+            "",
+            "GET",
+            "/x",
+            "",
+            404,
+            0
+        )
     );
     // Doubled quotes and commas inside quotes.
     assert_eq!(
-        ok(f, r#""a""b","-","x,y",1,"GET /q?a=""1"",2 HTTP/1.1","500","7""#),
+        ok(
+            f,
+            r#""a""b","-","x,y",1,"GET /q?a=""1"",2 HTTP/1.1","500","7""#
+        ),
         ev(S, "a\"b", "x,y", "GET", "/q?a=\"1\",2", "HTTP/1.1", 500, 7)
     );
-    assert_eq!(ok(f, r#""","-","""-""",0,"-",200,0"#), ev(0, "", "\"-\"", "", "", "", 200, 0));
+    assert_eq!(
+        ok(f, r#""","-","""-""",0,"-",200,0"#),
+        ev(0, "", "\"-\"", "", "", "", 200, 0)
+    );
 }
 
 #[test]
 fn csv_errors() {
     let f = Format::Csv;
-    assert_eq!(fails(f, r#""10.0.0.2","-","apache""#), "expected 7 fields, found 3");
-    assert_eq!(fails(f, "a,b,c,1,GET /,200,1,extra"), "expected 7 fields, found 8");
+    assert_eq!(
+        fails(f, r#""10.0.0.2","-","apache""#),
+        "expected 7 fields, found 3"
+    );
+    assert_eq!(
+        fails(f, "a,b,c,1,GET /,200,1,extra"),
+        "expected 7 fields, found 8"
+    );
     assert_eq!(fails(f, "a,-,-,xyz,GET /,200,1"), "bad timestamp `xyz`");
     assert_eq!(fails(f, "a,-,-,1,GET /,2000000,1"), "bad status `2000000`");
     assert_eq!(fails(f, "a,-,-,1,GET /,200,-5"), "bad byte count `-5`");
-    assert_eq!(fails(f, r#""a,-,-,1,GET /,200,1"#), "unterminated quoted field");
-    assert_eq!(fails(f, r#""a"x,-,-,1,GET /,200,1"#), "unexpected character after a closing quote");
-    assert_eq!(fails(f, "a,-,-,1,GARBAGE,200,1"), "malformed request `GARBAGE`");
+    assert_eq!(
+        fails(f, r#""a,-,-,1,GET /,200,1"#),
+        "unterminated quoted field"
+    );
+    assert_eq!(
+        fails(f, r#""a"x,-,-,1,GET /,200,1"#),
+        "unexpected character after a closing quote"
+    );
+    assert_eq!(
+        fails(f, "a,-,-,1,GARBAGE,200,1"),
+        "malformed request `GARBAGE`"
+    );
     assert!(one(f, "\u{0}\u{ffff}é,,,,,,").is_err());
 }
 
 // --- CLF / Combined ---------------------------------------------------------------
 
-const APACHE: &str = r#"127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326"#;
+const APACHE: &str =
+    r#"127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326"#;
 
 #[test]
 fn clf_lines() {
     let f = Format::Clf;
     // 13:55:36 at -0700 is 20:55:36 UTC.
     let ts = (days_from_civil(2000, 10, 10) * 86_400 + 20 * 3600 + 55 * 60 + 36) * S;
-    assert_eq!(ok(f, APACHE), ev(ts, "127.0.0.1", "frank", "GET", "/apache_pb.gif", "HTTP/1.0", 200, 2326));
+    assert_eq!(
+        ok(f, APACHE),
+        ev(
+            ts,
+            "127.0.0.1",
+            "frank",
+            "GET",
+            "/apache_pb.gif",
+            "HTTP/1.0",
+            200,
+            2326
+        )
+    );
     assert_eq!(
         ok(f, r#"::1 - - [01/Jan/1970:01:00:00 +0100] "POST /x" 304 -"#),
         ev(0, "::1", "", "POST", "/x", "", 304, 0)
     );
     // Escaped quotes and backslashes, \x22, CRLF, trailing fields ignored.
-    let e = ok(f, "h - - [10/Oct/2000:20:55:36 +0000] \"GET /a\\\"b\\\\c\\x22 HTTP/1.1\" 200 1 \"ref\" \"ua\"\r");
+    let e = ok(
+        f,
+        "h - - [10/Oct/2000:20:55:36 +0000] \"GET /a\\\"b\\\\c\\x22 HTTP/1.1\" 200 1 \"ref\" \"ua\"\r",
+    );
     assert_eq!(e, ev(ts, "h", "", "GET", "/a\"b\\c\"", "HTTP/1.1", 200, 1));
     // nginx's malformed-request line.
     assert_eq!(
@@ -159,7 +253,11 @@ fn clf_lines() {
     );
     // Fractional seconds, lowercase month.
     assert_eq!(
-        ok(f, r#"h - - [10/oct/2000:20:55:36.5 +0000] "GET / HTTP/1.1" 200 1"#).timestamp,
+        ok(
+            f,
+            r#"h - - [10/oct/2000:20:55:36.5 +0000] "GET / HTTP/1.1" 200 1"#
+        )
+        .timestamp,
         ts + S / 2
     );
 }
@@ -167,13 +265,49 @@ fn clf_lines() {
 #[test]
 fn clf_errors() {
     let f = Format::Clf;
-    assert_eq!(fails(f, r#"h - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200"#), "line ends before the byte count");
-    assert_eq!(fails(f, r#"h - - [31/Feb/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 1"#), "bad timestamp `31/Feb/2000:13:55:36 -0700`");
-    assert_eq!(fails(f, r#"h - - [10/Oct/2000:13:55:36 -0700 "GET / HTTP/1.0" 200 1"#), "unterminated `[` timestamp");
-    assert_eq!(fails(f, r#"h - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0 200 1"#), "unterminated quoted request");
-    assert_eq!(fails(f, r#"h - - [10/Oct/2000:13:55:36 -0700] GET 200 1"#), "expected a quoted request");
-    assert_eq!(fails(f, r#"h - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" abc 1"#), "bad status `abc`");
-    assert_eq!(fails(f, "h - - 10/Oct/2000"), "expected `[` before the timestamp");
+    assert_eq!(
+        fails(
+            f,
+            r#"h - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200"#
+        ),
+        "line ends before the byte count"
+    );
+    assert_eq!(
+        fails(
+            f,
+            r#"h - - [31/Feb/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 1"#
+        ),
+        "bad timestamp `31/Feb/2000:13:55:36 -0700`"
+    );
+    assert_eq!(
+        fails(
+            f,
+            r#"h - - [10/Oct/2000:13:55:36 -0700 "GET / HTTP/1.0" 200 1"#
+        ),
+        "unterminated `[` timestamp"
+    );
+    assert_eq!(
+        fails(
+            f,
+            r#"h - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0 200 1"#
+        ),
+        "unterminated quoted request"
+    );
+    assert_eq!(
+        fails(f, r#"h - - [10/Oct/2000:13:55:36 -0700] GET 200 1"#),
+        "expected a quoted request"
+    );
+    assert_eq!(
+        fails(
+            f,
+            r#"h - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" abc 1"#
+        ),
+        "bad status `abc`"
+    );
+    assert_eq!(
+        fails(f, "h - - 10/Oct/2000"),
+        "expected `[` before the timestamp"
+    );
     assert_eq!(fails(f, " h"), "line starts with a space");
     assert!(one(f, "garbage").is_err());
     assert!(one(f, r#"h - - [10/Oct/2000:13:55:36 -0700] "GET / \"#).is_err());
@@ -189,17 +323,47 @@ fn combined_lines() {
     assert_eq!(ok(f, &format!("{base} \"-\" \"-\"")), want);
     want.referer = Some("http://a/\"q\"".into());
     want.user_agent = Some("Mozilla/5.0 (X11; Linux x86_64)".into());
-    assert_eq!(ok(f, &format!(r#"{base} "http://a/\"q\"" "Mozilla/5.0 (X11; Linux x86_64)""#)), want);
+    assert_eq!(
+        ok(
+            f,
+            &format!(r#"{base} "http://a/\"q\"" "Mozilla/5.0 (X11; Linux x86_64)""#)
+        ),
+        want
+    );
     want.duration_us = Some(123_000);
-    assert_eq!(ok(f, &format!(r#"{base} "http://a/\"q\"" "Mozilla/5.0 (X11; Linux x86_64)" 0.123"#)), want);
+    assert_eq!(
+        ok(
+            f,
+            &format!(r#"{base} "http://a/\"q\"" "Mozilla/5.0 (X11; Linux x86_64)" 0.123"#)
+        ),
+        want
+    );
     // Something else trailing is ignored.
     want.duration_us = None;
-    assert_eq!(ok(f, &format!(r#"{base} "http://a/\"q\"" "Mozilla/5.0 (X11; Linux x86_64)" "10.0.0.1" x"#)), want);
-    assert_eq!(ok(f, &format!("{base} \"http://a/\\\"q\\\"\" \"Mozilla/5.0 (X11; Linux x86_64)\"\r")), want);
+    assert_eq!(
+        ok(
+            f,
+            &format!(r#"{base} "http://a/\"q\"" "Mozilla/5.0 (X11; Linux x86_64)" "10.0.0.1" x"#)
+        ),
+        want
+    );
+    assert_eq!(
+        ok(
+            f,
+            &format!("{base} \"http://a/\\\"q\\\"\" \"Mozilla/5.0 (X11; Linux x86_64)\"\r")
+        ),
+        want
+    );
 
     assert_eq!(fails(f, base), "line ends before the referer");
-    assert_eq!(fails(f, &format!("{base} \"-\"")), "line ends before the user agent");
-    assert_eq!(fails(f, &format!("{base} - -")), "expected a quoted referer");
+    assert_eq!(
+        fails(f, &format!("{base} \"-\"")),
+        "line ends before the user agent"
+    );
+    assert_eq!(
+        fails(f, &format!("{base} - -")),
+        "expected a quoted referer"
+    );
 }
 
 // --- JSON -----------------------------------------------------------------------
@@ -207,7 +371,16 @@ fn combined_lines() {
 #[test]
 fn json_lines() {
     let f = Format::Json;
-    let mut want = ev(1_549_573_860 * S, "10.0.0.1", "", "GET", "/api/user", "HTTP/1.1", 200, 1234);
+    let mut want = ev(
+        1_549_573_860 * S,
+        "10.0.0.1",
+        "",
+        "GET",
+        "/api/user",
+        "HTTP/1.1",
+        200,
+        1234,
+    );
     assert_eq!(
         ok(
             f,
@@ -241,11 +414,30 @@ fn json_lines() {
         want
     );
     // Nanosecond integers and unix-second strings.
-    let e = ok(f, r#"{"timestamp":1549573860250000000,"request":"GET /x","status":204}"#);
-    assert_eq!((e.timestamp, &*e.path, &*e.protocol, e.bytes, &*e.client), (1_549_573_860 * S + 250_000_000, "/x", "", 0, ""));
-    assert_eq!(ok(f, r#"{"time":"1549573860","request":"GET /x","status":204}"#).timestamp, 1_549_573_860 * S);
-    assert_eq!(ok(f, r#"{"time":1549573860,"request":"-","status":400}"#).method, "");
-    assert_eq!(ok(f, "{\"time\":1,\"request\":\"GET /x\",\"status\":204}\r").timestamp, S);
+    let e = ok(
+        f,
+        r#"{"timestamp":1549573860250000000,"request":"GET /x","status":204}"#,
+    );
+    assert_eq!(
+        (e.timestamp, &*e.path, &*e.protocol, e.bytes, &*e.client),
+        (1_549_573_860 * S + 250_000_000, "/x", "", 0, "")
+    );
+    assert_eq!(
+        ok(
+            f,
+            r#"{"time":"1549573860","request":"GET /x","status":204}"#
+        )
+        .timestamp,
+        1_549_573_860 * S
+    );
+    assert_eq!(
+        ok(f, r#"{"time":1549573860,"request":"-","status":400}"#).method,
+        ""
+    );
+    assert_eq!(
+        ok(f, "{\"time\":1,\"request\":\"GET /x\",\"status\":204}\r").timestamp,
+        S
+    );
 }
 
 #[test]
@@ -253,28 +445,70 @@ fn json_errors() {
     let f = Format::Json;
     assert!(fails(f, "{").starts_with("invalid JSON"));
     assert_eq!(fails(f, "[1]"), "not a JSON object");
-    assert_eq!(fails(f, r#"{"request":"GET /","status":200}"#), "no time field");
-    assert_eq!(fails(f, r#"{"time":"yesterday","request":"GET /","status":200}"#), "bad timestamp `\"yesterday\"`");
-    assert_eq!(fails(f, r#"{"time":1,"request":"GET /"}"#), "no status field");
-    assert_eq!(fails(f, r#"{"time":1,"status":200}"#), "no request (or method) field");
-    assert_eq!(fails(f, r#"{"time":1,"method":"GET","status":200}"#), "no path field");
-    assert_eq!(fails(f, r#"{"time":1,"request":"GET /","status":70000}"#), "bad status `70000`");
-    assert_eq!(fails(f, r#"{"time":1,"request":"GET /","status":200,"bytes":-1}"#), "bad byte count `-1`");
-    assert_eq!(fails(f, r#"{"time":1,"request":"GET /","status":200,"remote_addr":[]}"#), "field `remote_addr` is not a string");
+    assert_eq!(
+        fails(f, r#"{"request":"GET /","status":200}"#),
+        "no time field"
+    );
+    assert_eq!(
+        fails(f, r#"{"time":"yesterday","request":"GET /","status":200}"#),
+        "bad timestamp `\"yesterday\"`"
+    );
+    assert_eq!(
+        fails(f, r#"{"time":1,"request":"GET /"}"#),
+        "no status field"
+    );
+    assert_eq!(
+        fails(f, r#"{"time":1,"status":200}"#),
+        "no request (or method) field"
+    );
+    assert_eq!(
+        fails(f, r#"{"time":1,"method":"GET","status":200}"#),
+        "no path field"
+    );
+    assert_eq!(
+        fails(f, r#"{"time":1,"request":"GET /","status":70000}"#),
+        "bad status `70000`"
+    );
+    assert_eq!(
+        fails(f, r#"{"time":1,"request":"GET /","status":200,"bytes":-1}"#),
+        "bad byte count `-1`"
+    );
+    assert_eq!(
+        fails(
+            f,
+            r#"{"time":1,"request":"GET /","status":200,"remote_addr":[]}"#
+        ),
+        "field `remote_addr` is not a string"
+    );
 }
 
 // --- rendering --------------------------------------------------------------------
 
 #[test]
 fn renders() {
-    let mut e = ev(1_549_573_860 * S, "10.0.0.2", "", "GET", "/api/user", "HTTP/1.0", 200, 1234);
+    let mut e = ev(
+        1_549_573_860 * S,
+        "10.0.0.2",
+        "",
+        "GET",
+        "/api/user",
+        "HTTP/1.0",
+        200,
+        1234,
+    );
     let line = |f: Format, e: &Event| {
         let mut s = String::new();
         render(f, e, &mut s);
         s
     };
-    assert_eq!(line(Format::Csv, &e), r#""10.0.0.2","-","-",1549573860,"GET /api/user HTTP/1.0",200,1234"#);
-    assert_eq!(line(Format::Clf, &e), r#"10.0.0.2 - - [07/Feb/2019:21:11:00 +0000] "GET /api/user HTTP/1.0" 200 1234"#);
+    assert_eq!(
+        line(Format::Csv, &e),
+        r#""10.0.0.2","-","-",1549573860,"GET /api/user HTTP/1.0",200,1234"#
+    );
+    assert_eq!(
+        line(Format::Clf, &e),
+        r#"10.0.0.2 - - [07/Feb/2019:21:11:00 +0000] "GET /api/user HTTP/1.0" 200 1234"#
+    );
     assert_eq!(
         line(Format::Json, &e),
         r#"{"time_iso8601":"2019-02-07T21:11:00+00:00","remote_addr":"10.0.0.2","remote_user":"","request":"GET /api/user HTTP/1.0","status":200,"body_bytes_sent":1234}"#
@@ -282,7 +516,10 @@ fn renders() {
     e.timestamp += 250_000_000;
     e.user_agent = Some("a \"b\"".into());
     e.duration_us = Some(1_500);
-    assert_eq!(line(Format::Csv, &e), r#""10.0.0.2","-","-",1549573860.25,"GET /api/user HTTP/1.0",200,1234"#);
+    assert_eq!(
+        line(Format::Csv, &e),
+        r#""10.0.0.2","-","-",1549573860.25,"GET /api/user HTTP/1.0",200,1234"#
+    );
     assert_eq!(
         line(Format::Combined, &e),
         r#"10.0.0.2 - - [07/Feb/2019:21:11:00 +0000] "GET /api/user HTTP/1.0" 200 1234 "-" "a \"b\"" 0.001500"#
@@ -291,7 +528,10 @@ fn renders() {
         line(Format::Json, &e),
         r#"{"time_iso8601":"2019-02-07T21:11:00.250000000+00:00","remote_addr":"10.0.0.2","remote_user":"","request":"GET /api/user HTTP/1.0","status":200,"body_bytes_sent":1234,"http_user_agent":"a \"b\"","request_time":0.001500}"#
     );
-    assert_eq!(header(Format::Csv), Some(r#""remotehost","rfc931","authuser","date","request","status","bytes""#));
+    assert_eq!(
+        header(Format::Csv),
+        Some(r#""remotehost","rfc931","authuser","date","request","status","bytes""#)
+    );
     assert_eq!(header(Format::Json), None);
     let mut neg = String::new();
     crate::render::push_unix_seconds(&mut neg, -S - 1);
@@ -302,13 +542,22 @@ fn renders() {
 
 #[test]
 fn detects_each_format() {
-    let csv = [r#""remotehost","rfc931","authuser","date","request","status","bytes""#, r#""10.0.0.2","-","apache",1549573860,"GET /api/user HTTP/1.0",200,1234"#];
+    let csv = [
+        r#""remotehost","rfc931","authuser","date","request","status","bytes""#,
+        r#""10.0.0.2","-","apache",1549573860,"GET /api/user HTTP/1.0",200,1234"#,
+    ];
     assert_eq!(detect(csv), Some(Format::Csv));
     assert_eq!(detect(["", APACHE, "", APACHE]), Some(Format::Clf));
     let combined = format!("{APACHE} \"http://x/\" \"Mozilla/4.08 [en] (Win98; I ;Nav)\"");
-    assert_eq!(detect([combined.as_str(), "garbage"]), Some(Format::Combined));
+    assert_eq!(
+        detect([combined.as_str(), "garbage"]),
+        Some(Format::Combined)
+    );
     // A mix: CLF lines outnumber combined ones.
-    assert_eq!(detect([combined.as_str(), APACHE, APACHE]), Some(Format::Clf));
+    assert_eq!(
+        detect([combined.as_str(), APACHE, APACHE]),
+        Some(Format::Clf)
+    );
     let json = r#"{"time":1549573860,"request":"GET /x HTTP/1.1","status":200}"#;
     assert_eq!(detect([json, json]), Some(Format::Json));
     assert_eq!(detect(["hello", "world"]), None);
@@ -323,7 +572,10 @@ fn detects_each_format() {
 
 #[test]
 fn parses_the_sample_csv() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/sample_csv.txt");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/data/sample_csv.txt"
+    );
     let Ok(text) = std::fs::read_to_string(path) else {
         eprintln!("skipping: {path} not found");
         return;
@@ -352,14 +604,24 @@ fn format_strategy() -> impl Strategy<Value = Format> {
 
 /// Text free of line breaks.
 fn text(max: usize) -> impl Strategy<Value = String> {
-    prop::collection::vec(prop_oneof![any::<char>(), Just('"'), Just('\\'), Just(','), Just(' ')], 0..=max)
-        .prop_map(|cs| cs.into_iter().filter(|c| *c != '\n' && *c != '\r').collect())
+    prop::collection::vec(
+        prop_oneof![any::<char>(), Just('"'), Just('\\'), Just(','), Just(' ')],
+        0..=max,
+    )
+    .prop_map(|cs| {
+        cs.into_iter()
+            .filter(|c| *c != '\n' && *c != '\r')
+            .collect()
+    })
 }
 
 /// A token without spaces (nor line breaks).
 fn token(min: usize, max: usize) -> impl Strategy<Value = String> {
-    prop::collection::vec(prop_oneof![any::<char>(), Just('"'), Just('\\'), Just('/')], min..=max)
-        .prop_map(|cs| cs.into_iter().filter(|c| !c.is_whitespace()).collect())
+    prop::collection::vec(
+        prop_oneof![any::<char>(), Just('"'), Just('\\'), Just('/')],
+        min..=max,
+    )
+    .prop_map(|cs| cs.into_iter().filter(|c| !c.is_whitespace()).collect())
 }
 
 /// Events `format` can represent exactly.
@@ -369,11 +631,29 @@ fn event_for(format: Format) -> impl Strategy<Value = Event> {
         Format::Clf | Format::Combined => (-(1i64 << 32)..(1i64 << 33)).prop_map(|s| s * S).boxed(),
     };
     let plain = format != Format::Csv && format != Format::Json;
-    let client = if plain { token(1, 20).boxed() } else { text(20).boxed() };
-    let user = if plain { token(0, 10).boxed() } else { text(10).boxed() };
+    let client = if plain {
+        token(1, 20).boxed()
+    } else {
+        text(20).boxed()
+    };
+    let user = if plain {
+        token(0, 10).boxed()
+    } else {
+        text(10).boxed()
+    };
     let optional = format == Format::Combined || format == Format::Json;
-    let opt_text = move || if optional { prop::option::of(text(30)).boxed() } else { Just(None).boxed() };
-    let duration = if optional { prop::option::of(0u64..1_000_000_000_000).boxed() } else { Just(None).boxed() };
+    let opt_text = move || {
+        if optional {
+            prop::option::of(text(30)).boxed()
+        } else {
+            Just(None).boxed()
+        }
+    };
+    let duration = if optional {
+        prop::option::of(0u64..1_000_000_000_000).boxed()
+    } else {
+        Just(None).boxed()
+    };
     (
         ts,
         client,
@@ -385,22 +665,35 @@ fn event_for(format: Format) -> impl Strategy<Value = Event> {
         any::<u64>(),
         (opt_text(), opt_text(), duration),
     )
-        .prop_map(|(timestamp, client, user, method, path, protocol, status, bytes, (referer, user_agent, duration_us))| {
-            let blank = |s: &Option<String>| s.as_deref().is_some_and(|s| s.is_empty() || s == "-");
-            Event {
+        .prop_map(
+            |(
                 timestamp,
                 client,
                 user,
                 method,
-                path: format!("/{path}"),
-                protocol: protocol.into(),
+                path,
+                protocol,
                 status,
                 bytes,
-                referer: if blank(&referer) { None } else { referer },
-                user_agent: if blank(&user_agent) { None } else { user_agent },
-                duration_us,
-            }
-        })
+                (referer, user_agent, duration_us),
+            )| {
+                let blank =
+                    |s: &Option<String>| s.as_deref().is_some_and(|s| s.is_empty() || s == "-");
+                Event {
+                    timestamp,
+                    client,
+                    user,
+                    method,
+                    path: format!("/{path}"),
+                    protocol: protocol.into(),
+                    status,
+                    bytes,
+                    referer: if blank(&referer) { None } else { referer },
+                    user_agent: if blank(&user_agent) { None } else { user_agent },
+                    duration_us,
+                }
+            },
+        )
         .prop_filter("not representable", move |e| {
             e.user != "-"
                 && !(plain && (e.client.is_empty() || e.client == "-"))

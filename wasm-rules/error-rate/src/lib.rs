@@ -62,8 +62,16 @@ impl Rule for ErrorRate {
             version: env!("CARGO_PKG_VERSION").into(),
             params: vec![
                 logmon_rule::param("threshold", "share of 5xx responses (0..1) that fires", 0.1),
-                logmon_rule::param("window", "seconds looked back, ending at the evaluated second", 60),
-                logmon_rule::param("min_requests", "requests in the window needed to judge a section", 20),
+                logmon_rule::param(
+                    "window",
+                    "seconds looked back, ending at the evaluated second",
+                    60,
+                ),
+                logmon_rule::param(
+                    "min_requests",
+                    "requests in the window needed to judge a section",
+                    20,
+                ),
             ],
         }
     }
@@ -161,7 +169,14 @@ impl Rule for ErrorRate {
             let firing = r.bool()?;
             let requests = Window::restore(&mut r, self.window)?;
             let errors = Window::restore(&mut r, self.window)?;
-            sections.insert(name, SectionWindow { requests, errors, firing });
+            sections.insert(
+                name,
+                SectionWindow {
+                    requests,
+                    errors,
+                    firing,
+                },
+            );
         }
         r.end()?;
         self.sections = sections;
@@ -206,7 +221,11 @@ mod tests {
     }
 
     fn firing_keys(alerts: &[Alert]) -> Vec<&str> {
-        alerts.iter().filter(|a| a.firing).map(|a| a.key.as_str()).collect()
+        alerts
+            .iter()
+            .filter(|a| a.firing)
+            .map(|a| a.key.as_str())
+            .collect()
     }
 
     #[test]
@@ -225,7 +244,10 @@ mod tests {
         let a = r.evaluate(&second(3, &[("/api", 4, 0)]));
         assert_eq!(a.len(), 1);
         assert!(!a[0].firing);
-        assert!(a[0].message.starts_with("Error rate on /api recovered - 25.0% 5xx"));
+        assert!(
+            a[0].message
+                .starts_with("Error rate on /api recovered - 25.0% 5xx")
+        );
         let a = r.evaluate(&second(4, &[("/api", 4, 0)]));
         assert!(a.is_empty(), "no duplicate resolve");
     }
@@ -249,7 +271,10 @@ mod tests {
         assert_eq!(firing_keys(&r.evaluate(&Second::empty(2))), ["/api"]);
         let a = r.evaluate(&Second::empty(3));
         assert_eq!(a.len(), 1);
-        assert!(!a[0].firing, "resolved at second 3, when the errors left the window");
+        assert!(
+            !a[0].firing,
+            "resolved at second 3, when the errors left the window"
+        );
         assert!(r.evaluate(&Second::empty(4)).is_empty());
         assert!(r.sections.is_empty(), "idle sections are forgotten");
     }

@@ -39,7 +39,11 @@ impl Rule for HighTraffic {
             version: env!("CARGO_PKG_VERSION").into(),
             params: vec![
                 logmon_rule::param("threshold", "requests per second that fire the alert", 10),
-                logmon_rule::param("window", "seconds averaged, ending at the evaluated second", 120),
+                logmon_rule::param(
+                    "window",
+                    "seconds averaged, ending at the evaluated second",
+                    120,
+                ),
             ],
         }
     }
@@ -48,7 +52,9 @@ impl Rule for HighTraffic {
         let threshold: f64 = params.get("threshold", 10.0)?;
         let window: usize = params.get("window", 120)?;
         if !threshold.is_finite() || threshold < 0.0 {
-            return Err(format!("threshold must be a non-negative number, got {threshold}"));
+            return Err(format!(
+                "threshold must be a non-negative number, got {threshold}"
+            ));
         }
         if window == 0 || window > 86_400 {
             return Err(format!("window must be 1 ..= 86400 seconds, got {window}"));
@@ -151,10 +157,12 @@ mod tests {
         for (i, h) in hits.into_iter().enumerate() {
             states.push(firing(&r.evaluate(&second(100 + i as i64, h))));
         }
-        // sums: 3,6,8,8,11,12,11,3,3,2,1,0 → means .75,1.5,2,2,2.75,3,2.75,.75…
+        // sums: 3,6,8,8,14,12,11,12,3,2,1,0 → means .75,1.5,2,2,3.5,3,2.75,3,.75…
         assert_eq!(
             states,
-            [false, false, false, false, true, true, true, false, false, false, false, false]
+            [
+                false, false, false, false, true, true, true, true, false, false, false, false
+            ]
         );
     }
 
@@ -173,41 +181,55 @@ mod tests {
         // Still firing: the same message, the current value.
         let alerts = r.evaluate(&second(1_549_573_861, 1));
         assert_eq!(alerts[0].value, 3.0);
-        assert!(alerts[0].message.ends_with("triggered at 2019-02-07 21:11:00 UTC (1549573860)"));
+        assert!(
+            alerts[0]
+                .message
+                .ends_with("triggered at 2019-02-07 21:11:00 UTC (1549573860)")
+        );
     }
 
     #[test]
     fn equal_to_threshold_changes_nothing() {
         let mut r = rule("2", "2");
         assert!(!firing(&r.evaluate(&second(0, 4))), "mean 2 is not above 2");
-        assert!(firing(&r.evaluate(&second(1, 6))));
+        assert!(firing(&r.evaluate(&second(1, 6))), "mean 5 fires");
         assert!(firing(&r.evaluate(&second(2, 0))), "mean 3 still above");
         assert!(firing(&r.evaluate(&second(3, 4))), "mean 2 is not below 2");
-        let resolved = r.evaluate(&second(4, 3));
+        assert!(firing(&r.evaluate(&second(4, 0))), "mean 2 still not below");
+        let resolved = r.evaluate(&second(5, 1));
         assert_eq!(resolved.len(), 1);
-        assert!(!resolved[0].firing, "mean 1.5 resolves");
+        assert!(!resolved[0].firing, "mean 0.5 resolves");
+        assert!(r.evaluate(&second(6, 1)).is_empty(), "no duplicate resolve");
     }
 
     #[test]
     fn resolves_during_silence_at_the_due_second() {
         let mut r = rule("10", "120");
-        // 2 minutes at 12 req/s fires at the last of them.
+        // 12 req/s from second 0: the window sum passes 1200 at second 100.
         for t in 0..120 {
             let a = r.evaluate(&second(t, 12));
-            assert_eq!(firing(&a), t == 119, "second {t}");
+            assert_eq!(firing(&a), t >= 100, "second {t}");
+            let fired_now = a
+                .first()
+                .is_some_and(|a| a.message.contains("triggered at"));
+            assert!(fired_now == (t >= 100), "second {t}");
         }
-        // Then silence: the sum falls by 12 a second; 1440 - 12k < 1200 ⇔ k > 20.
+        // Then silence: at 119 + k the sum is 12 (120 - k), below 1200 once
+        // k > 20, i.e. at second 140, inside the silence.
         for t in 120..200 {
             let a = r.evaluate(&Second::empty(t));
-            let expect_firing = t < 141;
-            assert_eq!(firing(&a), expect_firing, "second {t}");
-            if t == 141 {
+            assert_eq!(firing(&a), t < 140, "second {t}");
+            if t == 140 {
                 assert_eq!(
-                    a[0].message,
-                    "High traffic alert recovered - hits = 9.9, recovered at 1970-01-01 00:02:21 UTC (141)"
+                    a,
+                    vec![Alert::resolved(
+                        "",
+                        9.9,
+                        "High traffic alert recovered - hits = 9.9, recovered at 1970-01-01 00:02:20 UTC (140)"
+                    )]
                 );
             }
-            if t > 141 {
+            if t > 140 {
                 assert!(a.is_empty(), "no duplicate resolve at {t}");
             }
         }
@@ -225,7 +247,10 @@ mod tests {
             assert_eq!(a.evaluate(&second(t, 0)), b.evaluate(&second(t, 0)));
         }
         let mut c = rule("1", "5");
-        assert!(c.restore(&a.save()).is_err(), "a different window starts fresh");
+        assert!(
+            c.restore(&a.save()).is_err(),
+            "a different window starts fresh"
+        );
     }
 
     #[test]

@@ -53,8 +53,10 @@ impl Rule for Hostile {
                 }
             }
             "trap" => panic!("hostile rule trapping at second {}", second.time),
-            "flood" => (0..1_000_000)
-                .map(|i| Alert::firing(format!("key-{i}"), i as f64, "x".repeat(64)))
+            // Fits in the sandbox's memory, but is far more than a rule may
+            // return in one evaluation.
+            "flood" => (0..50_000)
+                .map(|i| Alert::firing(format!("key-{i}"), f64::from(i), "flood"))
                 .collect(),
             _ => Vec::new(),
         }

@@ -30,6 +30,7 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "export_bindings",
         default_bindings_module: "logmon_rule::bindings",
+        additional_derives: [PartialEq],
     });
 }
 
@@ -151,19 +152,6 @@ macro_rules! export_rule {
     };
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_formats_known_instants() {
-        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc(1_549_573_860), "2019-02-07T21:11:00Z");
-        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(utc(-1), "1969-12-31T23:59:59Z");
-    }
-}
-
 /// Format unix seconds for alert messages: `2019-02-07 21:11:00 UTC (1549573860)`.
 pub fn when(time: i64) -> String {
     let iso = utc(time);
@@ -186,5 +174,18 @@ impl Alert {
             value,
             message: message.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(1_549_573_860), "2019-02-07T21:11:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(-1), "1969-12-31T23:59:59Z");
     }
 }

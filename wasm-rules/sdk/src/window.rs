@@ -61,7 +61,9 @@ impl Window {
     pub fn restore(r: &mut StateReader<'_>, len: usize) -> Result<Window, String> {
         let saved = r.u64()?;
         if saved != len as u64 {
-            return Err(format!("saved window has {saved} seconds, configured {len}"));
+            return Err(format!(
+                "saved window has {saved} seconds, configured {len}"
+            ));
         }
         let next = r.u64()? as usize;
         if next >= len.max(1) {
