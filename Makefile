@@ -15,9 +15,9 @@ lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# The end-to-end tests run the real binaries, so they are built first.
+# `cargo test` builds the collector binary before any test runs (the
+# collector has integration tests), so the end-to-end tests find it.
 test: lint
-	$(CARGO) build -p logmon-collector -p logmon-agent
 	$(CARGO) test --workspace
 
 demo: build

@@ -248,3 +248,165 @@ impl EventTimeEngine {
         &mut self.open[index]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use logmon_protocol::event::NANOS_PER_SEC;
+    use proptest::prelude::*;
+
+    fn event(second: i64, path: &str, status: u16) -> Event {
+        Event {
+            timestamp: second * NANOS_PER_SEC + 123,
+            client: "10.0.0.1".into(),
+            method: "GET".into(),
+            path: path.into(),
+            protocol: "HTTP/1.1".into(),
+            status,
+            bytes: 100,
+            ..Event::empty()
+        }
+    }
+
+    /// Feed seconds; collect (time, hits) of the closed ones.
+    fn run(lateness: u32, seconds: &[i64]) -> (Vec<(i64, u64)>, EngineCounters) {
+        let mut engine = EventTimeEngine::new(lateness);
+        let mut closed = Vec::new();
+        for &s in seconds {
+            engine.observe(&event(s, "/api/x", 200), &mut |c| {
+                closed.push((c.time, c.hits))
+            });
+        }
+        engine.finish(&mut |c| closed.push((c.time, c.hits)));
+        (closed, engine.counters())
+    }
+
+    #[test]
+    fn closes_silent_seconds_in_order() {
+        let (closed, counters) = run(0, &[10, 10, 13]);
+        assert_eq!(closed, [(10, 2), (11, 0), (12, 0), (13, 1)]);
+        assert_eq!(counters.seconds_closed, 4);
+    }
+
+    #[test]
+    fn a_second_closes_only_when_the_watermark_passes_it() {
+        let mut engine = EventTimeEngine::new(2);
+        let mut closed = Vec::new();
+        engine.observe(&event(100, "/", 200), &mut |c| closed.push(c.time));
+        engine.observe(&event(102, "/", 200), &mut |c| closed.push(c.time));
+        assert!(closed.is_empty(), "watermark 100 closes nothing yet");
+        engine.observe(&event(103, "/", 200), &mut |c| closed.push(c.time));
+        assert_eq!(closed, [100]);
+        assert_eq!(engine.watermark(), Some(101));
+        engine.close_before(103, &mut |c| closed.push(c.time));
+        assert_eq!(closed, [100, 101, 102]);
+    }
+
+    #[test]
+    fn disorder_within_lateness_opens_earlier_seconds_before_the_first_close() {
+        let (closed, counters) = run(5, &[100, 97, 101, 96, 98]);
+        assert_eq!(
+            closed,
+            [(96, 1), (97, 1), (98, 1), (99, 0), (100, 1), (101, 1)]
+        );
+        assert_eq!(counters.late, 0);
+    }
+
+    #[test]
+    fn events_behind_a_closed_second_are_late() {
+        // 100..=107: at 107 the watermark is 102, so 100 and 101 are closed.
+        let (closed, counters) = run(5, &[100, 107, 101, 102, 94]);
+        assert_eq!(
+            counters.late, 2,
+            "101 and 94 arrive after their seconds closed"
+        );
+        assert_eq!(counters.accepted, 3);
+        let hits: u64 = closed.iter().map(|c| c.1).sum();
+        assert_eq!(hits, 3);
+        assert_eq!(closed.first(), Some(&(100, 1)));
+        assert_eq!(closed.last(), Some(&(107, 1)));
+    }
+
+    #[test]
+    fn an_event_older_than_the_watermark_is_late_even_before_any_close() {
+        let (closed, counters) = run(5, &[100, 90]);
+        assert_eq!(counters.late, 1);
+        assert_eq!(closed, [(100, 1)]);
+    }
+
+    #[test]
+    fn aggregates_sections_statuses_methods_and_clients() {
+        let mut engine = EventTimeEngine::new(0);
+        let mut seen = Vec::new();
+        for (path, status) in [("/api/user", 200), ("/api/x?y=/z", 503), ("/report", 404)] {
+            engine.observe(&event(5, path, status), &mut |_| {});
+        }
+        engine.finish(&mut |c| seen.push(c.clone()));
+        let s = &seen[0];
+        assert_eq!(s.hits, 3);
+        assert_eq!(s.bytes, 300);
+        assert_eq!(s.sections["/api"].hits, 2);
+        assert_eq!(s.sections["/api"].statuses.server_error, 1);
+        assert_eq!(s.sections["/report"].statuses.client_error, 1);
+        assert_eq!(s.status_codes[&503], 1);
+        assert_eq!(s.methods["GET"], 3);
+        assert_eq!(s.clients["10.0.0.1"], 3);
+        assert_eq!(
+            s.statuses,
+            StatusClasses {
+                success: 1,
+                client_error: 1,
+                server_error: 1,
+                ..StatusClasses::default()
+            }
+        );
+    }
+
+    #[test]
+    fn memory_stays_bounded_over_a_long_input() {
+        let mut engine = EventTimeEngine::new(5);
+        let mut closed = 0u64;
+        for i in 0..200_000i64 {
+            // Ten events a second, jittered by up to 3 s.
+            let s = i / 10 + (i * 7919 % 4) - 2;
+            engine.observe(&event(s.max(0), "/a/b", 200), &mut |_| closed += 1);
+            assert!(
+                engine.open.len() <= 5 + 4,
+                "open seconds: {}",
+                engine.open.len()
+            );
+            assert!(
+                engine.spare.len() <= 16,
+                "spare seconds: {}",
+                engine.spare.len()
+            );
+        }
+        assert!(closed > 19_000);
+    }
+
+    proptest! {
+        /// With disorder below the lateness nothing is late, every second
+        /// from the oldest to the newest closes once, in order, and the hits
+        /// add up to the events.
+        #[test]
+        fn bounded_disorder_loses_nothing(
+            steps in prop::collection::vec((0i64..3, 0i64..4), 1..400),
+            lateness in 4u32..8,
+        ) {
+            let mut t = 1_000i64;
+            let mut seconds = Vec::new();
+            for (advance, back) in steps {
+                t += advance;
+                seconds.push(t - back);
+            }
+            let (closed, counters) = run(lateness, &seconds);
+            prop_assert_eq!(counters.late, 0);
+            let min = *seconds.iter().min().unwrap();
+            let max = *seconds.iter().max().unwrap();
+            let times: Vec<i64> = closed.iter().map(|c| c.0).collect();
+            prop_assert_eq!(times, (min..=max).collect::<Vec<_>>());
+            let hits: u64 = closed.iter().map(|c| c.1).sum();
+            prop_assert_eq!(hits, seconds.len() as u64);
+        }
+    }
+}

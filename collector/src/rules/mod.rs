@@ -221,10 +221,13 @@ impl RuleInstance {
         for (key, (value, _)) in &self.active {
             if !firing.contains_key(key) {
                 let (value, message) = quiet.remove(key).unwrap_or_else(|| {
-                    (
-                        *value,
-                        format!("{} {key}: resolved", self.name).trim().to_owned(),
-                    )
+                    let what = if key.is_empty() {
+                        self.name.clone()
+                    } else {
+                        format!("{} {key}", self.name)
+                    };
+                    let when = crate::output::utc(at);
+                    (*value, format!("{what} resolved at {when} ({at})"))
                 });
                 out.push(Transition {
                     rule: self.name.clone(),

@@ -14,6 +14,13 @@ pub struct Window {
     sum: u64,
 }
 
+impl Default for Window {
+    /// A one-second window; rules replace it in `configure`.
+    fn default() -> Self {
+        Window::new(1)
+    }
+}
+
 impl Window {
     /// A window of `len` seconds (at least one), all zero: seconds before the
     /// first one seen count as silent.
