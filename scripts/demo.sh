@@ -16,4 +16,4 @@ trap 'rm -rf "$work"' EXIT
 echo "demo: generated $(wc -l <"$work/access.log") lines of combined log in $work/access.log"
 echo "demo: replaying with high-traffic (10 req/s over 120 s) and error-rate"
 echo
-"$bin" replay "$work/access.log" --rule error-rate:threshold=0.08,min_requests=50
+"$bin" replay "$work/access.log" --rule error-rate:threshold=0.1,window=120,min_requests=100

@@ -8,6 +8,7 @@
 pub mod event;
 pub mod parse;
 pub mod render;
+pub mod wire;
 
 pub use event::{Event, section_of};
 pub use parse::{Format, LineParser, ParseError, Parsed};

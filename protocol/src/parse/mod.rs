@@ -28,7 +28,8 @@ mod csv;
 mod json;
 
 /// An access-log format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     /// The exercise CSV: `"remotehost","rfc931","authuser","date","request","status","bytes"`.
     Csv,

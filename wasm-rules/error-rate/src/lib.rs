@@ -35,20 +35,19 @@ impl Default for ErrorRate {
 }
 
 impl ErrorRate {
-    fn message(&self, section: &str, firing: bool, share: f64, time: i64) -> String {
+    fn message(&self, section: &str, firing: bool, share: f64, requests: u64, time: i64) -> String {
         let pct = share * 100.0;
+        let when = logmon_rule::when(time);
+        let window = self.window;
         if firing {
+            format!("High error rate on {section} - {pct:.1}% 5xx over {window} s, triggered at {when}")
+        } else if requests < self.min_requests {
             format!(
-                "High error rate on {section} - {pct:.1}% 5xx over {} s, triggered at {}",
-                self.window,
-                logmon_rule::when(time)
+                "Error rate on {section} no longer judged - {requests} requests over {window} s (min {}), resolved at {when}",
+                self.min_requests
             )
         } else {
-            format!(
-                "Error rate on {section} recovered - {pct:.1}% 5xx over {} s, recovered at {}",
-                self.window,
-                logmon_rule::when(time)
-            )
+            format!("Error rate on {section} recovered - {pct:.1}% 5xx over {window} s, recovered at {when}")
         }
     }
 }
@@ -126,7 +125,7 @@ impl Rule for ErrorRate {
             let was = w.firing;
             w.firing = judged && share > self.threshold;
             if w.firing || was {
-                alerts.push((name.clone(), w.firing, share));
+                alerts.push((name.clone(), w.firing, share, requests));
             }
             if requests == 0 && !w.firing {
                 idle.push(name.clone());
@@ -137,8 +136,8 @@ impl Rule for ErrorRate {
         }
         alerts
             .into_iter()
-            .map(|(name, firing, share)| {
-                let message = self.message(&name, firing, share, second.time);
+            .map(|(name, firing, share, requests)| {
+                let message = self.message(&name, firing, share, requests, second.time);
                 Alert {
                     key: name,
                     firing,
@@ -274,6 +273,10 @@ mod tests {
         assert!(
             !a[0].firing,
             "resolved at second 3, when the errors left the window"
+        );
+        assert_eq!(
+            a[0].message,
+            "Error rate on /api no longer judged - 0 requests over 3 s (min 2), resolved at 1970-01-01 00:00:03 UTC (3)"
         );
         assert!(r.evaluate(&Second::empty(4)).is_empty());
         assert!(r.sections.is_empty(), "idle sections are forgotten");

@@ -1,0 +1,221 @@
+//! File identity: a checksum of the head of a file.
+//!
+//! A log file is known by what it starts with, not by its path (rotation moves
+//! paths around) nor by its inode alone (inodes are reused once a file is
+//! gone). The *head* of a file is its first `bytes` bytes or, when they end
+//! sooner, its first `lines` complete lines. Invariant: once a file's head is
+//! complete, appending to the file never changes it, so the fingerprint of an
+//! append-only file is stable for its whole life.
+//!
+//! Why not the first `bytes` bytes alone: a fresh file would stay unread until
+//! it held `bytes` bytes, which on a quiet server can take minutes. Why not the
+//! first line alone: every CSV log starts with the same header line, so all of
+//! them would share one identity. Two lines (header + first record, or two
+//! timestamped records) are unique in practice and arrive quickly.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The identity of a log file: FNV-1a (64 bit) of its head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FileFingerprint(u64);
+
+impl FileFingerprint {
+    /// Wraps a raw checksum.
+    pub const fn from_u64(value: u64) -> Self {
+        Self(value)
+    }
+
+    /// The raw checksum.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for FileFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+// Hex text rather than a JSON number: readers that parse numbers as doubles
+// (jq, JavaScript) would silently round a 64-bit checksum.
+impl Serialize for FileFingerprint {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for FileFingerprint {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        u64::from_str_radix(&text, 16)
+            .map(Self)
+            .map_err(|_| serde::de::Error::custom(format!("bad fingerprint {text:?}")))
+    }
+}
+
+/// FNV-1a, 64 bit (Fowler–Noll–Vo): tiny, dependency-free and good enough to
+/// tell log heads apart; it is not meant to resist an adversary.
+pub const fn fnv1a64(bytes: &[u8]) -> u64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = OFFSET_BASIS;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u64;
+        hash = hash.wrapping_mul(PRIME);
+        i += 1;
+    }
+    hash
+}
+
+/// Computes fingerprints with one head definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprinter {
+    bytes: usize,
+    lines: usize,
+}
+
+impl Fingerprinter {
+    /// A head of at most `bytes` bytes, or the first `lines` complete lines
+    /// when they end sooner (`lines == 0`: bytes only). `bytes` must be > 0.
+    pub const fn new(bytes: usize, lines: usize) -> Self {
+        assert!(bytes > 0, "a fingerprint needs at least one byte");
+        Self { bytes, lines }
+    }
+
+    /// The most bytes a head can span.
+    pub const fn max_head_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The length of the head of a file that starts with `prefix`, or `None`
+    /// while the head is incomplete (the file must grow first).
+    pub fn head_len(&self, prefix: &[u8]) -> Option<usize> {
+        let window = &prefix[..prefix.len().min(self.bytes)];
+        if self.lines > 0 {
+            let mut seen = 0;
+            for (i, &b) in window.iter().enumerate() {
+                if b == b'\n' {
+                    seen += 1;
+                    if seen == self.lines {
+                        return Some(i + 1);
+                    }
+                }
+            }
+        }
+        (window.len() == self.bytes).then_some(self.bytes)
+    }
+
+    /// The fingerprint of a file that starts with `prefix`, if its head is
+    /// complete.
+    pub fn of_prefix(&self, prefix: &[u8]) -> Option<FileFingerprint> {
+        self.head_len(prefix)
+            .map(|len| FileFingerprint(fnv1a64(&prefix[..len])))
+    }
+
+    /// Reads the head of `file` (moving its cursor) and fingerprints it.
+    /// `buf` is scratch space, reused between calls.
+    pub fn of_file(&self, file: &File, buf: &mut Vec<u8>) -> io::Result<Option<FileFingerprint>> {
+        buf.clear();
+        buf.resize(self.bytes, 0);
+        let mut reader = file;
+        reader.seek(SeekFrom::Start(0))?;
+        let mut filled = 0;
+        while filled < buf.len() {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(filled);
+        Ok(self.of_prefix(buf))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn fnv1a64_matches_reference_vectors() {
+        // From the FNV reference test suite.
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn head_is_bytes_when_lines_are_long() {
+        let fp = Fingerprinter::new(8, 2);
+        assert_eq!(fp.head_len(b"0123456"), None);
+        assert_eq!(fp.head_len(b"01234567"), Some(8));
+        assert_eq!(fp.head_len(b"0123456789\n"), Some(8));
+    }
+
+    #[test]
+    fn head_is_lines_when_they_end_sooner() {
+        let fp = Fingerprinter::new(256, 2);
+        assert_eq!(fp.head_len(b"ab\n"), None, "one line is not enough");
+        assert_eq!(fp.head_len(b"ab\ncd"), None, "the second line is partial");
+        assert_eq!(fp.head_len(b"ab\ncd\n"), Some(6));
+        assert_eq!(fp.head_len(b"ab\ncd\nef\n"), Some(6));
+    }
+
+    #[test]
+    fn bytes_only_when_lines_is_zero() {
+        let fp = Fingerprinter::new(4, 0);
+        assert_eq!(fp.head_len(b"a\nb\n"), Some(4));
+        assert_eq!(fp.head_len(b"a\nb"), None);
+    }
+
+    #[test]
+    fn appending_never_changes_the_fingerprint() {
+        let fp = Fingerprinter::new(16, 2);
+        let first = fp.of_prefix(b"line one\nline two\n").unwrap();
+        assert_eq!(
+            fp.of_prefix(b"line one\nline two\nline three\n"),
+            Some(first)
+        );
+        let other = fp.of_prefix(b"line one\nline 2\n").unwrap();
+        assert_ne!(first, other);
+    }
+
+    #[test]
+    fn csv_files_with_the_same_header_differ() {
+        let fp = Fingerprinter::new(256, 2);
+        let a = fp.of_prefix(b"client,date\n\"1.2.3.4\",1\n").unwrap();
+        let b = fp.of_prefix(b"client,date\n\"1.2.3.4\",2\n").unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn fingerprints_a_file_once_its_head_is_complete() {
+        let mut file = tempfile::tempfile().unwrap();
+        let fp = Fingerprinter::new(10, 0);
+        let mut buf = Vec::new();
+        file.write_all(b"12345").unwrap();
+        assert_eq!(fp.of_file(&file, &mut buf).unwrap(), None);
+        file.write_all(b"67890abc").unwrap();
+        assert_eq!(
+            fp.of_file(&file, &mut buf).unwrap(),
+            Some(FileFingerprint(fnv1a64(b"1234567890")))
+        );
+    }
+
+    #[test]
+    fn serializes_as_hex_text() {
+        let f = FileFingerprint::from_u64(0xab);
+        let json = serde_json::to_string(&f).unwrap();
+        assert_eq!(json, "\"00000000000000ab\"");
+        assert_eq!(serde_json::from_str::<FileFingerprint>(&json).unwrap(), f);
+    }
+}
