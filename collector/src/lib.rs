@@ -2,6 +2,7 @@
 //! the `replay` console program built on them.
 #![forbid(unsafe_code)]
 
+pub mod bus;
 pub mod cli;
 pub mod engine;
 pub mod generate;
