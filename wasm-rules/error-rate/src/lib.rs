@@ -40,14 +40,18 @@ impl ErrorRate {
         let when = logmon_rule::when(time);
         let window = self.window;
         if firing {
-            format!("High error rate on {section} - {pct:.1}% 5xx over {window} s, triggered at {when}")
+            format!(
+                "High error rate on {section} - {pct:.1}% 5xx over {window} s, triggered at {when}"
+            )
         } else if requests < self.min_requests {
             format!(
                 "Error rate on {section} no longer judged - {requests} requests over {window} s (min {}), resolved at {when}",
                 self.min_requests
             )
         } else {
-            format!("Error rate on {section} recovered - {pct:.1}% 5xx over {window} s, recovered at {when}")
+            format!(
+                "Error rate on {section} recovered - {pct:.1}% 5xx over {window} s, recovered at {when}"
+            )
         }
     }
 }
