@@ -24,4 +24,14 @@ else
         || { echo "setup: no rustup and no wasm32-wasip2 target" >&2; exit 1; }
 fi
 
+# The end-to-end tests run the real InfluxDB that Debian ships (1.6).
+if ! command -v influxd >/dev/null; then
+    log "installing InfluxDB (Debian package influxdb)"
+    export DEBIAN_FRONTEND=noninteractive
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update
+    $sudo_cmd apt-get install -y influxdb
+fi
+
 log "ok"

@@ -1,10 +1,28 @@
 //! The logmon agent: tails access logs, parses them and ships batches to the
-//! collector. The tailer (`tail`) is a synchronous, poll-driven library; the
-//! shipping loop that drives it comes later, and the crate links only
-//! `logmon-protocol` beyond small utility crates, which keeps the agent small.
+//! collector.
+//!
+//! - [`tail`]: the synchronous, poll-driven tailer (files, rotation,
+//!   checkpoints of acknowledged offsets);
+//! - [`config`]: the TOML configuration, environment and flag overrides,
+//!   validated into [`config::Settings`];
+//! - the reader thread (private `reader`) drives the tailers, parses and
+//!   seals batches; [`ship`] delivers them and reports acknowledgements;
+//! - [`metrics`]: counters, `/metrics` and `/health`;
+//! - [`run`]: [`Agent`], which starts all of it and shuts it down in order.
+//!
+//! The crate links only `logmon-protocol` and small utility crates (hyper
+//! for HTTP, tokio on one thread), which keeps the agent small.
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod metrics;
+mod reader;
+pub mod run;
+pub mod ship;
 pub mod tail;
+
+pub use config::{AgentConfig, Settings};
+pub use run::{Agent, AgentError};
 
 /// The formats the agent can read, by name.
 pub fn supported_formats() -> [&'static str; 4] {

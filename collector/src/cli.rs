@@ -28,6 +28,97 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Write a realistic generated access log (bursts, silences, disorder).
     Generate(GenerateArgs),
+    /// Run the live collector: ingest API, durable bus, live engine and rules.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the ingest API (`POST /v1/batches`, `/health`, `/metrics`).
+    #[arg(long, env = "LOGMON_LISTEN", default_value = "127.0.0.1:8470")]
+    pub listen: std::net::SocketAddr,
+    /// Directory of the event bus and the collector's state.
+    #[arg(long, env = "LOGMON_DATA_DIR", default_value = "logmon-data")]
+    pub data_dir: PathBuf,
+    /// A bearer token agents may use. Repeatable; comma-separated in the env.
+    #[arg(
+        long = "token",
+        env = "LOGMON_TOKENS",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub tokens: Vec<String>,
+    /// Seconds an event may trail its stream's newest one and still count.
+    #[arg(long, default_value_t = 5)]
+    pub lateness: u32,
+    /// Seconds without events after which a stream stops holding time back.
+    #[arg(long, default_value_t = 10)]
+    pub idle_after: u64,
+    /// high-traffic: average requests per second that fire the alert.
+    #[arg(long, default_value_t = 10.0)]
+    pub threshold: f64,
+    /// high-traffic: seconds averaged.
+    #[arg(long, default_value_t = 120)]
+    pub window: u32,
+    /// One more rule instance (see `replay --rule`). Repeatable.
+    #[arg(long = "rule", value_name = "SPEC")]
+    pub rule: Vec<RuleSpec>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: OutputKind,
+    #[arg(long, default_value_t = 10)]
+    pub stats_every: u32,
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// Bus backlog (MiB) past which ingest answers 503 (backpressure).
+    #[arg(long, default_value_t = 1024)]
+    pub max_backlog_mib: u64,
+    /// InfluxDB base URL (v1 API); events, rollups and alerts are stored there.
+    #[arg(long, env = "LOGMON_INFLUX_URL")]
+    pub influx_url: Option<String>,
+    /// InfluxDB database (v1), created when absent.
+    #[arg(long, env = "LOGMON_INFLUX_DB", default_value = "logmon")]
+    pub influx_db: String,
+}
+
+impl ServeArgs {
+    pub fn options(self) -> anyhow::Result<crate::serve::ServeOptions> {
+        anyhow::ensure!(self.window > 0, "--window must be at least 1 second");
+        anyhow::ensure!(
+            self.stats_every > 0,
+            "--stats-every must be at least 1 second"
+        );
+        let ingest = crate::ingest::IngestConfig {
+            listen: self.listen,
+            tokens: self.tokens,
+            max_backlog_bytes: self.max_backlog_mib << 20,
+            ..crate::ingest::IngestConfig::default()
+        };
+        Ok(crate::serve::ServeOptions {
+            data_dir: self.data_dir,
+            ingest,
+            live: crate::live::LiveOptions {
+                lateness: self.lateness,
+                idle_after: Duration::from_secs(self.idle_after),
+                ..crate::live::LiveOptions::default()
+            },
+            threshold: self.threshold,
+            window: self.window,
+            rules: self.rule,
+            output: self.output,
+            stats_every: self.stats_every,
+            top: self.top,
+            limits: SandboxLimits::default(),
+            gc_every: Duration::from_secs(5),
+            influx: self.influx_url.map(|url| crate::influx::InfluxConfig {
+                url,
+                api: crate::influx::InfluxApi::V1(crate::influx::V1Config {
+                    database: self.influx_db,
+                    ..crate::influx::V1Config::default()
+                }),
+                ..crate::influx::InfluxConfig::default()
+            }),
+        })
+    }
 }
 
 #[derive(Debug, Args)]

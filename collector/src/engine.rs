@@ -198,6 +198,45 @@ impl EventTimeEngine {
         Observed::Accepted
     }
 
+    /// Add an event without moving time: live mode, where an external
+    /// watermark (per-stream, or the wall clock) decides when seconds close
+    /// through [`Self::close_before`]. Late only if its second already closed.
+    /// The caller bounds how far ahead of the watermark events may be, since
+    /// every second up to the newest is held open.
+    pub fn insert(&mut self, event: &Event) -> Observed {
+        let second = event.second();
+        match self.base {
+            None => self.base = Some(second),
+            Some(base) if second < base => {
+                if self.closing_started {
+                    self.counters.late += 1;
+                    return Observed::Late;
+                }
+                for time in (second..base).rev() {
+                    let mut s = self.spare.pop().unwrap_or_default();
+                    s.reset(time);
+                    self.open.push_front(s);
+                }
+                self.base = Some(second);
+            }
+            Some(_) => {}
+        }
+        if self.newest.is_none_or(|n| second > n) {
+            self.newest = Some(second);
+        }
+        self.slot(second).add(event);
+        self.counters.accepted += 1;
+        Observed::Accepted
+    }
+
+    /// Start the clock at `second` when no event has arrived yet, so silence
+    /// from the start is closed (and evaluated) as time passes.
+    pub fn start_at(&mut self, second: i64) {
+        if self.base.is_none() {
+            self.base = Some(second);
+        }
+    }
+
     /// Close every second before `watermark` (exclusive), in order. Used by
     /// live mode when the wall clock drives time, and by [`Self::observe`].
     pub fn close_before(&mut self, watermark: i64, closed: &mut impl FnMut(&SecondStats)) {
@@ -382,6 +421,22 @@ mod tests {
             );
         }
         assert!(closed > 19_000);
+    }
+
+    #[test]
+    fn live_inserts_wait_for_the_external_watermark() {
+        let mut engine = EventTimeEngine::new(5);
+        let mut closed = Vec::new();
+        engine.start_at(98);
+        assert_eq!(engine.insert(&event(100, "/", 200)), Observed::Accepted);
+        assert_eq!(engine.insert(&event(130, "/", 200)), Observed::Accepted);
+        assert!(closed.is_empty(), "insert never closes by itself");
+        engine.close_before(101, &mut |c: &SecondStats| closed.push((c.time, c.hits)));
+        assert_eq!(closed, [(98, 0), (99, 0), (100, 1)]);
+        assert_eq!(engine.insert(&event(100, "/", 200)), Observed::Late);
+        assert_eq!(engine.insert(&event(101, "/", 200)), Observed::Accepted);
+        engine.close_before(102, &mut |c: &SecondStats| closed.push((c.time, c.hits)));
+        assert_eq!(closed.last(), Some(&(101, 1)));
     }
 
     proptest! {

@@ -4,9 +4,16 @@
 
 pub mod bus;
 pub mod cli;
+pub mod console;
 pub mod engine;
 pub mod generate;
+pub mod influx;
+pub mod ingest;
+pub mod live;
 pub mod output;
 pub mod replay;
 pub mod rules;
+pub mod serve;
 pub mod stats;
+pub mod store;
+pub mod watermark;

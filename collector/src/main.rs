@@ -23,6 +23,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut stderr = std::io::stderr().lock();
             logmon_collector::replay::run(&opts, out, &mut stderr)?;
         }
+        Command::Serve(args) => logmon_collector::serve::run(args.options()?)?,
         Command::Generate(args) => {
             let spec = args.spec();
             match &args.output {

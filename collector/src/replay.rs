@@ -3,11 +3,10 @@
 //! interval of log time and the alert transitions of the rules, exactly as
 //! the seconds close.
 
-use crate::engine::{EventTimeEngine, SecondStats};
+use crate::console::Pipeline;
+use crate::engine::EventTimeEngine;
 use crate::output::{OutputKind, Printer, Summary};
-use crate::rules::{
-    Quarantine, RuleRuntime, RuleSet, RuleSource, RuleSpec, SandboxLimits, Transition,
-};
+use crate::rules::{RuleRuntime, RuleSet, RuleSource, RuleSpec, SandboxLimits};
 use crate::stats::StatsClock;
 use anyhow::Context as _;
 use logmon_protocol::parse::{DETECT_LINES, Parsed, detect};
@@ -103,41 +102,6 @@ pub fn rule_specs(opts: &ReplayOptions) -> anyhow::Result<Vec<RuleSpec>> {
     Ok(specs)
 }
 
-/// What happens to each closed second: rules, then statistics.
-struct Pipeline<W: Write> {
-    rules: RuleSet,
-    clock: StatsClock,
-    printer: Printer<W>,
-    transitions: Vec<Transition>,
-    quarantined: Vec<Quarantine>,
-    summary: Summary,
-    error: Option<std::io::Error>,
-}
-
-impl<W: Write> Pipeline<W> {
-    fn on_second(&mut self, s: &SecondStats) {
-        self.summary.seconds += 1;
-        self.rules
-            .evaluate(s, &mut self.transitions, &mut self.quarantined);
-        let mut result = Ok(());
-        for q in self.quarantined.drain(..) {
-            self.summary.quarantined += 1;
-            result = result.and_then(|()| self.printer.quarantine(&q));
-        }
-        for t in self.transitions.drain(..) {
-            self.summary.transitions += 1;
-            result = result.and_then(|()| self.printer.transition(&t));
-        }
-        let printer = &mut self.printer;
-        self.clock.second(s, |r| {
-            result = std::mem::replace(&mut result, Ok(())).and_then(|()| printer.stats(&r));
-        });
-        if let Err(e) = result {
-            self.error.get_or_insert(e);
-        }
-    }
-}
-
 /// Run a replay, writing reports to `out` and diagnostics to `diag`.
 pub fn run<W: Write>(
     opts: &ReplayOptions,
@@ -159,15 +123,11 @@ pub fn run<W: Write>(
             Box::new(std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?),
         ),
     };
-    let mut pipeline = Pipeline {
+    let mut pipeline = Pipeline::new(
         rules,
-        clock: StatsClock::new(opts.stats_every, opts.top),
-        printer: Printer::new(opts.output, out),
-        transitions: Vec::new(),
-        quarantined: Vec::new(),
-        summary: Summary::default(),
-        error: None,
-    };
+        StatsClock::new(opts.stats_every, opts.top),
+        Printer::new(opts.output, out),
+    );
     let mut engine = EventTimeEngine::new(opts.lateness);
     let mut input = LineReader::new(BufReader::with_capacity(1 << 20, reader));
 
@@ -236,10 +196,7 @@ pub fn run<W: Write>(
         }
     }
     engine.finish(&mut |s| pipeline.on_second(s));
-    let printer = &mut pipeline.printer;
-    let mut result = Ok(());
-    pipeline.clock.finish(|r| result = printer.stats(&r));
-    result?;
+    pipeline.finish_stats()?;
     pipeline.summary.late = engine.counters().late;
     if pipeline.summary.malformed > opts.report_malformed {
         writeln!(

@@ -1,0 +1,384 @@
+//! The agent's counters and gauges, rendered as Prometheus text for
+//! `/metrics`, plus the tiny HTTP server that serves them and `/health`.
+//!
+//! Counters are atomics bumped by the reader thread and the shipper; per-file
+//! state is a snapshot the reader refreshes about once a second, so a scrape
+//! never touches the tailer.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// One watched file's position, as last seen by the reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileState {
+    /// The source it belongs to.
+    pub source: String,
+    /// Where it was last seen.
+    pub path: String,
+    /// Its size.
+    pub size: u64,
+    /// Read (delivered to batches) up to here.
+    pub read: u64,
+    /// Acknowledged by the collector up to here.
+    pub acked: u64,
+}
+
+/// Everything `/metrics` shows. Cheap to share: one `Arc` per task.
+#[derive(Debug, Default)]
+#[allow(missing_docs)]
+pub struct Metrics {
+    pub lines_read: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub events_parsed: AtomicU64,
+    pub lines_malformed: AtomicU64,
+    pub lines_skipped: AtomicU64,
+    pub batches_sealed: AtomicU64,
+    pub requests_sent: AtomicU64,
+    pub batches_acked: AtomicU64,
+    pub events_acked: AtomicU64,
+    pub bytes_shipped: AtomicU64,
+    pub batches_retried: AtomicU64,
+    pub batches_rejected: AtomicU64,
+    pub batches_split: AtomicU64,
+    pub batches_conflicted: AtomicU64,
+    pub unauthorized: AtomicU64,
+    pub rewinds: AtomicU64,
+    /// Batches read and not yet finished (queued, in flight or retrying).
+    pub batches_buffered: AtomicU64,
+    /// The most `batches_buffered` ever was.
+    pub batches_buffered_max: AtomicU64,
+    /// Requests outstanding now.
+    pub in_flight: AtomicU64,
+    /// 1 while reading is paused because too many batches are unacknowledged.
+    pub reading_paused: AtomicU64,
+    pub checkpoint_saves: AtomicU64,
+    pub checkpoint_errors: AtomicU64,
+    /// Unix milliseconds when the checkpoints on disk last matched memory.
+    pub checkpoint_current_unix_ms: AtomicU64,
+    files: Mutex<Vec<FileState>>,
+}
+
+/// Unix time now, in milliseconds.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Metrics {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// Replaces the per-file snapshot.
+    pub fn set_files(&self, files: Vec<FileState>) {
+        *self.files.lock().unwrap_or_else(|e| e.into_inner()) = files;
+    }
+
+    /// The per-file snapshot.
+    pub fn files(&self) -> Vec<FileState> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Seconds since the checkpoints on disk last matched what was
+    /// acknowledged (stays under about one second while saving works).
+    pub fn checkpoint_age_seconds(&self) -> f64 {
+        let at = Self::get(&self.checkpoint_current_unix_ms);
+        if at == 0 {
+            return 0.0;
+        }
+        unix_ms().saturating_sub(at) as f64 / 1000.0
+    }
+
+    /// Prometheus text exposition (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let counters: [(&str, &str, &AtomicU64); 18] = [
+            (
+                "lines_read_total",
+                "Lines read from log files.",
+                &self.lines_read,
+            ),
+            (
+                "bytes_read_total",
+                "Bytes of lines read from log files.",
+                &self.bytes_read,
+            ),
+            (
+                "events_parsed_total",
+                "Lines parsed into events.",
+                &self.events_parsed,
+            ),
+            (
+                "lines_malformed_total",
+                "Lines that did not parse.",
+                &self.lines_malformed,
+            ),
+            (
+                "lines_skipped_total",
+                "Blank lines and CSV headers.",
+                &self.lines_skipped,
+            ),
+            (
+                "batches_sealed_total",
+                "Batches built.",
+                &self.batches_sealed,
+            ),
+            (
+                "requests_total",
+                "POST /v1/batches requests sent.",
+                &self.requests_sent,
+            ),
+            (
+                "batches_acked_total",
+                "Batches the collector acknowledged.",
+                &self.batches_acked,
+            ),
+            (
+                "events_acked_total",
+                "Events the collector acknowledged.",
+                &self.events_acked,
+            ),
+            (
+                "bytes_shipped_total",
+                "Compressed body bytes acknowledged.",
+                &self.bytes_shipped,
+            ),
+            (
+                "batches_retried_total",
+                "Retries after 5xx, 503, 401 or network errors.",
+                &self.batches_retried,
+            ),
+            (
+                "batches_rejected_total",
+                "Batches dropped: 400, or a single event over 413.",
+                &self.batches_rejected,
+            ),
+            (
+                "batches_split_total",
+                "Batches split after 413.",
+                &self.batches_split,
+            ),
+            (
+                "batches_conflicted_total",
+                "409 answers (collector already had data).",
+                &self.batches_conflicted,
+            ),
+            ("unauthorized_total", "401 answers.", &self.unauthorized),
+            (
+                "rewinds_total",
+                "Times a source was rewound to its acknowledged offsets.",
+                &self.rewinds,
+            ),
+            (
+                "checkpoint_saves_total",
+                "Checkpoint files written.",
+                &self.checkpoint_saves,
+            ),
+            (
+                "checkpoint_errors_total",
+                "Checkpoint writes that failed.",
+                &self.checkpoint_errors,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP logmon_agent_{name} {help}\n# TYPE logmon_agent_{name} counter\nlogmon_agent_{name} {}",
+                Self::get(value)
+            );
+        }
+        let gauges: [(&str, &str, f64); 5] = [
+            (
+                "batches_buffered",
+                "Batches read and not finished.",
+                Self::get(&self.batches_buffered) as f64,
+            ),
+            (
+                "batches_buffered_max",
+                "Most batches ever buffered at once.",
+                Self::get(&self.batches_buffered_max) as f64,
+            ),
+            (
+                "in_flight",
+                "Requests outstanding.",
+                Self::get(&self.in_flight) as f64,
+            ),
+            (
+                "reading_paused",
+                "1 while reading waits for acknowledgements.",
+                Self::get(&self.reading_paused) as f64,
+            ),
+            (
+                "checkpoint_age_seconds",
+                "Seconds since checkpoints on disk matched acknowledgements.",
+                self.checkpoint_age_seconds(),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP logmon_agent_{name} {help}\n# TYPE logmon_agent_{name} gauge\nlogmon_agent_{name} {value}"
+            );
+        }
+        let files = self.files();
+        type PerFile = (&'static str, &'static str, fn(&FileState) -> u64);
+        let per_file: [PerFile; 3] = [
+            (
+                "file_lag_bytes",
+                "File size minus acknowledged offset.",
+                |f| f.size.saturating_sub(f.acked),
+            ),
+            (
+                "file_unacked_read_bytes",
+                "Bytes read but not acknowledged.",
+                |f| f.read.saturating_sub(f.acked),
+            ),
+            ("file_acked_offset_bytes", "Acknowledged offset.", |f| {
+                f.acked
+            }),
+        ];
+        for (name, help, value) in per_file {
+            let _ = writeln!(
+                out,
+                "# HELP logmon_agent_{name} {help}\n# TYPE logmon_agent_{name} gauge"
+            );
+            for f in &files {
+                let _ = writeln!(
+                    out,
+                    "logmon_agent_{name}{{source=\"{}\",path=\"{}\"}} {}",
+                    escape(&f.source),
+                    escape(&f.path),
+                    value(f)
+                );
+            }
+        }
+        out
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Serves `/metrics` and `/health` on `listener` until `shutdown` fires.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: std::sync::Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    // A handful of scrapers at most: bound the connections anyway.
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
+    loop {
+        let (stream, _) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let metrics = metrics.clone();
+                async move { Ok::<_, Infallible>(respond(&req, &metrics)) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                () = shutdown.cancelled() => {}
+            }
+            drop(permit);
+        });
+    }
+}
+
+fn respond(req: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match req.uri().path() {
+        "/metrics" => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            metrics.render(),
+        ),
+        "/health" => (
+            StatusCode::OK,
+            "application/json",
+            format!(
+                "{{\"status\":\"ok\",\"batches_buffered\":{},\"reading_paused\":{},\"checkpoint_age_seconds\":{}}}\n",
+                Metrics::get(&metrics.batches_buffered),
+                Metrics::get(&metrics.reading_paused) == 1,
+                metrics.checkpoint_age_seconds()
+            ),
+        ),
+        _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    response
+}
+
+/// Binds `addr` for [`serve`]; returns the listener and its actual address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_files() {
+        let m = Metrics::default();
+        Metrics::add(&m.lines_read, 3);
+        m.set_files(vec![FileState {
+            source: "s".into(),
+            path: "/a \"b\".log".into(),
+            size: 100,
+            read: 80,
+            acked: 50,
+        }]);
+        let text = m.render();
+        assert!(text.contains("logmon_agent_lines_read_total 3\n"), "{text}");
+        assert!(
+            text.contains(
+                "logmon_agent_file_lag_bytes{source=\"s\",path=\"/a \\\"b\\\".log\"} 50\n"
+            )
+        );
+        assert!(text.contains(
+            "logmon_agent_file_unacked_read_bytes{source=\"s\",path=\"/a \\\"b\\\".log\"} 30\n"
+        ));
+    }
+}

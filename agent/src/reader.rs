@@ -1,0 +1,542 @@
+//! The reader: drives the synchronous tailers on a thread of their own,
+//! parses each file's lines in its source's format (or the one detected from
+//! its first lines), and seals them into encoded batches for the shipper.
+//!
+//! Invariants:
+//! - a sealed batch covers exactly `[start, end)` of one file, whole lines,
+//!   and the batches of a file are sealed in file order;
+//! - acknowledgements reach the tailer only through [`ToReader`] messages,
+//!   so checkpoints hold acknowledged offsets only;
+//! - at most `max_buffered_batches` batches are sealed and unfinished (plus
+//!   what one poll of `read_budget_bytes` yields): beyond that the reader
+//!   stops polling and the log files are the buffer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use logmon_protocol::parse::detect;
+use logmon_protocol::wire::{self, Batch, StreamId};
+use logmon_protocol::{Event, Format, LineParser};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Settings, SourceSettings};
+use crate::metrics::{FileState, Metrics, unix_ms};
+use crate::tail::{Checkpoints, FileFingerprint, ReadLines, StreamKey, Tailer};
+
+/// A batch ready to send, with what a 413 split needs.
+#[derive(Debug)]
+pub(crate) struct Sealed {
+    /// Index of its source.
+    pub source: usize,
+    /// The source's rewind epoch when it was read.
+    pub epoch: u64,
+    pub stream: StreamKey,
+    pub batch: Batch,
+    /// Start offset of the line of each event.
+    pub offsets: Vec<u64>,
+    /// Start offsets of the malformed lines.
+    pub malformed_offsets: Vec<u64>,
+    /// `wire::encode(batch)`.
+    pub body: Bytes,
+}
+
+/// Reader → shipper.
+#[derive(Debug)]
+pub(crate) enum ToShipper {
+    Batch(Box<Sealed>),
+    /// The source was rewound: drop its queued batches older than `epoch`.
+    Invalidate {
+        source: usize,
+        epoch: u64,
+    },
+}
+
+/// Shipper → reader.
+#[derive(Debug)]
+pub(crate) enum ToReader {
+    /// The collector has everything of `stream` before `end`.
+    Acked {
+        source: usize,
+        stream: StreamKey,
+        end: u64,
+    },
+    /// The collector has `stream` up to `to` and the batch sent did not line
+    /// up with it: acknowledge `to` and re-read the source from its
+    /// acknowledged offsets (if nothing rewound it since `epoch`).
+    Rewind {
+        source: usize,
+        epoch: u64,
+        stream: StreamKey,
+        to: u64,
+    },
+    /// A sealed batch is finished (delivered, dropped or abandoned).
+    Released,
+}
+
+/// A batch being filled.
+#[derive(Debug)]
+struct OpenBatch {
+    stream: StreamKey,
+    format: Format,
+    start: u64,
+    end: u64,
+    events: Vec<Event>,
+    offsets: Vec<u64>,
+    malformed_offsets: Vec<u64>,
+    opened: Instant,
+}
+
+/// What the reader knows of one file.
+#[derive(Debug, Default)]
+struct StreamState {
+    parser: Option<LineParser>,
+    open: Option<OpenBatch>,
+}
+
+#[derive(Debug)]
+struct Source {
+    settings: SourceSettings,
+    tailer: Tailer,
+    epoch: u64,
+    streams: HashMap<FileFingerprint, StreamState>,
+    saved: Option<Checkpoints>,
+}
+
+/// Builds a tailer per source from its checkpoint directory.
+pub(crate) fn open_sources(
+    settings: &Settings,
+) -> Result<Vec<(SourceSettings, Tailer)>, crate::run::AgentError> {
+    let mut out = Vec::new();
+    for source in &settings.sources {
+        std::fs::create_dir_all(&source.checkpoint_dir)
+            .map_err(|e| crate::run::AgentError::CheckpointDir(source.checkpoint_dir.clone(), e))?;
+        let checkpoints = Checkpoints::load(&source.checkpoint_dir)?;
+        let tailer = Tailer::new(source.tailer.clone(), checkpoints)?;
+        out.push((source.clone(), tailer));
+    }
+    Ok(out)
+}
+
+/// The reader thread's state.
+#[derive(Debug)]
+pub(crate) struct Reader {
+    settings: Arc<Settings>,
+    sources: Vec<Source>,
+    to_shipper: Option<UnboundedSender<ToShipper>>,
+    from_shipper: Receiver<ToReader>,
+    metrics: Arc<Metrics>,
+    /// Stop reading, seal, wait for the shipper, save.
+    stop: CancellationToken,
+    /// Exit at once without saving (a simulated crash).
+    kill: CancellationToken,
+    buffered: usize,
+    last_save: Option<Instant>,
+    last_malformed_log: Option<Instant>,
+    malformed_unlogged: u64,
+}
+
+impl Reader {
+    pub(crate) fn new(
+        settings: Arc<Settings>,
+        tailers: Vec<(SourceSettings, Tailer)>,
+        to_shipper: UnboundedSender<ToShipper>,
+        from_shipper: Receiver<ToReader>,
+        metrics: Arc<Metrics>,
+        stop: CancellationToken,
+        kill: CancellationToken,
+    ) -> Self {
+        let sources = tailers
+            .into_iter()
+            .map(|(settings, tailer)| Source {
+                settings,
+                tailer,
+                epoch: 0,
+                streams: HashMap::new(),
+                saved: None,
+            })
+            .collect();
+        Self {
+            settings,
+            sources,
+            to_shipper: Some(to_shipper),
+            from_shipper,
+            metrics,
+            stop,
+            kill,
+            buffered: 0,
+            last_save: None,
+            last_malformed_log: None,
+            malformed_unlogged: 0,
+        }
+    }
+
+    /// Runs until stopped (then drains and saves) or killed (then returns at
+    /// once, leaving the last periodic checkpoints).
+    pub(crate) fn run(mut self) {
+        self.save_if_due(true);
+        while !self.stop.is_cancelled() {
+            if self.kill.is_cancelled() {
+                return;
+            }
+            while let Ok(msg) = self.from_shipper.try_recv() {
+                self.handle(msg, true);
+            }
+            self.save_if_due(false);
+            let mut read_any = false;
+            for i in 0..self.sources.len() {
+                if self.buffered >= self.settings.max_buffered_batches {
+                    break;
+                }
+                let polled = self.sources[i].tailer.poll(self.settings.read_budget_bytes);
+                for lines in polled {
+                    read_any = true;
+                    self.ingest(i, lines);
+                }
+            }
+            let paused = self.buffered >= self.settings.max_buffered_batches;
+            self.metrics
+                .reading_paused
+                .store(u64::from(paused), std::sync::atomic::Ordering::Relaxed);
+            let next_linger = self.seal_lingering();
+            if !read_any || paused {
+                let wait =
+                    next_linger.map_or(self.settings.idle_poll, |d| d.min(self.settings.idle_poll));
+                match self.from_shipper.recv_timeout(wait) {
+                    Ok(msg) => self.handle(msg, true),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    // The shipper is gone: nothing can be delivered any more.
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        }
+        // Shutdown: ship what was read, wait for the shipper to finish
+        // (delivered, or abandoned at the deadline), save last.
+        for i in 0..self.sources.len() {
+            let open: Vec<FileFingerprint> = self.sources[i].streams.keys().copied().collect();
+            for fingerprint in open {
+                self.seal(i, fingerprint);
+            }
+        }
+        self.to_shipper = None;
+        loop {
+            if self.kill.is_cancelled() {
+                return;
+            }
+            match self.from_shipper.recv_timeout(Duration::from_millis(50)) {
+                Ok(msg) => self.handle(msg, false),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        self.save_if_due(true);
+    }
+
+    fn handle(&mut self, msg: ToReader, may_rewind: bool) {
+        match msg {
+            ToReader::Acked {
+                source,
+                stream,
+                end,
+            } => {
+                self.sources[source].tailer.ack(&stream, end);
+            }
+            ToReader::Released => {
+                self.buffered = self.buffered.saturating_sub(1);
+                self.metrics
+                    .batches_buffered
+                    .store(self.buffered as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            ToReader::Rewind {
+                source,
+                epoch,
+                stream,
+                to,
+            } => {
+                let src = &mut self.sources[source];
+                src.tailer.ack(&stream, to);
+                if may_rewind && epoch == src.epoch {
+                    src.tailer.rewind_to_acked();
+                    src.epoch += 1;
+                    for state in src.streams.values_mut() {
+                        state.open = None;
+                    }
+                    Metrics::add(&self.metrics.rewinds, 1);
+                    if let Some(tx) = &self.to_shipper {
+                        let _ = tx.send(ToShipper::Invalidate {
+                            source,
+                            epoch: src.epoch,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds one poll's lines of one file to its open batch, sealing as the
+    /// batch fills.
+    fn ingest(&mut self, source: usize, lines: ReadLines) {
+        let settings = self.settings.clone();
+        let fingerprint = lines.stream.fingerprint;
+        Metrics::add(&self.metrics.lines_read, lines.lines.len() as u64);
+        Metrics::add(&self.metrics.bytes_read, lines.end - lines.start);
+        // A batch covers one contiguous range of one path: a jump (truncation)
+        // or a rename closes it.
+        let discontinuous = self.sources[source]
+            .streams
+            .get(&fingerprint)
+            .and_then(|s| s.open.as_ref())
+            .is_some_and(|o| o.end != lines.start || o.stream.path != lines.stream.path);
+        if discontinuous {
+            self.seal(source, fingerprint);
+        }
+        let fixed = self.sources[source].settings.format;
+        let state = self.sources[source].streams.entry(fingerprint).or_default();
+        if state.parser.is_none() {
+            let format = fixed.or_else(|| detect(lines.lines.iter().map(|l| l.text.as_str())));
+            state.parser = format.map(LineParser::new);
+        }
+        let mut malformed = 0u64;
+        let mut parsed = 0u64;
+        let mut skipped = 0u64;
+        let count = lines.lines.len();
+        for i in 0..count {
+            let line = &lines.lines[i];
+            let line_end = lines.lines.get(i + 1).map_or(lines.end, |l| l.offset);
+            let state = self.sources[source]
+                .streams
+                .get_mut(&fingerprint)
+                .expect("inserted above");
+            let full = state.open.as_ref().is_some_and(|o| {
+                o.events.len() >= settings.batch_max_events
+                    || o.end - o.start >= settings.batch_max_bytes
+            });
+            if full {
+                self.seal(source, fingerprint);
+            }
+            let state = self.sources[source]
+                .streams
+                .get_mut(&fingerprint)
+                .expect("inserted above");
+            // Lines of a file whose format could not be detected yet are
+            // malformed; the batch still names a format (CLF) for the wire.
+            let format = state
+                .parser
+                .as_ref()
+                .map_or(Format::Clf, LineParser::format);
+            let open = state.open.get_or_insert_with(|| OpenBatch {
+                stream: lines.stream.clone(),
+                format,
+                start: line.offset,
+                end: line.offset,
+                events: Vec::with_capacity(settings.batch_max_events.min(4096)),
+                offsets: Vec::with_capacity(settings.batch_max_events.min(4096)),
+                malformed_offsets: Vec::new(),
+                opened: Instant::now(),
+            });
+            open.end = line_end;
+            let result = match state.parser.as_mut() {
+                Some(parser) => parser.parse(&line.text),
+                None => Err(logmon_protocol::ParseError::new(
+                    "log format not recognised",
+                )),
+            };
+            match result {
+                Ok(Some(event)) => {
+                    open.events.push(event);
+                    open.offsets.push(line.offset);
+                    parsed += 1;
+                }
+                Ok(None) => skipped += 1,
+                Err(e) => {
+                    open.malformed_offsets.push(line.offset);
+                    malformed += 1;
+                    self.note_malformed(&lines.stream, line.offset, &e);
+                }
+            }
+        }
+        let state = self.sources[source]
+            .streams
+            .get_mut(&fingerprint)
+            .expect("inserted above");
+        let full = state.open.as_ref().is_some_and(|o| {
+            o.events.len() >= settings.batch_max_events
+                || o.end - o.start >= settings.batch_max_bytes
+        });
+        if full {
+            self.seal(source, fingerprint);
+        }
+        Metrics::add(&self.metrics.events_parsed, parsed);
+        Metrics::add(&self.metrics.lines_malformed, malformed);
+        Metrics::add(&self.metrics.lines_skipped, skipped);
+    }
+
+    /// Logs a malformed line, at most one log line per 10 s (with a count).
+    fn note_malformed(
+        &mut self,
+        stream: &StreamKey,
+        offset: u64,
+        error: &logmon_protocol::ParseError,
+    ) {
+        let now = Instant::now();
+        if self
+            .last_malformed_log
+            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(10))
+        {
+            self.malformed_unlogged += 1;
+            return;
+        }
+        let more = std::mem::take(&mut self.malformed_unlogged);
+        eprintln!(
+            "logmon-agent: warning: malformed line in {} at byte {offset}: {error}{}",
+            stream.path.display(),
+            if more > 0 {
+                format!(" ({more} more since the last report)")
+            } else {
+                String::new()
+            }
+        );
+        self.last_malformed_log = Some(now);
+    }
+
+    /// Seals batches open longer than the linger time; returns the time until
+    /// the next one is due.
+    fn seal_lingering(&mut self) -> Option<Duration> {
+        let now = Instant::now();
+        let linger = self.settings.linger;
+        let mut next: Option<Duration> = None;
+        for i in 0..self.sources.len() {
+            let due: Vec<FileFingerprint> = self.sources[i]
+                .streams
+                .iter()
+                .filter_map(|(fp, s)| {
+                    let open = s.open.as_ref()?;
+                    let age = now.duration_since(open.opened);
+                    if age >= linger {
+                        Some(*fp)
+                    } else {
+                        let left = linger - age;
+                        next = Some(next.map_or(left, |n| n.min(left)));
+                        None
+                    }
+                })
+                .collect();
+            for fingerprint in due {
+                self.seal(i, fingerprint);
+            }
+        }
+        next
+    }
+
+    /// Closes the open batch of a file, encodes it and hands it over.
+    fn seal(&mut self, source: usize, fingerprint: FileFingerprint) {
+        let src = &mut self.sources[source];
+        let Some(open) = src
+            .streams
+            .get_mut(&fingerprint)
+            .and_then(|s| s.open.take())
+        else {
+            return;
+        };
+        let batch = Batch {
+            agent_id: self.settings.agent_id.clone(),
+            host: self.settings.host.clone(),
+            stream: StreamId {
+                fingerprint: fingerprint.get(),
+                path: open.stream.path.display().to_string(),
+            },
+            start: open.start,
+            end: open.end,
+            format: open.format,
+            labels: src.settings.labels.clone(),
+            malformed: open.malformed_offsets.len() as u64,
+            events: open.events,
+        };
+        let body = match wire::encode(&batch, self.settings.zstd_level) {
+            Ok(body) => Bytes::from(body),
+            Err(e) => {
+                // Never seen in practice; the range cannot be shipped, so
+                // count it and move on rather than stall the file.
+                eprintln!(
+                    "logmon-agent: error: cannot encode a batch of {}: {e}; dropped",
+                    open.stream.path.display()
+                );
+                Metrics::add(&self.metrics.batches_rejected, 1);
+                src.tailer.ack(&open.stream, open.end);
+                return;
+            }
+        };
+        let Some(tx) = &self.to_shipper else {
+            return;
+        };
+        let sealed = Sealed {
+            source,
+            epoch: src.epoch,
+            stream: open.stream,
+            batch,
+            offsets: open.offsets,
+            malformed_offsets: open.malformed_offsets,
+            body,
+        };
+        if tx.send(ToShipper::Batch(Box::new(sealed))).is_ok() {
+            self.buffered += 1;
+            Metrics::add(&self.metrics.batches_sealed, 1);
+            self.metrics
+                .batches_buffered
+                .store(self.buffered as u64, std::sync::atomic::Ordering::Relaxed);
+            self.metrics
+                .batches_buffered_max
+                .fetch_max(self.buffered as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Writes changed checkpoints when the interval has passed (or `now`),
+    /// and refreshes the per-file metrics.
+    fn save_if_due(&mut self, force: bool) {
+        let now = Instant::now();
+        if !force
+            && self
+                .last_save
+                .is_some_and(|at| now.duration_since(at) < self.settings.checkpoint_interval)
+        {
+            return;
+        }
+        self.last_save = Some(now);
+        let mut current = true;
+        let mut files = Vec::new();
+        for src in &mut self.sources {
+            let checkpoints = src.tailer.checkpoints();
+            if src.saved.as_ref() != Some(checkpoints) {
+                match checkpoints.save(&src.settings.checkpoint_dir) {
+                    Ok(()) => {
+                        src.saved = Some(checkpoints.clone());
+                        Metrics::add(&self.metrics.checkpoint_saves, 1);
+                    }
+                    Err(e) => {
+                        current = false;
+                        Metrics::add(&self.metrics.checkpoint_errors, 1);
+                        eprintln!("logmon-agent: error: saving checkpoints: {e}");
+                    }
+                }
+            }
+            for f in src.tailer.stats().files {
+                files.push(FileState {
+                    source: src.settings.name.clone(),
+                    path: f.path.display().to_string(),
+                    size: f.size,
+                    read: f.read,
+                    acked: f.acked,
+                });
+            }
+        }
+        if current {
+            self.metrics
+                .checkpoint_current_unix_ms
+                .store(unix_ms(), std::sync::atomic::Ordering::Relaxed);
+        }
+        self.metrics.set_files(files);
+    }
+}

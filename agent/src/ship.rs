@@ -1,0 +1,506 @@
+//! The shipper: delivers sealed batches with `POST /v1/batches` and tells
+//! the reader what the collector acknowledged.
+//!
+//! Ordering: at most **one batch per file is in flight**; the next batch of
+//! a file waits until the collector has answered for the previous one.
+//! Acknowledgements of a file therefore arrive in file order and the
+//! checkpoint never passes an unacknowledged byte, and the collector sees
+//! each file's batches in order (so its stored offset per stream is a plain
+//! high-water mark). Several files ship in parallel, up to `max_in_flight`
+//! requests. While a batch is handled, the next one of the same file is
+//! already read, parsed and encoded on the reader thread.
+//!
+//! Answers:
+//! - 2xx: acknowledged.
+//! - 409 with `Logmon-Stored-Offset: N`: the collector already has the
+//!   stream up to `N`. `N >= end`: a duplicate, acknowledged. `start < N <
+//!   end`: acknowledge `N` and rewind the source so reading resumes at `N`.
+//!   `N <= start`: the collector lacks bytes it acknowledged before (it lost
+//!   state); they cannot be sent again, so the agent logs an error, counts
+//!   it and moves on rather than stall the file forever. 409 without the
+//!   header counts as a duplicate.
+//! - 400: the collector cannot decode the batch, and never will: logged,
+//!   counted as rejected, and acknowledged so the file does not stall.
+//! - 413: the batch is split in two at an event boundary and both halves are
+//!   sent in order; a batch of one event that is still too large is dropped
+//!   like a 400.
+//! - 401/403: logged loudly and retried with backoff (the token file is read
+//!   again first): data is never dropped over a credential problem; the agent
+//!   holds its place until the token is fixed.
+//! - 429, 503, other 5xx, other 4xx, network errors and timeouts: retried with
+//!   exponential backoff and full jitter, honoring `Retry-After`; network
+//!   errors and 5xx other than 503 move to the next collector URL.
+//!
+//! While batches wait, nothing new is acknowledged, the reader's buffer of
+//! unfinished batches fills and it stops reading: memory stays bounded.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::{Request, StatusCode, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use logmon_protocol::wire::{self, Batch};
+use rand::Rng;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Settings, Token};
+use crate::metrics::Metrics;
+use crate::reader::{Sealed, ToReader, ToShipper};
+use crate::tail::FileFingerprint;
+
+/// The response header of a 409: how far the collector has the stream.
+pub const STORED_OFFSET_HEADER: &str = "logmon-stored-offset";
+
+/// Largest response body read (answers are short; the rest is ignored).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// The collector URLs and which one is in use.
+#[derive(Debug)]
+struct Endpoints {
+    uris: Vec<Uri>,
+    current: AtomicUsize,
+}
+
+impl Endpoints {
+    fn current(&self) -> (usize, &Uri) {
+        let i = self.current.load(Ordering::Relaxed) % self.uris.len();
+        (i, &self.uris[i])
+    }
+
+    /// Moves on from `failed` (unless another request already did).
+    fn fail_over(&self, failed: usize) {
+        let next = (failed + 1) % self.uris.len();
+        let _ = self
+            .current
+            .compare_exchange(failed, next, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
+/// How one request ended, as far as the batch is concerned.
+#[derive(Debug)]
+enum Settled {
+    Acked,
+    Rejected(String),
+    TooLarge,
+    Conflict(u64),
+    Aborted,
+}
+
+/// Sends batches; shared by the delivery tasks.
+#[derive(Debug)]
+struct Delivery {
+    client: Client<HttpConnector, Full<Bytes>>,
+    endpoints: Endpoints,
+    token_source: Token,
+    token: Mutex<Option<HeaderValue>>,
+    retry_min: Duration,
+    retry_max: Duration,
+    request_timeout: Duration,
+    zstd_level: i32,
+    metrics: Arc<Metrics>,
+}
+
+/// What one attempt got back.
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    stored_offset: Option<u64>,
+    body: String,
+}
+
+impl Delivery {
+    fn bearer(token: Option<String>) -> Option<HeaderValue> {
+        token.and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok())
+    }
+
+    fn reload_token(&self) {
+        match self.token_source.read() {
+            Ok(t) => *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Self::bearer(t),
+            Err(e) => eprintln!("logmon-agent: error: {e}"),
+        }
+    }
+
+    async fn post(&self, uri: &Uri, body: Bytes) -> Result<Answer, String> {
+        let mut request = Request::post(uri.clone())
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(Full::new(body))
+            .map_err(|e| e.to_string())?;
+        if let Some(token) = self.token.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            request.headers_mut().insert(AUTHORIZATION, token);
+        }
+        let response = self.client.request(request).await.map_err(|e| {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        })?;
+        let status = response.status();
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let retry_after = header(RETRY_AFTER.as_str()).map(Duration::from_secs);
+        let stored_offset = header(STORED_OFFSET_HEADER);
+        let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_owned())
+            .unwrap_or_default();
+        Ok(Answer {
+            status,
+            retry_after,
+            stored_offset,
+            body,
+        })
+    }
+
+    /// Full-jitter exponential backoff, at least `Retry-After` (capped).
+    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let cap = self
+            .retry_min
+            .saturating_mul(1u32 << attempt.min(20))
+            .min(self.retry_max);
+        let jitter = Duration::from_millis(rand::rng().random_range(0..=cap.as_millis() as u64));
+        match retry_after {
+            Some(after) => after.min(self.retry_max).max(jitter),
+            None => jitter,
+        }
+    }
+
+    /// Sends one body until the collector settles its fate (or `abort`).
+    async fn send(&self, sealed: &Sealed, abort: &CancellationToken) -> Settled {
+        let path = &sealed.batch.stream.path;
+        let mut attempt = 0u32;
+        loop {
+            let (index, uri) = self.endpoints.current();
+            Metrics::add(&self.metrics.requests_sent, 1);
+            let outcome = tokio::select! {
+                () = abort.cancelled() => return Settled::Aborted,
+                r = tokio::time::timeout(self.request_timeout, self.post(uri, sealed.body.clone())) => r,
+            };
+            let mut retry_after = None;
+            let problem = match outcome {
+                Ok(Ok(answer)) => match answer.status.as_u16() {
+                    200..=299 => return Settled::Acked,
+                    409 => return Settled::Conflict(answer.stored_offset.unwrap_or(u64::MAX)),
+                    400 => return Settled::Rejected(answer.body),
+                    413 => return Settled::TooLarge,
+                    401 | 403 => {
+                        Metrics::add(&self.metrics.unauthorized, 1);
+                        self.reload_token();
+                        format!(
+                            "{uri} refused the token ({}): {}; fix the token, the agent holds its place",
+                            answer.status, answer.body
+                        )
+                    }
+                    code => {
+                        retry_after = answer.retry_after;
+                        if code >= 500 && code != 503 {
+                            self.endpoints.fail_over(index);
+                        }
+                        format!("{uri} answered {}: {}", answer.status, answer.body)
+                    }
+                },
+                Ok(Err(e)) => {
+                    self.endpoints.fail_over(index);
+                    format!("{uri}: {e}")
+                }
+                Err(_) => {
+                    self.endpoints.fail_over(index);
+                    format!("{uri}: no answer within {:?}", self.request_timeout)
+                }
+            };
+            let delay = self.backoff(attempt, retry_after);
+            // Log the first failure of a batch and then every 10th.
+            if attempt.is_multiple_of(10) {
+                eprintln!(
+                    "logmon-agent: warning: batch {path} [{}, {}) not delivered (attempt {}): {problem}; retrying in {delay:?}",
+                    sealed.batch.start,
+                    sealed.batch.end,
+                    attempt + 1
+                );
+            }
+            Metrics::add(&self.metrics.batches_retried, 1);
+            attempt = attempt.saturating_add(1);
+            tokio::select! {
+                () = abort.cancelled() => return Settled::Aborted,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// Delivers one sealed batch (as several requests after a 413) and
+    /// reports each acknowledged range to the reader.
+    async fn deliver(
+        &self,
+        sealed: Sealed,
+        to_reader: &Sender<ToReader>,
+        abort: &CancellationToken,
+    ) {
+        let mut pieces = vec![sealed];
+        while let Some(piece) = pieces.pop() {
+            let (start, end) = (piece.batch.start, piece.batch.end);
+            let path = piece.batch.stream.path.clone();
+            let acked = |end| ToReader::Acked {
+                source: piece.source,
+                stream: piece.stream.clone(),
+                end,
+            };
+            match self.send(&piece, abort).await {
+                Settled::Acked => {
+                    Metrics::add(&self.metrics.batches_acked, 1);
+                    Metrics::add(&self.metrics.events_acked, piece.batch.events.len() as u64);
+                    Metrics::add(&self.metrics.bytes_shipped, piece.body.len() as u64);
+                    let _ = to_reader.send(acked(end));
+                }
+                Settled::Rejected(reason) => {
+                    Metrics::add(&self.metrics.batches_rejected, 1);
+                    eprintln!(
+                        "logmon-agent: error: the collector rejected batch {path} [{start}, {end}) ({} events) as undecodable: {reason}; dropped",
+                        piece.batch.events.len()
+                    );
+                    let _ = to_reader.send(acked(end));
+                }
+                Settled::TooLarge => match split(&piece, self.zstd_level) {
+                    Some((first, second)) => {
+                        Metrics::add(&self.metrics.batches_split, 1);
+                        pieces.push(second);
+                        pieces.push(first);
+                    }
+                    None => {
+                        Metrics::add(&self.metrics.batches_rejected, 1);
+                        eprintln!(
+                            "logmon-agent: error: batch {path} [{start}, {end}) is too large for the collector even alone; dropped"
+                        );
+                        let _ = to_reader.send(acked(end));
+                    }
+                },
+                Settled::Conflict(stored) => {
+                    Metrics::add(&self.metrics.batches_conflicted, 1);
+                    if stored >= end {
+                        let _ = to_reader.send(acked(end));
+                    } else if stored > start {
+                        let _ = to_reader.send(ToReader::Rewind {
+                            source: piece.source,
+                            epoch: piece.epoch,
+                            stream: piece.stream.clone(),
+                            to: stored,
+                        });
+                        // The rest of this batch is read again from `stored`.
+                        return;
+                    } else {
+                        eprintln!(
+                            "logmon-agent: error: the collector has {path} only up to byte {stored}, below this batch [{start}, {end}) and below what it acknowledged before; those bytes cannot be resent"
+                        );
+                        let _ = to_reader.send(acked(end));
+                    }
+                }
+                Settled::Aborted => return,
+            }
+        }
+    }
+}
+
+/// Splits a batch in two at its middle event; `None` if it has fewer than two.
+fn split(sealed: &Sealed, level: i32) -> Option<(Sealed, Sealed)> {
+    let n = sealed.batch.events.len();
+    if n < 2 {
+        return None;
+    }
+    let k = n / 2;
+    let boundary = sealed.offsets[k];
+    let part = |range: std::ops::Range<usize>, start: u64, end: u64| -> Option<Sealed> {
+        let malformed_offsets: Vec<u64> = sealed
+            .malformed_offsets
+            .iter()
+            .copied()
+            .filter(|&o| o >= start && o < end)
+            .collect();
+        let batch = Batch {
+            start,
+            end,
+            events: sealed.batch.events[range.clone()].to_vec(),
+            malformed: malformed_offsets.len() as u64,
+            ..sealed.batch.clone_header()
+        };
+        let body = Bytes::from(wire::encode(&batch, level).ok()?);
+        Some(Sealed {
+            source: sealed.source,
+            epoch: sealed.epoch,
+            stream: sealed.stream.clone(),
+            batch,
+            offsets: sealed.offsets[range].to_vec(),
+            malformed_offsets,
+            body,
+        })
+    };
+    Some((
+        part(0..k, sealed.batch.start, boundary)?,
+        part(k..n, boundary, sealed.batch.end)?,
+    ))
+}
+
+/// A batch's header fields with no events.
+trait CloneHeader {
+    fn clone_header(&self) -> Batch;
+}
+
+impl CloneHeader for Batch {
+    fn clone_header(&self) -> Batch {
+        Batch {
+            agent_id: self.agent_id.clone(),
+            host: self.host.clone(),
+            stream: self.stream.clone(),
+            start: self.start,
+            end: self.end,
+            format: self.format,
+            labels: self.labels.clone(),
+            events: Vec::new(),
+            malformed: self.malformed,
+        }
+    }
+}
+
+type StreamSlot = (usize, FileFingerprint);
+
+/// Runs the delivery loop until the reader closes its channel and every
+/// batch is finished, or until `abort` (the shutdown deadline), when
+/// unfinished batches are abandoned: their lines stay unacknowledged and are
+/// read again after a restart.
+pub(crate) async fn ship(
+    settings: &Settings,
+    mut intake: UnboundedReceiver<ToShipper>,
+    to_reader: Sender<ToReader>,
+    metrics: Arc<Metrics>,
+    abort: CancellationToken,
+) {
+    let client = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build_http();
+    let delivery = Arc::new(Delivery {
+        client,
+        endpoints: Endpoints {
+            uris: settings.endpoints.clone(),
+            current: AtomicUsize::new(0),
+        },
+        token: Mutex::new(Delivery::bearer(settings.token.read().ok().flatten())),
+        token_source: settings.token.clone(),
+        retry_min: settings.retry_min,
+        retry_max: settings.retry_max,
+        request_timeout: settings.request_timeout,
+        zstd_level: settings.zstd_level,
+        metrics: metrics.clone(),
+    });
+    let mut queues: HashMap<StreamSlot, VecDeque<Sealed>> = HashMap::new();
+    let mut busy: HashSet<StreamSlot> = HashSet::new();
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    let mut slots: HashMap<tokio::task::Id, StreamSlot> = HashMap::new();
+    let mut intake_open = true;
+    let mut turn = 0usize;
+    loop {
+        // Start what may start: one per stream, `max_in_flight` in all.
+        let mut ready: Vec<StreamSlot> = queues
+            .iter()
+            .filter(|(slot, q)| !q.is_empty() && !busy.contains(slot))
+            .map(|(slot, _)| *slot)
+            .collect();
+        ready.sort_unstable();
+        if !ready.is_empty() {
+            let len = ready.len();
+            ready.rotate_left(turn % len);
+            turn = turn.wrapping_add(1);
+        }
+        for slot in ready {
+            if tasks.len() >= settings.max_in_flight {
+                break;
+            }
+            let Some(sealed) = queues.get_mut(&slot).and_then(VecDeque::pop_front) else {
+                continue;
+            };
+            busy.insert(slot);
+            let delivery = delivery.clone();
+            let to_reader = to_reader.clone();
+            let abort = abort.clone();
+            let handle = tasks.spawn(async move {
+                delivery.deliver(sealed, &to_reader, &abort).await;
+                let _ = to_reader.send(ToReader::Released);
+            });
+            slots.insert(handle.id(), slot);
+        }
+        queues.retain(|_, q| !q.is_empty());
+        metrics
+            .in_flight
+            .store(tasks.len() as u64, Ordering::Relaxed);
+        if !intake_open && tasks.is_empty() && queues.is_empty() {
+            return;
+        }
+        tokio::select! {
+            () = abort.cancelled() => break,
+            msg = intake.recv(), if intake_open => match msg {
+                Some(ToShipper::Batch(sealed)) => {
+                    queues
+                        .entry((sealed.source, sealed.stream.fingerprint))
+                        .or_default()
+                        .push_back(*sealed);
+                }
+                Some(ToShipper::Invalidate { source, epoch }) => {
+                    for ((s, _), queue) in queues.iter_mut() {
+                        if *s == source {
+                            let before = queue.len();
+                            queue.retain(|b| b.epoch >= epoch);
+                            for _ in queue.len()..before {
+                                let _ = to_reader.send(ToReader::Released);
+                            }
+                        }
+                    }
+                }
+                None => intake_open = false,
+            },
+            Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                let id = match done {
+                    Ok((id, ())) => id,
+                    Err(e) => {
+                        // A panicked delivery: its batch stays unacknowledged.
+                        eprintln!("logmon-agent: error: a delivery task failed: {e}");
+                        let _ = to_reader.send(ToReader::Released);
+                        e.id()
+                    }
+                };
+                if let Some(slot) = slots.remove(&id) {
+                    busy.remove(&slot);
+                }
+            }
+        }
+    }
+    // Deadline: abandon what is left. Aborted tasks release their batches.
+    tasks.abort_all();
+    while let Some(done) = tasks.join_next().await {
+        if done.is_err() {
+            let _ = to_reader.send(ToReader::Released);
+        }
+    }
+    for queue in queues.values() {
+        for _ in queue {
+            let _ = to_reader.send(ToReader::Released);
+        }
+    }
+    metrics.in_flight.store(0, Ordering::Relaxed);
+}
