@@ -229,14 +229,25 @@ pub struct GenerateArgs {
     pub clients: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Write to this file instead of standard output.
+    /// Write to this file instead of standard output (appending with --live).
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// A live log: start now and write each second's lines as the wall clock
+    /// reaches it, for an agent to tail.
+    #[arg(long)]
+    pub live: bool,
 }
 
 impl GenerateArgs {
     pub fn spec(&self) -> TrafficSpec {
         let defaults = TrafficSpec::default();
+        let start = if self.live {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(self.start, |d| d.as_secs() as i64)
+        } else {
+            self.start
+        };
         let pick = |given: &[Burst], default: Vec<Burst>| {
             if !given.is_empty() {
                 given.to_vec()
@@ -256,7 +267,7 @@ impl GenerateArgs {
         TrafficSpec {
             format: self.format,
             lines: self.lines,
-            start: self.start,
+            start,
             base_rate: self.rate,
             bursts: pick(&self.burst, defaults.bursts.clone()),
             gaps,
@@ -265,6 +276,7 @@ impl GenerateArgs {
             sections: self.sections,
             clients: self.clients,
             seed: self.seed,
+            pace: self.live,
         }
     }
 }

@@ -48,6 +48,9 @@ pub struct TrafficSpec {
     pub clients: usize,
     /// Seed of the random generator.
     pub seed: u64,
+    /// Write each second's lines when the wall clock reaches the second
+    /// after it (a live log for the agent to tail) instead of at once.
+    pub pace: bool,
 }
 
 /// A period with its own mean rate: from `at` seconds after the start, for
@@ -88,6 +91,7 @@ impl Default for TrafficSpec {
             sections: 12,
             clients: 50,
             seed: 1,
+            pace: false,
         }
     }
 }
@@ -603,7 +607,8 @@ pub fn generate(spec: &TrafficSpec, out: &mut impl io::Write) -> io::Result<u64>
     }
     let mut event = Event::empty();
     let mut pending = BinaryHeap::new();
-    let mut emit = |r: &Request, buf: &mut String| -> io::Result<()> {
+    // Renders one request; the caller flushes `buf` to `out` when it is full.
+    let mut emit = |r: &Request, buf: &mut String, out: &mut dyn io::Write| -> io::Result<()> {
         site.fill(r, with_extras, &mut event);
         render(spec.format, &event, buf);
         buf.push('\n');
@@ -660,13 +665,23 @@ pub fn generate(spec: &TrafficSpec, out: &mut impl io::Write) -> io::Result<u64>
         let horizon = second.saturating_add(NANOS_PER_SEC);
         while pending.peek().is_some_and(|p: &Pending| p.key < horizon) {
             if let Some(p) = pending.pop() {
-                emit(&p.request, &mut buf)?;
+                emit(&p.request, &mut buf, &mut *out)?;
             }
         }
         offset += 1;
+        if spec.pace {
+            out.write_all(buf.as_bytes())?;
+            buf.clear();
+            out.flush()?;
+            let due = std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs((spec.start + offset).max(0) as u64);
+            if let Ok(wait) = due.duration_since(std::time::SystemTime::now()) {
+                std::thread::sleep(wait);
+            }
+        }
     }
     while let Some(p) = pending.pop() {
-        emit(&p.request, &mut buf)?;
+        emit(&p.request, &mut buf, &mut *out)?;
     }
     out.write_all(buf.as_bytes())?;
     out.flush()?;

@@ -28,7 +28,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let spec = args.spec();
             match &args.output {
                 Some(path) => {
-                    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+                    let file = if args.live {
+                        std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(path)?
+                    } else {
+                        std::fs::File::create(path)?
+                    };
+                    let mut file = std::io::BufWriter::new(file);
                     logmon_collector::generate::generate(&spec, &mut file)?;
                     file.flush()?;
                 }

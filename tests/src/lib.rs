@@ -28,26 +28,31 @@ pub fn sample_csv() -> Option<PathBuf> {
 /// The `logmon-collector` binary: `$LOGMON_COLLECTOR_BIN`, or the one in the
 /// target directory this test executable was built into.
 pub fn collector_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("LOGMON_COLLECTOR_BIN") {
+    binary("logmon-collector", "LOGMON_COLLECTOR_BIN")
+}
+
+/// The `logmon-agent` binary: `$LOGMON_AGENT_BIN`, or the one in the target
+/// directory this test executable was built into.
+pub fn agent_bin() -> PathBuf {
+    binary("logmon-agent", "LOGMON_AGENT_BIN")
+}
+
+fn binary(name: &str, env: &str) -> PathBuf {
+    if let Some(bin) = std::env::var_os(env) {
         let bin = PathBuf::from(bin);
-        assert!(
-            bin.is_file(),
-            "LOGMON_COLLECTOR_BIN={} is not a file",
-            bin.display()
-        );
+        assert!(bin.is_file(), "{env}={} is not a file", bin.display());
         return bin;
     }
-    let name = format!("logmon-collector{}", std::env::consts::EXE_SUFFIX);
+    let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
     let exe = std::env::current_exe().expect("the path of the test executable");
     for dir in exe.ancestors().skip(1) {
-        let candidate = dir.join(&name);
+        let candidate = dir.join(&file);
         if candidate.is_file() {
             return candidate;
         }
     }
     panic!(
-        "no `{name}` binary found above {}: run `cargo build -p logmon-collector` first \
-         (or set LOGMON_COLLECTOR_BIN)",
+        "no `{file}` binary found above {}: run `cargo build -p {name}` first (or set {env})",
         exe.display()
     );
 }
