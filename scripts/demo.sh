@@ -1,19 +1,51 @@
 #!/usr/bin/env bash
-# The demo, until the live pipeline lands: generate realistic traffic with
-# bursts (so the high-traffic alert fires and recovers), a quiet spell and a
-# struggling section, then replay it through the event-time engine and the
-# WebAssembly rules, printing statistics and alerts as the original console
-# program did.
+# The live demo: a private InfluxDB, the collector (ingest, durable bus, live
+# engine with the WebAssembly rules, InfluxDB writer), a traffic generator
+# writing a live access log with bursts and a quiet spell, and an agent
+# tailing it. Statistics and alerts print here as they happen; Ctrl-C stops
+# everything. DEMO_SECONDS=N stops after N seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=target/release/logmon-collector
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+bin=target/release
+work=$(mktemp -d /tmp/logmon-demo.XXXXXX)
+influx_port=${DEMO_INFLUX_PORT:-18086}
+collector_port=${DEMO_COLLECTOR_PORT:-8470}
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    [ -f "$work/influx/influxd.pid" ] && kill "$(cat "$work/influx/influxd.pid")" 2>/dev/null || true
+    wait 2>/dev/null || true
+    echo "demo: stopped; files kept in $work"
+}
+trap cleanup EXIT INT TERM
 
-"$bin" generate --format combined --lines 12000 --rate 6 \
-    --burst 120:200:18 --gap 700:180 --burst 900:150:30 \
-    --error-rate 0.03 --disorder 2 --seed 7 -o "$work/access.log"
-echo "demo: generated $(wc -l <"$work/access.log") lines of combined log in $work/access.log"
-echo "demo: replaying with high-traffic (10 req/s over 120 s) and error-rate"
+bash scripts/influxd.sh "$work/influx" "$influx_port"
+echo "demo: InfluxDB on http://127.0.0.1:$influx_port (database logmon)"
+
+"$bin/logmon-collector" serve --listen "127.0.0.1:$collector_port" --data-dir "$work/collector" \
+    --token demo-token --influx-url "http://127.0.0.1:$influx_port" \
+    --rule error-rate:threshold=0.1,window=60,min_requests=100 &
+pids+=($!)
+echo "demo: collector on http://127.0.0.1:$collector_port (/metrics, /health)"
+
+mkdir -p "$work/logs"
+# 6 req/s, a burst to 25 req/s from 60 s for 150 s (high-traffic fires, then
+# recovers), a silent minute at 300 s.
+"$bin/logmon-collector" generate --live --format combined --lines 100000000 \
+    --rate 6 --burst 60:150:25 --gap 300:60 --error-rate 0.03 --seed 7 \
+    -o "$work/logs/access.log" &
+pids+=($!)
+
+"$bin/logmon-agent" --collector "http://127.0.0.1:$collector_port" --token demo-token \
+    --file "$work/logs/*.log:combined" --checkpoint-dir "$work/agent" \
+    --metrics-listen 127.0.0.1:9180 &
+pids+=($!)
+echo "demo: agent tailing $work/logs/access.log (metrics on http://127.0.0.1:9180/metrics)"
+echo "demo: statistics every 10 s of event time; the high-traffic alert fires about 2 minutes in"
 echo
-"$bin" replay "$work/access.log" --rule error-rate:threshold=0.1,window=120,min_requests=100
+
+if [ -n "${DEMO_SECONDS:-}" ]; then
+    sleep "$DEMO_SECONDS"
+else
+    wait "${pids[0]}"
+fi
