@@ -18,6 +18,8 @@ pub struct Pipeline<W: Write> {
     pub summary: Summary,
     /// The first output error; the caller decides when to stop on it.
     pub error: Option<std::io::Error>,
+    /// Where transitions also go (the InfluxDB writer), when set.
+    pub transitions_out: Option<std::sync::mpsc::Sender<Transition>>,
 }
 
 impl<W: Write> Pipeline<W> {
@@ -30,6 +32,7 @@ impl<W: Write> Pipeline<W> {
             quarantined: Vec::new(),
             summary: Summary::default(),
             error: None,
+            transitions_out: None,
         }
     }
 
@@ -54,6 +57,10 @@ impl<W: Write> Pipeline<W> {
         for t in self.transitions.drain(..) {
             self.summary.transitions += 1;
             result = result.and_then(|()| self.printer.transition(&t));
+            if let Some(out) = &self.transitions_out {
+                // A stopped writer must not stop evaluation.
+                let _ = out.send(t);
+            }
         }
         let printer = &mut self.printer;
         self.clock.second(s, |r| {

@@ -88,6 +88,9 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let stop_engine = Arc::new(AtomicBool::new(false));
     let counters = Arc::new(LiveCounters::default());
 
+    // Transitions flow from the engine to the InfluxDB writer, if any.
+    let (alerts_tx, alerts_rx) = std::sync::mpsc::channel();
+
     // The engine: its own thread, since rules and the engine are synchronous.
     let rules = rule_set(&opts)?;
     let engine = {
@@ -95,11 +98,14 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         let stop = Arc::clone(&stop_engine);
         let counters = Arc::clone(&counters);
         let live_opts = opts.live.clone();
-        let pipeline = Pipeline::new(
+        let mut pipeline = Pipeline::new(
             rules,
             StatsClock::new(opts.stats_every, opts.top),
             Printer::new(opts.output, std::io::LineWriter::new(std::io::stdout())),
         );
+        if opts.influx.is_some() {
+            pipeline.transitions_out = Some(alerts_tx);
+        }
         std::thread::Builder::new()
             .name("engine".into())
             .spawn(move || live::run(state.bus(), pipeline, &live_opts, &counters, &stop))?
@@ -133,7 +139,9 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         let counters = Arc::clone(&store_counters);
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::store::run(bus, config, limits, counters, shutdown).await {
+            if let Err(e) =
+                crate::store::run(bus, config, limits, counters, alerts_rx, shutdown).await
+            {
                 eprintln!("logmon: the InfluxDB writer stopped: {e:#}");
             }
         })

@@ -4,9 +4,10 @@
 //! after InfluxDB accepted both. An outage stalls this consumer, not ingest
 //! or the engine: the bus holds the data (up to the backpressure limit).
 
-use crate::influx::schema::{Lines, RequestEncoder, TrafficRollup};
+use crate::influx::schema::{Lines, RequestEncoder, TrafficRollup, push_transition};
 use crate::influx::{InfluxClient, InfluxConfig, Tier, Writer};
 use crate::ingest::Bus;
+use crate::rules::Transition;
 use bytes::Bytes;
 use logmon_protocol::wire::{self, Limits};
 use std::sync::Arc;
@@ -23,6 +24,8 @@ pub struct StoreCounters {
     pub batches: AtomicU64,
     pub points: AtomicU64,
     pub partial_writes: AtomicU64,
+    /// Writes of alert transitions.
+    pub alerts: AtomicU64,
     pub failures: AtomicU64,
     pub offset: AtomicU64,
 }
@@ -36,6 +39,7 @@ pub async fn run(
     config: InfluxConfig,
     limits: Limits,
     counters: Arc<StoreCounters>,
+    alerts: std::sync::mpsc::Receiver<Transition>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let client = InfluxClient::new(config)?;
@@ -59,6 +63,31 @@ pub async fn run(
     let mut encoder = RequestEncoder::new(HORIZON_SECS);
     let mut rollup = TrafficRollup::new(HORIZON_SECS);
     while !shutdown.is_cancelled() {
+        // Alert transitions go to the long-lived tier, in the order they
+        // happened; a failed write keeps them for the next round.
+        let mut pending_alerts = Lines::new();
+        while let Ok(t) = alerts.try_recv() {
+            push_transition(&mut pending_alerts, &t);
+        }
+        if !pending_alerts.is_empty() {
+            let body = Bytes::from(pending_alerts.into_bytes());
+            loop {
+                match writer.write(Tier::Rollups, body.clone()).await {
+                    Ok(_) => {
+                        counters.alerts.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(e) => {
+                        counters.failures.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("logmon: InfluxDB alert write failed ({e}); retrying");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return Ok(()),
+                            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                        }
+                    }
+                }
+            }
+        }
         let records = {
             let bus = bus.clone();
             tokio::task::spawn_blocking(move || bus.read(offset, 64, 32 << 20)).await??

@@ -116,7 +116,10 @@ fn lines_from_two_rotating_files_arrive_in_influxdb_exactly() {
                 "--output",
                 "json",
             ])
-            .stdout(Stdio::null())
+            // Bursts of ~1,600 req/s separated by 2 s of silence: the alert
+            // fires and resolves more than once.
+            .args(["--threshold", "100", "--window", "2", "--idle-after", "3"])
+            .stdout(std::fs::File::create(dir.path().join("collector.out")).unwrap())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
@@ -209,4 +212,56 @@ fn lines_from_two_rotating_files_arrive_in_influxdb_exactly() {
         r#"SELECT count("bytes") FROM "logmon"."logmon_hot"."http_requests" WHERE "section" = '/a'"#,
     );
     assert_eq!(a_count, next_a as i64);
+
+    // Alert transitions: what the console printed is what InfluxDB holds.
+    let printed = || -> Vec<(String, String)> {
+        std::fs::read_to_string(dir.path().join("collector.out"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["kind"] == "alert")
+            .map(|v| {
+                let at = time::OffsetDateTime::from_unix_timestamp(v["at"].as_i64().unwrap())
+                    .unwrap()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap();
+                (v["state"].as_str().unwrap().to_owned(), at)
+            })
+            .collect()
+    };
+    // The last recovery comes once the stream is idle and the clock moves on.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let p = printed();
+        if !p.is_empty() && p.last().is_some_and(|(state, _)| state == "resolved") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let expected = printed();
+    assert!(
+        expected.len() >= 2,
+        "the bursts fire and resolve: {expected:?}"
+    );
+    let stored = |expected: usize| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let rows = influx.rows(
+                r#"SELECT "state", "value" FROM "logmon"."logmon_rollups"."alerts" WHERE "rule" = 'high-traffic'"#,
+            );
+            if rows.len() >= expected || Instant::now() > deadline {
+                return rows
+                    .into_iter()
+                    .map(|r| {
+                        (
+                            r[1].as_str().unwrap().to_owned(),
+                            r[0].as_str().unwrap().to_owned(),
+                        )
+                    })
+                    .collect::<Vec<_>>();
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    assert_eq!(stored(expected.len()), expected);
 }
