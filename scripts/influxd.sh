@@ -26,8 +26,17 @@ bind-address = "127.0.0.1:$((port + 2))"
 CONF
 influxd -config "$dir/influxdb.conf" >"$dir/influxd.log" 2>&1 &
 echo $! >"$dir/influxd.pid"
+# /ping answers 204 once the server is up (bash's /dev/tcp: no curl needed).
+ping() {
+    exec 3<>"/dev/tcp/127.0.0.1/$port" || return 1
+    printf 'GET /ping HTTP/1.0\r\n\r\n' >&3
+    read -r status <&3 || status=""
+    exec 3<&- 3>&-
+    case "$status" in "HTTP/1."?" 204"*) return 0 ;; esac
+    return 1
+}
 for _ in $(seq 1 100); do
-    if curl -fs "http://127.0.0.1:$port/ping" >/dev/null 2>&1; then exit 0; fi
+    if ping 2>/dev/null; then exit 0; fi
     sleep 0.2
 done
 echo "influxd did not start; log:" >&2
