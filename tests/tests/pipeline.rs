@@ -265,3 +265,80 @@ fn lines_from_two_rotating_files_arrive_in_influxdb_exactly() {
     };
     assert_eq!(stored(expected.len()), expected);
 }
+
+fn start_collector(port: u16, data: &Path, influx: &str) -> Running {
+    let collector = Running(
+        Command::new(collector_bin())
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--token", "secret", "--influx-url", influx])
+            .arg("--data-dir")
+            .arg(data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_health(port);
+    collector
+}
+
+/// InfluxDB down for 30 s, then the collector killed with SIGKILL and
+/// restarted while the agent keeps going: every line is stored exactly once.
+#[test]
+fn influxdb_outage_and_a_collector_crash_lose_and_duplicate_nothing() {
+    let mut influx = InfluxServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let port = free_port();
+    let data = dir.path().join("collector");
+    let mut collector = start_collector(port, &data, &influx.url());
+    let metrics_port = free_port();
+    let _agent = Running(
+        Command::new(agent_bin())
+            .args(["--collector", &format!("http://127.0.0.1:{port}")])
+            .args(["--token", "secret"])
+            .arg("--file")
+            .arg(format!("{}/*.log:clf", logs.display()))
+            .arg("--checkpoint-dir")
+            .arg(dir.path().join("agent"))
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let log = logs.join("app.log");
+    let count = |influx: &InfluxServer| {
+        influx.scalar(r#"SELECT count("bytes") FROM "logmon"."logmon_hot"."http_requests""#)
+    };
+    let wait_for = |influx: &InfluxServer, n: i64, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while count(influx) < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        assert_eq!(count(influx), n, "{what}");
+    };
+
+    append(&log, "app", 0, 2_000);
+    wait_for(&influx, 2_000, "before any fault");
+
+    // InfluxDB stopped for 30 s: ingest and the engine go on, the writer waits.
+    influx.stop();
+    append(&log, "app", 2_000, 1_000);
+    std::thread::sleep(Duration::from_secs(30));
+    influx.restart();
+    wait_for(&influx, 3_000, "after InfluxDB came back");
+
+    // The collector killed (SIGKILL) mid-stream, the agent retrying meanwhile.
+    append(&log, "app", 3_000, 500);
+    drop(collector);
+    append(&log, "app", 3_500, 500);
+    std::thread::sleep(Duration::from_secs(3));
+    collector = start_collector(port, &data, &influx.url());
+    wait_for(&influx, 4_000, "after the collector restarted");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(count(&influx), 4_000, "nothing stored twice");
+    drop(collector);
+}
