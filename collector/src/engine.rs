@@ -169,33 +169,17 @@ impl EventTimeEngine {
     /// first and handed to `closed`, in order.
     pub fn observe(&mut self, event: &Event, closed: &mut impl FnMut(&SecondStats)) -> Observed {
         let second = event.second();
-        let (Some(base), Some(newest)) = (self.base, self.newest) else {
-            self.base = Some(second);
-            self.newest = Some(second);
-            self.slot(second).add(event);
-            self.counters.accepted += 1;
-            return Observed::Accepted;
-        };
-        if second < base {
-            // Before anything closed, an event within the lateness of the
-            // newest one opens earlier seconds; otherwise it is late.
-            if self.closing_started || second < newest - self.lateness {
+        if let (Some(base), Some(newest)) = (self.base, self.newest) {
+            // Older than the watermark: late even before anything closed.
+            if second < base && second < newest - self.lateness {
                 self.counters.late += 1;
                 return Observed::Late;
             }
-            for time in (second..base).rev() {
-                let mut s = self.spare.pop().unwrap_or_default();
-                s.reset(time);
-                self.open.push_front(s);
+            if second > newest {
+                self.close_before(second - self.lateness, closed);
             }
-            self.base = Some(second);
-        } else if second > newest {
-            self.newest = Some(second);
-            self.close_before(second - self.lateness, closed);
         }
-        self.slot(second).add(event);
-        self.counters.accepted += 1;
-        Observed::Accepted
+        self.insert(event)
     }
 
     /// Add an event without moving time: live mode, where an external

@@ -79,13 +79,7 @@ impl Default for ReplayOptions {
 /// The rule instances a replay runs: `high-traffic` with the threshold and
 /// window given, then the rules directory, then `--rule`s.
 pub fn rule_specs(opts: &ReplayOptions) -> anyhow::Result<Vec<RuleSpec>> {
-    let mut specs = vec![RuleSpec {
-        source: RuleSource::Shipped("high-traffic".into()),
-        params: vec![
-            ("threshold".into(), opts.threshold.to_string()),
-            ("window".into(), opts.window.to_string()),
-        ],
-    }];
+    let mut specs = vec![RuleSpec::high_traffic(opts.threshold, opts.window)];
     if let Some(dir) = &opts.rules_dir {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .with_context(|| format!("reading rules directory {}", dir.display()))?

@@ -11,7 +11,7 @@ use crate::console::Pipeline;
 use crate::ingest::{self, IngestConfig, IngestState};
 use crate::live::{self, LiveCounters, LiveOptions};
 use crate::output::{OutputKind, Printer};
-use crate::rules::{RuleRuntime, RuleSet, RuleSource, RuleSpec, SandboxLimits};
+use crate::rules::{RuleRuntime, RuleSet, RuleSpec, SandboxLimits};
 use crate::stats::StatsClock;
 use anyhow::Context as _;
 use std::path::PathBuf;
@@ -41,13 +41,7 @@ pub struct ServeOptions {
 
 fn rule_set(opts: &ServeOptions) -> anyhow::Result<RuleSet> {
     let mut rules = RuleSet::new(RuleRuntime::new(opts.limits)?);
-    let default = RuleSpec {
-        source: RuleSource::Shipped("high-traffic".into()),
-        params: vec![
-            ("threshold".into(), opts.threshold.to_string()),
-            ("window".into(), opts.window.to_string()),
-        ],
-    };
+    let default = RuleSpec::high_traffic(opts.threshold, opts.window);
     for spec in std::iter::once(&default).chain(&opts.rules) {
         if let Err(e) = rules.add(spec) {
             eprintln!("logmon: rule not started: {e}");

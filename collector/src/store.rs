@@ -64,29 +64,17 @@ pub async fn run(
     let mut rollup = TrafficRollup::new(HORIZON_SECS);
     while !shutdown.is_cancelled() {
         // Alert transitions go to the long-lived tier, in the order they
-        // happened; a failed write keeps them for the next round.
+        // happened, retried until accepted like the events.
         let mut pending_alerts = Lines::new();
         while let Ok(t) = alerts.try_recv() {
             push_transition(&mut pending_alerts, &t);
         }
         if !pending_alerts.is_empty() {
             let body = Bytes::from(pending_alerts.into_bytes());
-            loop {
-                match writer.write(Tier::Rollups, body.clone()).await {
-                    Ok(_) => {
-                        counters.alerts.fetch_add(1, Ordering::Relaxed);
-                        break;
-                    }
-                    Err(e) => {
-                        counters.failures.fetch_add(1, Ordering::Relaxed);
-                        eprintln!("logmon: InfluxDB alert write failed ({e}); retrying");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return Ok(()),
-                            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                        }
-                    }
-                }
+            if !write_until_accepted(&writer, Tier::Rollups, body, &counters, &shutdown).await {
+                return Ok(());
             }
+            counters.alerts.fetch_add(1, Ordering::Relaxed);
         }
         let records = {
             let bus = bus.clone();
@@ -120,24 +108,8 @@ pub async fn run(
                 continue;
             }
             let body = Bytes::from(lines.into_bytes());
-            loop {
-                match writer.write(tier, body.clone()).await {
-                    Ok(report) => {
-                        if !report.partial.is_empty() {
-                            counters.partial_writes.fetch_add(1, Ordering::Relaxed);
-                            eprintln!("logmon: InfluxDB partial write: {:?}", report.partial);
-                        }
-                        break;
-                    }
-                    Err(e) => {
-                        counters.failures.fetch_add(1, Ordering::Relaxed);
-                        eprintln!("logmon: InfluxDB write failed ({e}); retrying");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return Ok(()),
-                            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                        }
-                    }
-                }
+            if !write_until_accepted(&writer, tier, body, &counters, &shutdown).await {
+                return Ok(());
             }
         }
         counters.points.fetch_add(points, Ordering::Relaxed);
@@ -147,4 +119,34 @@ pub async fn run(
         counters.offset.store(offset, Ordering::Relaxed);
     }
     Ok(())
+}
+
+/// Write `body` to `tier` until InfluxDB accepts it (partial writes are
+/// reported, not retried). `false` when shutdown came first.
+async fn write_until_accepted(
+    writer: &Writer,
+    tier: Tier,
+    body: Bytes,
+    counters: &StoreCounters,
+    shutdown: &CancellationToken,
+) -> bool {
+    loop {
+        match writer.write(tier, body.clone()).await {
+            Ok(report) => {
+                if !report.partial.is_empty() {
+                    counters.partial_writes.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("logmon: InfluxDB partial write: {:?}", report.partial);
+                }
+                return true;
+            }
+            Err(e) => {
+                counters.failures.fetch_add(1, Ordering::Relaxed);
+                eprintln!("logmon: InfluxDB write failed ({e}); retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return false,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        }
+    }
 }

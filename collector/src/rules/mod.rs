@@ -76,6 +76,19 @@ pub struct RuleSpec {
     pub params: Vec<(String, String)>,
 }
 
+impl RuleSpec {
+    /// The exercise's rule, `high-traffic`, with its threshold and window.
+    pub fn high_traffic(threshold: f64, window: u32) -> RuleSpec {
+        RuleSpec {
+            source: RuleSource::Shipped("high-traffic".into()),
+            params: vec![
+                ("threshold".into(), threshold.to_string()),
+                ("window".into(), window.to_string()),
+            ],
+        }
+    }
+}
+
 impl std::str::FromStr for RuleSpec {
     type Err = String;
 
