@@ -24,7 +24,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Settings, SourceSettings};
-use crate::metrics::{FileState, Metrics, unix_ms};
+use crate::metrics::{FileState, Metrics, unix_ms, unix_nanos};
 use crate::tail::{Checkpoints, FileFingerprint, ReadLines, StreamKey, Tailer};
 
 /// A batch ready to send, with what a 413 split needs.
@@ -454,6 +454,8 @@ impl Reader {
             labels: src.settings.labels.clone(),
             malformed: open.malformed_offsets.len() as u64,
             events: open.events,
+            caught_up: false,
+            sent_at: unix_nanos(),
         };
         let body = match wire::encode(&batch, self.settings.zstd_level) {
             Ok(body) => Bytes::from(body),

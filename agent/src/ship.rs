@@ -375,6 +375,8 @@ impl CloneHeader for Batch {
             labels: self.labels.clone(),
             events: Vec::new(),
             malformed: self.malformed,
+            caught_up: self.caught_up,
+            sent_at: self.sent_at,
         }
     }
 }

@@ -197,6 +197,8 @@ fn batch(agent: &str, fingerprint: u64, start: u64, end: u64, events: u64) -> Ba
         labels: vec![("env".into(), "test".into())],
         events: (start..start + events).map(event).collect(),
         malformed: 0,
+        caught_up: false,
+        sent_at: 1_700_000_000_000_000_000,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The agent → collector wire codec: the one place that knows the byte format
 //! of a `POST /v1/batches` body.
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //!
 //! ```text
 //! body    = zstd_frame( payload )            (one or more frames, checksummed)
@@ -47,7 +47,7 @@ use crate::event::Event;
 use crate::parse::Format;
 
 /// The payload format this build writes and the only one it reads.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 
 /// The zstd level agents use unless configured otherwise.
 pub const DEFAULT_LEVEL: i32 = 3;
@@ -92,6 +92,12 @@ pub struct Batch {
     pub events: Vec<Event>,
     /// Lines in the range that did not parse (counted at the agent).
     pub malformed: u64,
+    /// The agent had read the stream to its end when it cut this batch: no
+    /// older line is waiting behind it. With no events this is a heartbeat,
+    /// which lets the collector's event time advance while a server is quiet.
+    pub caught_up: bool,
+    /// The agent's wall clock when the batch was cut (unix nanoseconds, UTC).
+    pub sent_at: i64,
 }
 
 impl Batch {
@@ -167,6 +173,8 @@ pub fn encode(batch: &Batch, level: i32) -> Result<Vec<u8>, WireError> {
         end: batch.end,
         format: format_code(batch.format),
         malformed: batch.malformed,
+        caught_up: batch.caught_up,
+        sent_at: batch.sent_at,
         labels: batch.labels.as_slice(),
         events: EventsOut(&batch.events),
     })?;
@@ -219,10 +227,13 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Batch, WireError> {
         labels: decoded.labels,
         events: decoded.events.0,
         malformed: decoded.malformed,
+        caught_up: decoded.caught_up,
+        sent_at: decoded.sent_at,
     })
 }
 
-/// Version 1 payload after the version byte. Field order is the byte format:
+/// Version 2 payload after the version byte (version 1 had no `caught_up`
+/// and `sent_at`). Field order is the byte format:
 /// never reorder, only add fields with a new [`FORMAT_VERSION`].
 ///
 /// Generic so that one definition serves both directions: encoding borrows
@@ -238,6 +249,8 @@ struct WireBatch<S, L, E> {
     end: u64,
     format: u8,
     malformed: u64,
+    caught_up: bool,
+    sent_at: i64,
     labels: L,
     events: E,
 }
@@ -487,6 +500,8 @@ mod tests {
             labels: vec![("env".into(), "prod".into()), ("dc".into(), "eu-1".into())],
             events,
             malformed: 3,
+            caught_up: false,
+            sent_at: 1_549_573_900 * NANOS_PER_SEC,
         }
     }
 
@@ -630,14 +645,14 @@ mod tests {
     #[test]
     fn future_version_is_unsupported() {
         let mut payload = raw_payload(&batch(vec![event(1)]));
-        payload[0] = 2;
+        payload[0] = 3;
         let r = decode(&zstd(&payload), &Limits::default());
         assert!(
             matches!(
                 r,
                 Err(WireError::UnsupportedVersion {
-                    found: 2,
-                    supported: 1
+                    found: 3,
+                    supported: 2
                 })
             ),
             "{r:?}"
@@ -953,6 +968,8 @@ mod tests {
             end: b.end,
             format: format_code(b.format),
             malformed: b.malformed,
+            caught_up: b.caught_up,
+            sent_at: b.sent_at,
             labels: b.labels.as_slice(),
             events,
         })
@@ -1091,6 +1108,8 @@ mod tests {
                         end,
                         format,
                         labels,
+                        caught_up: malformed % 2 == 0,
+                        sent_at: start as i64,
                         events,
                         malformed,
                     }

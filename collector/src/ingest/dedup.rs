@@ -130,6 +130,9 @@ impl DedupIndex {
     pub fn check(&self, stream: &StreamKey, start: u64, end: u64) -> Verdict {
         match self.streams.get(stream) {
             None => Verdict::New { gap: 0 },
+            // An empty range at the stored end is a heartbeat: stored (it
+            // moves event time while the file is quiet), the mark unchanged.
+            Some(&hwm) if start == end && end == hwm => Verdict::New { gap: 0 },
             Some(&hwm) if end <= hwm => Verdict::Duplicate { stored: hwm },
             Some(&hwm) if start < hwm => Verdict::Overlap { stored: hwm },
             Some(&hwm) => Verdict::New { gap: start - hwm },
@@ -354,6 +357,8 @@ mod tests {
             labels: Vec::new(),
             events: Vec::new(),
             malformed: 0,
+            caught_up: false,
+            sent_at: 0,
         };
         wire::encode(&batch, 1).unwrap()
     }
