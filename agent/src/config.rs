@@ -21,6 +21,7 @@
 //! max_buffered_batches = 16
 //! read_budget_bytes = 1048576
 //! idle_poll_ms = 100
+//! heartbeat_ms = 1000          # 0 = never
 //! checkpoint_interval_ms = 1000
 //! retry_min_ms = 100
 //! retry_max_ms = 30000
@@ -299,6 +300,12 @@ pub struct AgentConfig {
     /// Pause between polls when the files had nothing new. Default: 100.
     #[serde(default = "AgentConfig::default_idle_poll_ms")]
     pub idle_poll_ms: u64,
+    /// How often a file that is read to its end and fully acknowledged tells
+    /// the collector so (an empty batch): it lets event time advance while the
+    /// server is quiet, and its absence tells the collector this agent may
+    /// still have lines to send. 0 disables. Default: 1000.
+    #[serde(default = "AgentConfig::default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
     /// Where acknowledged offsets are kept, one directory per source.
     /// Default: `/var/lib/logmon-agent`. Env: `LOGMON_AGENT_CHECKPOINT_DIR`.
     #[serde(default = "AgentConfig::default_checkpoint_dir")]
@@ -349,6 +356,7 @@ impl Default for AgentConfig {
             max_buffered_batches: Self::default_max_buffered_batches(),
             read_budget_bytes: Self::default_read_budget_bytes(),
             idle_poll_ms: Self::default_idle_poll_ms(),
+            heartbeat_ms: Self::default_heartbeat_ms(),
             checkpoint_dir: Self::default_checkpoint_dir(),
             checkpoint_interval_ms: Self::default_checkpoint_interval_ms(),
             metrics_listen: Self::default_metrics_listen(),
@@ -402,6 +410,9 @@ impl AgentConfig {
     }
     pub const fn default_idle_poll_ms() -> u64 {
         100
+    }
+    pub const fn default_heartbeat_ms() -> u64 {
+        1000
     }
     pub fn default_checkpoint_dir() -> PathBuf {
         PathBuf::from("/var/lib/logmon-agent")
@@ -605,6 +616,7 @@ impl AgentConfig {
             max_buffered_batches: self.max_buffered_batches,
             read_budget_bytes: self.read_budget_bytes,
             idle_poll: Duration::from_millis(self.idle_poll_ms),
+            heartbeat: (self.heartbeat_ms > 0).then(|| Duration::from_millis(self.heartbeat_ms)),
             checkpoint_interval: Duration::from_millis(self.checkpoint_interval_ms),
             metrics_listen,
             retry_min: Duration::from_millis(self.retry_min_ms),
@@ -703,6 +715,8 @@ pub struct Settings {
     pub max_buffered_batches: usize,
     pub read_budget_bytes: u64,
     pub idle_poll: Duration,
+    /// `None`: no heartbeats.
+    pub heartbeat: Option<Duration>,
     pub checkpoint_interval: Duration,
     pub metrics_listen: Option<SocketAddr>,
     pub retry_min: Duration,

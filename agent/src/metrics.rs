@@ -44,6 +44,7 @@ pub struct Metrics {
     pub lines_malformed: AtomicU64,
     pub lines_skipped: AtomicU64,
     pub batches_sealed: AtomicU64,
+    pub heartbeats: AtomicU64,
     pub requests_sent: AtomicU64,
     pub batches_acked: AtomicU64,
     pub events_acked: AtomicU64,
@@ -117,7 +118,7 @@ impl Metrics {
     /// Prometheus text exposition (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let counters: [(&str, &str, &AtomicU64); 18] = [
+        let counters: [(&str, &str, &AtomicU64); 19] = [
             (
                 "lines_read_total",
                 "Lines read from log files.",
@@ -147,6 +148,11 @@ impl Metrics {
                 "batches_sealed_total",
                 "Batches built.",
                 &self.batches_sealed,
+            ),
+            (
+                "heartbeats_total",
+                "Empty batches sent for files read to their end and acknowledged.",
+                &self.heartbeats,
             ),
             (
                 "requests_total",

@@ -137,6 +137,9 @@ pub(crate) struct Reader {
     last_save: Option<Instant>,
     last_malformed_log: Option<Instant>,
     malformed_unlogged: u64,
+    /// When each file last had a batch or heartbeat sealed.
+    last_sent: HashMap<(usize, FileFingerprint), Instant>,
+    last_heartbeat_scan: Option<Instant>,
 }
 
 impl Reader {
@@ -171,6 +174,8 @@ impl Reader {
             last_save: None,
             last_malformed_log: None,
             malformed_unlogged: 0,
+            last_sent: HashMap::new(),
+            last_heartbeat_scan: None,
         }
     }
 
@@ -202,6 +207,9 @@ impl Reader {
                 .reading_paused
                 .store(u64::from(paused), std::sync::atomic::Ordering::Relaxed);
             let next_linger = self.seal_lingering();
+            if !paused {
+                self.heartbeats();
+            }
             if !read_any || paused {
                 let wait =
                     next_linger.map_or(self.settings.idle_poll, |d| d.min(self.settings.idle_poll));
@@ -402,6 +410,87 @@ impl Reader {
         self.last_malformed_log = Some(now);
     }
 
+    /// Sends a heartbeat (an empty batch at the acknowledged end, marked
+    /// caught up) for each file that is read to its end, has everything
+    /// acknowledged and nothing open, and had nothing sent for a heartbeat
+    /// interval. Since nothing of the file is in flight, the heartbeat cannot
+    /// overtake its lines: the collector may take it as "no line older than
+    /// `sent_at` is coming from this file".
+    fn heartbeats(&mut self) {
+        let Some(every) = self.settings.heartbeat else {
+            return;
+        };
+        let now = Instant::now();
+        if self
+            .last_heartbeat_scan
+            .is_some_and(|at| now.duration_since(at) < every / 4)
+        {
+            return;
+        }
+        self.last_heartbeat_scan = Some(now);
+        for i in 0..self.sources.len() {
+            let files = self.sources[i].tailer.stats().files;
+            for f in files {
+                let Some(fingerprint) = f.fingerprint else {
+                    continue;
+                };
+                let src = &self.sources[i];
+                let quiet = f.read == f.acked && f.size <= f.read;
+                let open = src
+                    .streams
+                    .get(&fingerprint)
+                    .is_some_and(|s| s.open.is_some());
+                let recent = self
+                    .last_sent
+                    .get(&(i, fingerprint))
+                    .is_some_and(|at| now.duration_since(*at) < every);
+                if !quiet || open || recent || self.buffered >= self.settings.max_buffered_batches {
+                    continue;
+                }
+                let format = src
+                    .streams
+                    .get(&fingerprint)
+                    .and_then(|s| s.parser.as_ref())
+                    .map_or(Format::Clf, LineParser::format);
+                let batch = Batch {
+                    agent_id: self.settings.agent_id.clone(),
+                    host: self.settings.host.clone(),
+                    stream: StreamId {
+                        fingerprint: fingerprint.get(),
+                        path: f.path.display().to_string(),
+                    },
+                    start: f.read,
+                    end: f.read,
+                    format,
+                    labels: src.settings.labels.clone(),
+                    events: Vec::new(),
+                    malformed: 0,
+                    caught_up: true,
+                    sent_at: unix_nanos(),
+                };
+                let Ok(body) = wire::encode(&batch, self.settings.zstd_level) else {
+                    continue;
+                };
+                let sealed = Sealed {
+                    source: i,
+                    epoch: src.epoch,
+                    stream: StreamKey {
+                        fingerprint,
+                        path: f.path.clone(),
+                    },
+                    batch,
+                    offsets: Vec::new(),
+                    malformed_offsets: Vec::new(),
+                    body: Bytes::from(body),
+                };
+                self.last_sent.insert((i, fingerprint), now);
+                if self.send(sealed) {
+                    Metrics::add(&self.metrics.heartbeats, 1);
+                }
+            }
+        }
+    }
+
     /// Seals batches open longer than the linger time; returns the time until
     /// the next one is due.
     fn seal_lingering(&mut self) -> Option<Duration> {
@@ -471,9 +560,6 @@ impl Reader {
                 return;
             }
         };
-        let Some(tx) = &self.to_shipper else {
-            return;
-        };
         let sealed = Sealed {
             source,
             epoch: src.epoch,
@@ -483,16 +569,28 @@ impl Reader {
             malformed_offsets: open.malformed_offsets,
             body,
         };
-        if tx.send(ToShipper::Batch(Box::new(sealed))).is_ok() {
-            self.buffered += 1;
+        self.last_sent.insert((source, fingerprint), Instant::now());
+        if self.send(sealed) {
             Metrics::add(&self.metrics.batches_sealed, 1);
-            self.metrics
-                .batches_buffered
-                .store(self.buffered as u64, std::sync::atomic::Ordering::Relaxed);
-            self.metrics
-                .batches_buffered_max
-                .fetch_max(self.buffered as u64, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+
+    /// Hands a sealed batch to the shipper; `false` once it is gone.
+    fn send(&mut self, sealed: Sealed) -> bool {
+        let Some(tx) = &self.to_shipper else {
+            return false;
+        };
+        if tx.send(ToShipper::Batch(Box::new(sealed))).is_err() {
+            return false;
+        }
+        self.buffered += 1;
+        self.metrics
+            .batches_buffered
+            .store(self.buffered as u64, std::sync::atomic::Ordering::Relaxed);
+        self.metrics
+            .batches_buffered_max
+            .fetch_max(self.buffered as u64, std::sync::atomic::Ordering::Relaxed);
+        true
     }
 
     /// Writes changed checkpoints when the interval has passed (or `now`),

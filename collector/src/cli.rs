@@ -51,9 +51,17 @@ pub struct ServeArgs {
     /// Seconds an event may trail its stream's newest one and still count.
     #[arg(long, default_value_t = 5)]
     pub lateness: u32,
-    /// Seconds without events after which a stream stops holding time back.
-    #[arg(long, default_value_t = 10)]
-    pub idle_after: u64,
+    /// Seconds (of the agent's clock) after which a file its agent stopped
+    /// sending, while sending others, stops holding event time back.
+    #[arg(long, default_value_t = 5)]
+    pub quiet_after: u64,
+    /// Seconds without anything from an agent after which its files stop
+    /// holding event time back: outages shorter than this lose no exactness.
+    #[arg(long, default_value_t = 30)]
+    pub silent_after: u64,
+    /// Seconds between engine snapshots.
+    #[arg(long, default_value_t = 5)]
+    pub snapshot_every: u64,
     /// high-traffic: average requests per second that fire the alert.
     #[arg(long, default_value_t = 10.0)]
     pub threshold: f64,
@@ -94,11 +102,14 @@ impl ServeArgs {
             ..crate::ingest::IngestConfig::default()
         };
         Ok(crate::serve::ServeOptions {
-            data_dir: self.data_dir,
+            data_dir: self.data_dir.clone(),
             ingest,
             live: crate::live::LiveOptions {
                 lateness: self.lateness,
-                idle_after: Duration::from_secs(self.idle_after),
+                quiet_after: Duration::from_secs(self.quiet_after),
+                silent_after: Duration::from_secs(self.silent_after),
+                snapshot_dir: Some(self.data_dir.clone()),
+                snapshot_every: Duration::from_secs(self.snapshot_every.max(1)),
                 ..crate::live::LiveOptions::default()
             },
             threshold: self.threshold,

@@ -18,8 +18,9 @@ pub struct Pipeline<W: Write> {
     pub summary: Summary,
     /// The first output error; the caller decides when to stop on it.
     pub error: Option<std::io::Error>,
-    /// Where transitions also go (the InfluxDB writer), when set.
-    pub transitions_out: Option<std::sync::mpsc::Sender<Transition>>,
+    /// The durable alert outbox (live mode): transitions enter it once, and
+    /// only those it takes as new are printed.
+    pub outbox: Option<crate::outbox::OutboxWriter>,
 }
 
 impl<W: Write> Pipeline<W> {
@@ -32,7 +33,7 @@ impl<W: Write> Pipeline<W> {
             quarantined: Vec::new(),
             summary: Summary::default(),
             error: None,
-            transitions_out: None,
+            outbox: None,
         }
     }
 
@@ -50,6 +51,12 @@ impl<W: Write> Pipeline<W> {
         self.rules
             .evaluate(s, &mut self.transitions, &mut self.quarantined);
         let mut result = Ok(());
+        if let Some(outbox) = &mut self.outbox
+            && let Err(e) = outbox.offer(&mut self.transitions)
+        {
+            self.transitions.clear();
+            result = Err(std::io::Error::other(e));
+        }
         for q in self.quarantined.drain(..) {
             self.summary.quarantined += 1;
             result = result.and_then(|()| self.printer.quarantine(&q));
@@ -57,10 +64,6 @@ impl<W: Write> Pipeline<W> {
         for t in self.transitions.drain(..) {
             self.summary.transitions += 1;
             result = result.and_then(|()| self.printer.transition(&t));
-            if let Some(out) = &self.transitions_out {
-                // A stopped writer must not stop evaluation.
-                let _ = out.send(t);
-            }
         }
         let printer = &mut self.printer;
         self.clock.second(s, |r| {

@@ -10,7 +10,7 @@ use logmon_protocol::Event;
 use std::collections::{HashMap, VecDeque};
 
 /// Responses by status class.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StatusClasses {
     pub informational: u64,
     pub success: u64,
@@ -43,7 +43,7 @@ impl StatusClasses {
 }
 
 /// One section's traffic within a second.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SectionAgg {
     pub hits: u64,
     pub bytes: u64,
@@ -51,7 +51,7 @@ pub struct SectionAgg {
 }
 
 /// The aggregate of one second of event time.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SecondStats {
     /// Unix seconds (UTC).
     pub time: i64,
@@ -114,11 +114,22 @@ pub enum Observed {
 }
 
 /// Engine counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EngineCounters {
     pub accepted: u64,
     pub late: u64,
     pub seconds_closed: u64,
+}
+
+/// The engine's state, for snapshots.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedEngine {
+    pub lateness: i64,
+    pub open: Vec<SecondStats>,
+    pub base: Option<i64>,
+    pub newest: Option<i64>,
+    pub closing_started: bool,
+    pub counters: EngineCounters,
 }
 
 /// Aggregates events by second and closes seconds in order as the watermark
@@ -153,6 +164,31 @@ impl EventTimeEngine {
 
     pub fn counters(&self) -> EngineCounters {
         self.counters
+    }
+
+    /// The state to snapshot: open seconds, clock and counters.
+    pub fn save(&self) -> SavedEngine {
+        SavedEngine {
+            lateness: self.lateness,
+            open: self.open.iter().cloned().collect(),
+            base: self.base,
+            newest: self.newest,
+            closing_started: self.closing_started,
+            counters: self.counters,
+        }
+    }
+
+    /// An engine in the state [`Self::save`] captured.
+    pub fn restore(saved: SavedEngine) -> EventTimeEngine {
+        EventTimeEngine {
+            lateness: saved.lateness,
+            open: saved.open.into(),
+            base: saved.base,
+            newest: saved.newest,
+            closing_started: saved.closing_started,
+            spare: Vec::new(),
+            counters: saved.counters,
+        }
     }
 
     /// The next second to close, once known.

@@ -82,8 +82,10 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let stop_engine = Arc::new(AtomicBool::new(false));
     let counters = Arc::new(LiveCounters::default());
 
-    // Transitions flow from the engine to the InfluxDB writer, if any.
-    let (alerts_tx, alerts_rx) = std::sync::mpsc::channel();
+    // Transitions: the engine appends them to the outbox, from which the
+    // InfluxDB writer (and notifiers) deliver them.
+    let outbox = crate::outbox::Outbox::open(&opts.data_dir.join("outbox"))
+        .context("opening the alert outbox")?;
 
     // The engine: its own thread, since rules and the engine are synchronous.
     let rules = rule_set(&opts)?;
@@ -92,22 +94,30 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         let stop = Arc::clone(&stop_engine);
         let counters = Arc::clone(&counters);
         let live_opts = opts.live.clone();
-        let mut pipeline = Pipeline::new(
+        let outbox = outbox.clone();
+        let pipeline = Pipeline::new(
             rules,
             StatsClock::new(opts.stats_every, opts.top),
             Printer::new(opts.output, std::io::LineWriter::new(std::io::stdout())),
         );
-        if opts.influx.is_some() {
-            pipeline.transitions_out = Some(alerts_tx);
-        }
         std::thread::Builder::new()
             .name("engine".into())
-            .spawn(move || live::run(state.bus(), pipeline, &live_opts, &counters, &stop))?
+            .spawn(move || {
+                live::run(
+                    state.bus(),
+                    Some(&outbox),
+                    pipeline,
+                    &live_opts,
+                    &counters,
+                    &stop,
+                )
+            })?
     };
 
     // Segment deletion once every consumer has passed.
     let gc = {
         let state = Arc::clone(&state);
+        let outbox = outbox.clone();
         let shutdown = shutdown.clone();
         let every = opts.gc_every;
         tokio::spawn(async move {
@@ -117,9 +127,15 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                     _ = tokio::time::sleep(every) => {}
                 }
                 let state = Arc::clone(&state);
-                let result = tokio::task::spawn_blocking(move || state.bus().gc()).await;
+                let outbox = outbox.clone();
+                let result = tokio::task::spawn_blocking(move || {
+                    state.bus().gc()?;
+                    outbox.gc()?;
+                    anyhow::Ok(())
+                })
+                .await;
                 if let Ok(Err(e)) = result {
-                    eprintln!("logmon: bus gc failed: {e}");
+                    eprintln!("logmon: gc failed: {e:#}");
                 }
             }
         })
@@ -132,9 +148,9 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         let limits = opts.ingest.limits;
         let counters = Arc::clone(&store_counters);
         let shutdown = shutdown.clone();
+        let outbox = outbox.clone();
         tokio::spawn(async move {
-            if let Err(e) =
-                crate::store::run(bus, config, limits, counters, alerts_rx, shutdown).await
+            if let Err(e) = crate::store::run(bus, config, limits, counters, outbox, shutdown).await
             {
                 eprintln!("logmon: the InfluxDB writer stopped: {e:#}");
             }

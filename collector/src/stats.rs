@@ -5,7 +5,7 @@ use crate::engine::{SecondStats, StatusClasses};
 use serde::Serialize;
 use std::collections::HashMap;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 struct SectionTotals {
     hits: u64,
     bytes: u64,
@@ -13,7 +13,7 @@ struct SectionTotals {
 }
 
 /// The running totals of one interval.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct IntervalStats {
     start: i64,
     len: i64,
@@ -196,6 +196,16 @@ impl StatsClock {
             emit(current.report(self.top));
             self.current = None;
         }
+    }
+
+    /// The interval in progress, for snapshots.
+    pub fn save(&self) -> Option<IntervalStats> {
+        self.current.clone()
+    }
+
+    /// Continue an interval saved by [`Self::save`].
+    pub fn restore(&mut self, current: Option<IntervalStats>) {
+        self.current = current;
     }
 
     /// End of input: report the interval in progress, if any.

@@ -7,7 +7,7 @@
 use crate::influx::schema::{Lines, RequestEncoder, TrafficRollup, push_transition};
 use crate::influx::{InfluxClient, InfluxConfig, Tier, Writer};
 use crate::ingest::Bus;
-use crate::rules::Transition;
+use crate::outbox::Outbox;
 use bytes::Bytes;
 use logmon_protocol::wire::{self, Limits};
 use std::sync::Arc;
@@ -39,7 +39,7 @@ pub async fn run(
     config: InfluxConfig,
     limits: Limits,
     counters: Arc<StoreCounters>,
-    alerts: std::sync::mpsc::Receiver<Transition>,
+    outbox: Outbox,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let client = InfluxClient::new(config)?;
@@ -60,21 +60,35 @@ pub async fn run(
         let bus = bus.clone();
         tokio::task::spawn_blocking(move || bus.register(CONSUMER)).await??
     };
+    let mut alerts_offset = {
+        let outbox = outbox.clone();
+        tokio::task::spawn_blocking(move || outbox.register(CONSUMER)).await??
+    };
     let mut encoder = RequestEncoder::new(HORIZON_SECS);
     let mut rollup = TrafficRollup::new(HORIZON_SECS);
     while !shutdown.is_cancelled() {
-        // Alert transitions go to the long-lived tier, in the order they
-        // happened, retried until accepted like the events.
-        let mut pending_alerts = Lines::new();
-        while let Ok(t) = alerts.try_recv() {
-            push_transition(&mut pending_alerts, &t);
-        }
-        if !pending_alerts.is_empty() {
+        // Alert transitions from the outbox go to the long-lived tier, in
+        // the order they happened, retried until accepted like the events;
+        // the outbox offset moves only after.
+        let transitions = {
+            let outbox = outbox.clone();
+            tokio::task::spawn_blocking(move || outbox.read(alerts_offset, 1000)).await??
+        };
+        if let Some(&(last, _)) = transitions.last() {
+            let mut pending_alerts = Lines::new();
+            for (_, t) in &transitions {
+                push_transition(&mut pending_alerts, t);
+            }
             let body = Bytes::from(pending_alerts.into_bytes());
             if !write_until_accepted(&writer, Tier::Rollups, body, &counters, &shutdown).await {
                 return Ok(());
             }
-            counters.alerts.fetch_add(1, Ordering::Relaxed);
+            counters
+                .alerts
+                .fetch_add(transitions.len() as u64, Ordering::Relaxed);
+            alerts_offset = last + 1;
+            let outbox = outbox.clone();
+            tokio::task::spawn_blocking(move || outbox.commit(CONSUMER, alerts_offset)).await??;
         }
         let records = {
             let bus = bus.clone();

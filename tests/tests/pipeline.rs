@@ -118,7 +118,7 @@ fn lines_from_two_rotating_files_arrive_in_influxdb_exactly() {
             ])
             // Bursts of ~1,600 req/s separated by 2 s of silence: the alert
             // fires and resolves more than once.
-            .args(["--threshold", "100", "--window", "2", "--idle-after", "3"])
+            .args(["--threshold", "100", "--window", "2"])
             .stdout(std::fs::File::create(dir.path().join("collector.out")).unwrap())
             .stderr(Stdio::null())
             .spawn()

@@ -121,7 +121,7 @@ impl std::str::FromStr for RuleSpec {
 }
 
 /// Whether an alert key is firing or has resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertState {
     Firing,
@@ -129,7 +129,7 @@ pub enum AlertState {
 }
 
 /// A change of an alert key's state at a second of event time.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Transition {
     pub rule: String,
     pub key: String,
