@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! body    = zstd_frame( payload )            (one or more frames, checksummed)
-//! payload = FORMAT_VERSION (1 byte) ++ bincode(WireBatch)
+//! payload = FORMAT_VERSION (1 byte) ++ header ++ n ++ section × 25
 //! ```
 //!
 //! The version byte sits *inside* the compressed payload, so the outer body is
@@ -14,16 +14,48 @@
 //! can tell a future version apart; decompression is capped (see [`Limits`]),
 //! so that costs bounded work.
 //!
-//! `WireBatch` is private: it is [`Batch`] with a stable one-byte format code
-//! (so reordering [`Format`]'s variants cannot change the bytes) and with each
-//! event's timestamp stored as the (zigzag varint) difference from the previous
-//! event's, which turns a 9-byte nanosecond timestamp into 1–5 bytes for a
-//! log read in order. [`Batch`] itself always holds absolute timestamps.
+//! ## Payload
 //!
-//! bincode 2 (standard config: little endian, varint integers) is an
-//! implementation detail of this module and never appears in its API; bincode
-//! is frozen upstream, and swapping it out must touch this file only (bumping
-//! [`FORMAT_VERSION`]).
+//! The payload is hand-written and **columnar**: rather than one record per
+//! event, it holds every event's timestamp, then every event's client, and so
+//! on, so that zstd sees like next to like. Repeated strings are written once.
+//! At the default level this takes 1,000-line batches of combined logs from
+//! 9.0× to 13.5× smaller than the log text (the data of the old test), and
+//! from 12.4× to 16.2× (the more realistic data of
+//! `compresses_combined_logs_well`), with encoding as fast as before and
+//! decoding faster. The DESIGN's
+//! `zstd(bincode(Batch))` described version 1; bincode (frozen upstream) is
+//! no longer used, which the DESIGN's "keep it behind that module" allows.
+//!
+//! Integers are LEB128 varints (`uN`), signed ones zigzag-encoded first
+//! (`iN`); a string is `u64 length ++ UTF-8 bytes`; a section is
+//! `u64 length ++ bytes`.
+//!
+//! ```text
+//! header  = agent_id:str host:str fingerprint:u64 path:str start:u64 end:u64
+//!           format:byte (0 csv, 1 clf, 2 combined, 3 json) malformed:u64
+//!           caught_up:byte (0 | 1) sent_at:i64
+//!           label_count:u64 (key:str value:str) × label_count
+//! n       = u64                                  the number of events
+//! sections, in this order, each holding exactly n values:
+//!   time        scale:byte (0..=9), then n × i64: the difference between
+//!               timestamp / 10^scale and the previous event's (the first
+//!               event's from 0), wrapping; scale is the largest power of ten
+//!               dividing every timestamp, so whole seconds cost ~1 byte
+//!   7 × codes   one per string column, in the order client, user, method,
+//!               protocol, path, referer, user_agent: n × u64 dictionary codes
+//!   status      n × u64
+//!   bytes       n × u64
+//!   duration    n × u65: 0 for none, else microseconds + 1
+//!   7 × lengths then 7 × text: each string column's dictionary, same order:
+//!               the byte lengths of its entries, then their concatenated text
+//! ```
+//!
+//! A string column's dictionary holds its distinct values in order of first
+//! use. Code 0 is "none" (a missing referer or user agent; refused in the
+//! other columns), code `k` is entry `k - 1`, and the code one past the last
+//! entry so far introduces the next entry. Dictionaries are per batch, so a
+//! batch decodes on its own.
 //!
 //! # Resource bounds on decode
 //!
@@ -33,15 +65,21 @@
 //!   `max_decompressed + 1` bytes (the zstd frame header's content size is
 //!   ignored), and the zstd window is capped at 8 MiB
 //!   ([`encode`] clamps levels above 19 to 19 so that its frames fit);
-//! - bincode runs with a byte limit (about twice `max_decompressed`) that
-//!   every length prefix is checked against before it allocates.
+//! - every length is checked against the bytes actually left in the payload
+//!   before anything is read or allocated, and the event count against the
+//!   size of the time section (each event takes at least one byte there);
+//! - columns are read in step, straight into the events, with no per-column
+//!   buffers;
+//! - the decoded batch (event structs plus every string copied out of a
+//!   dictionary) may take at most [`DECODED_PER_PAYLOAD_BYTE`] ×
+//!   `max_decompressed` bytes of memory, so a short dictionary entry used by
+//!   many events cannot expand without bound. Each allocation is checked
+//!   before it is made.
 
 use std::fmt;
 use std::io::Read;
 
-use serde::de::{SeqAccess, Visitor};
-use serde::ser::SerializeSeq;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 use crate::parse::Format;
@@ -60,9 +98,12 @@ const MAX_LEVEL: i32 = 19;
 /// never use more.
 const WINDOW_LOG_MAX: u32 = 23;
 
-/// How many events [`decode`] preallocates room for, whatever the length
-/// prefix claims; the vector grows as events actually decode.
-const PREALLOC_EVENTS: usize = 4096;
+/// The decoded batch may take this many bytes of memory per byte of
+/// [`Limits::max_decompressed`]. A real batch takes a few times its payload
+/// (strings are stored once, events hold copies); the cap keeps a hostile one
+/// at the order that version 1's smallest possible events already allowed
+/// (about 200 bytes of [`Event`] per 11 payload bytes).
+const DECODED_PER_PAYLOAD_BYTE: usize = 16;
 
 const MIB: usize = 1 << 20;
 
@@ -127,7 +168,8 @@ pub struct BatchKey {
 pub struct Limits {
     /// Largest accepted body, in bytes as received.
     pub max_compressed: usize,
-    /// Largest accepted payload after decompression, in bytes.
+    /// Largest accepted payload after decompression, in bytes. The decoded
+    /// batch may take at most 16 times this in memory.
     pub max_decompressed: usize,
 }
 
@@ -161,24 +203,10 @@ pub enum WireError {
 }
 
 /// Encodes `batch` as a request body: zstd at `level` (see [`DEFAULT_LEVEL`];
-/// levels above 19 are clamped to 19) of the version byte and the bincode
+/// levels above 19 are clamped to 19) of the version byte and the columnar
 /// payload.
 pub fn encode(batch: &Batch, level: i32) -> Result<Vec<u8>, WireError> {
-    let payload = payload(&WireBatch {
-        agent_id: batch.agent_id.as_str(),
-        host: batch.host.as_str(),
-        fingerprint: batch.stream.fingerprint,
-        path: batch.stream.path.as_str(),
-        start: batch.start,
-        end: batch.end,
-        format: format_code(batch.format),
-        malformed: batch.malformed,
-        caught_up: batch.caught_up,
-        sent_at: batch.sent_at,
-        labels: batch.labels.as_slice(),
-        events: EventsOut(&batch.events),
-    })?;
-    compress(&payload, level)
+    compress(&payload(batch), level)
 }
 
 /// Decodes a request body made by [`encode`], within `limits`.
@@ -200,150 +228,637 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Batch, WireError> {
             supported: FORMAT_VERSION,
         });
     }
-    // bincode's limit is a const generic; pick a budget of about twice the
-    // decompressed limit (varints claim their in-memory width, 8 bytes for a
-    // 1-byte length, so decoded claims run above the payload size).
-    let max = limits.max_decompressed;
-    let decoded = if max <= 16 * MIB {
-        from_bincode::<{ 32 * MIB }>(rest, max)
-    } else if max <= 64 * MIB {
-        from_bincode::<{ 128 * MIB }>(rest, max)
-    } else if max <= 256 * MIB {
-        from_bincode::<{ 512 * MIB }>(rest, max)
+    let budget = Budget {
+        left: limits
+            .max_decompressed
+            .saturating_mul(DECODED_PER_PAYLOAD_BYTE),
+        limit: limits.max_decompressed,
+    };
+    read_payload(rest, budget)
+}
+
+// --- payload: writing -----------------------------------------------------------
+
+/// The string columns, in section order.
+const STRING_COLUMNS: [&str; 7] = [
+    "client",
+    "user",
+    "method",
+    "protocol",
+    "path",
+    "referer",
+    "user_agent",
+];
+
+/// The uncompressed payload: version byte, header, columns.
+fn payload(batch: &Batch) -> Vec<u8> {
+    let n = batch.events.len();
+    let mut out = Vec::with_capacity(256 + n * 48);
+    out.push(FORMAT_VERSION);
+    put_str(&mut out, &batch.agent_id);
+    put_str(&mut out, &batch.host);
+    put_u64(&mut out, batch.stream.fingerprint);
+    put_str(&mut out, &batch.stream.path);
+    put_u64(&mut out, batch.start);
+    put_u64(&mut out, batch.end);
+    out.push(format_code(batch.format));
+    put_u64(&mut out, batch.malformed);
+    out.push(u8::from(batch.caught_up));
+    put_i64(&mut out, batch.sent_at);
+    put_u64(&mut out, batch.labels.len() as u64);
+    for (key, value) in &batch.labels {
+        put_str(&mut out, key);
+        put_str(&mut out, value);
+    }
+    put_u64(&mut out, n as u64);
+
+    let scale = time_scale(&batch.events);
+    let unit = 10i64.pow(scale);
+    let mut time = Vec::with_capacity(1 + n * 2);
+    time.push(scale as u8);
+    let seed = random_seed();
+    let mut strings: [StringColumnOut<'_>; 7] = std::array::from_fn(|_| StringColumnOut::new(seed));
+    let mut status = Vec::with_capacity(n * 2);
+    let mut bytes = Vec::with_capacity(n * 3);
+    let mut duration = Vec::with_capacity(n * 3);
+    let mut previous = 0i64;
+    for e in &batch.events {
+        let scaled = e.timestamp / unit;
+        put_i64(&mut time, scaled.wrapping_sub(previous));
+        previous = scaled;
+        strings[0].push(Some(&e.client));
+        strings[1].push(Some(&e.user));
+        strings[2].push(Some(&e.method));
+        strings[3].push(Some(&e.protocol));
+        strings[4].push(Some(&e.path));
+        strings[5].push(e.referer.as_deref());
+        strings[6].push(e.user_agent.as_deref());
+        put_u64(&mut status, u64::from(e.status));
+        put_u64(&mut bytes, e.bytes);
+        put_opt_u64(&mut duration, e.duration_us);
+    }
+
+    put_section(&mut out, &time);
+    for column in &strings {
+        put_section(&mut out, &column.codes);
+    }
+    put_section(&mut out, &status);
+    put_section(&mut out, &bytes);
+    put_section(&mut out, &duration);
+    for column in &strings {
+        put_section(&mut out, &column.lengths);
+    }
+    for column in &strings {
+        put_section(&mut out, &column.text);
+    }
+    out
+}
+
+/// The largest `k <= 9` such that 10^k divides every timestamp.
+fn time_scale(events: &[Event]) -> u32 {
+    let mut scale = 9;
+    for e in events {
+        while scale > 0 && e.timestamp % 10i64.pow(scale) != 0 {
+            scale -= 1;
+        }
+        if scale == 0 {
+            break;
+        }
+    }
+    scale
+}
+
+/// One string column being written: dictionary codes, and the dictionary.
+///
+/// The dictionary is a small open-addressing hash table of its own rather
+/// than a `HashMap`: it keeps each entry's hash, so that a probe or the
+/// "same as the last value" check compares strings only when the hashes
+/// match (string comparisons and SipHash took half of encoding time).
+struct StringColumnOut<'a> {
+    codes: Vec<u8>,
+    lengths: Vec<u8>,
+    text: Vec<u8>,
+    /// The entries, in code order (code = index + 1).
+    entries: Vec<&'a str>,
+    /// (hash, code) of each entry, code 0 marking a free slot; linear
+    /// probing, at most half full, length a power of two.
+    slots: Vec<(u64, u32)>,
+    seed: u64,
+    /// Hash and code of the last value (code 0: none yet).
+    last: (u64, u32),
+}
+
+impl<'a> StringColumnOut<'a> {
+    fn new(seed: u64) -> Self {
+        StringColumnOut {
+            codes: Vec::new(),
+            lengths: Vec::new(),
+            text: Vec::new(),
+            entries: Vec::new(),
+            slots: Vec::new(),
+            seed,
+            last: (0, 0),
+        }
+    }
+
+    fn push(&mut self, value: Option<&'a str>) {
+        let Some(value) = value else {
+            self.codes.push(0);
+            return;
+        };
+        let hash = hash_str(value.as_bytes(), self.seed);
+        let (last_hash, last_code) = self.last;
+        let code =
+            if last_code != 0 && last_hash == hash && self.entries[last_code as usize - 1] == value
+            {
+                last_code
+            } else {
+                let code = self.code(value, hash);
+                self.last = (hash, code);
+                code
+            };
+        put_u64(&mut self.codes, u64::from(code));
+    }
+
+    /// The code of `value`, adding it to the dictionary if it is new.
+    fn code(&mut self, value: &'a str, hash: u64) -> u32 {
+        if self.entries.len() * 2 >= self.slots.len() {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = (hash >> 32) as usize & mask;
+        loop {
+            let (slot_hash, code) = self.slots[i];
+            if code == 0 {
+                self.entries.push(value);
+                // A batch holds far fewer than 2^32 events (encoding one
+                // that large would need hundreds of GiB).
+                let code = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
+                self.slots[i] = (hash, code);
+                put_u64(&mut self.lengths, value.len() as u64);
+                self.text.extend_from_slice(value.as_bytes());
+                return code;
+            }
+            if slot_hash == hash && self.entries[code as usize - 1] == value {
+                return code;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(16);
+        let mut slots = vec![(0, 0); size];
+        for &(hash, code) in self.slots.iter().filter(|s| s.1 != 0) {
+            let mut i = (hash >> 32) as usize & (size - 1);
+            while slots[i].1 != 0 {
+                i = (i + 1) & (size - 1);
+            }
+            slots[i] = (hash, code);
+        }
+        self.slots = slots;
+    }
+}
+
+/// A per-batch random seed for [`hash_str`], so that strings in a log cannot
+/// be chosen to collide.
+fn random_seed() -> u64 {
+    use std::hash::BuildHasher as _;
+    std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64)
+}
+
+const K1: u64 = 0x243f_6a88_85a3_08d3;
+const K2: u64 = 0x1319_8a2e_0370_7344;
+const K3: u64 = 0xa409_3822_299f_31d0;
+
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// A fast keyed string hash in the style of foldhash: 16 bytes per folded
+/// 64×64→128-bit multiply, short strings read with overlapping loads.
+fn hash_str(s: &[u8], seed: u64) -> u64 {
+    let read8 = |at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or_default());
+    let read4 = |at: usize| {
+        u64::from(u32::from_le_bytes(
+            s[at..at + 4].try_into().unwrap_or_default(),
+        ))
+    };
+    let len = s.len();
+    let mut state = seed ^ len as u64;
+    let (a, b) = if len > 16 {
+        let mut at = 0;
+        while at + 16 < len {
+            state = folded_multiply(read8(at) ^ state ^ K1, read8(at + 8) ^ seed ^ K2);
+            at += 16;
+        }
+        (read8(len - 16), read8(len - 8))
+    } else if len >= 8 {
+        (read8(0), read8(len - 8))
+    } else if len >= 4 {
+        (read4(0), read4(len - 4))
+    } else if len > 0 {
+        (
+            u64::from(s[0]),
+            u64::from(s[len / 2]) << 8 | u64::from(s[len - 1]),
+        )
     } else {
-        from_bincode::<{ 2048 * MIB }>(rest, max)
-    }?;
-    let format = format_from_code(decoded.format)?;
+        (0, 0)
+    };
+    state = folded_multiply(a ^ state ^ K1, b ^ seed ^ K2);
+    folded_multiply(state, seed ^ K3)
+}
+
+fn put_u64(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_i64(out: &mut Vec<u8>, v: i64) {
+    put_u64(out, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+/// `None` as 0, `Some(v)` as the 65-bit `v + 1`.
+fn put_opt_u64(out: &mut Vec<u8>, v: Option<u64>) {
+    let Some(v) = v else {
+        out.push(0);
+        return;
+    };
+    let mut v = u128::from(v) + 1;
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_u64(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_section(out: &mut Vec<u8>, section: &[u8]) {
+    put_u64(out, section.len() as u64);
+    out.extend_from_slice(section);
+}
+
+// --- payload: reading -----------------------------------------------------------
+
+fn corrupt(message: String) -> WireError {
+    WireError::Corrupt(message)
+}
+
+/// Memory the decoded batch may still take.
+struct Budget {
+    left: usize,
+    /// `max_decompressed`, for the error.
+    limit: usize,
+}
+
+impl Budget {
+    fn take(&mut self, bytes: usize) -> Result<(), WireError> {
+        match self.left.checked_sub(bytes) {
+            Some(left) => {
+                self.left = left;
+                Ok(())
+            }
+            None => Err(WireError::TooLarge {
+                what: "decompressed",
+                limit: self.limit,
+            }),
+        }
+    }
+}
+
+/// A cursor over one part of the payload; `what` names it in errors.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    what: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    fn empty(what: &'static str) -> Self {
+        Reader { bytes: &[], what }
+    }
+
+    fn truncated(&self) -> WireError {
+        corrupt(format!("{} ends early", self.what))
+    }
+
+    fn byte(&mut self) -> Result<u8, WireError> {
+        let (&b, rest) = self.bytes.split_first().ok_or_else(|| self.truncated())?;
+        self.bytes = rest;
+        Ok(b)
+    }
+
+    /// A LEB128 varint of at most `bits` (64 or 65) bits.
+    fn varint(&mut self, bits: u32) -> Result<u128, WireError> {
+        let mut v = 0u128;
+        let mut shift = 0;
+        loop {
+            let b = self.byte()?;
+            if shift == 63 && u32::from(b) >> (bits - 63) != 0 {
+                return Err(corrupt(format!(
+                    "{}: varint overflows {bits} bits",
+                    self.what
+                )));
+            }
+            v |= u128::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+            shift += 7;
+        }
+    }
+
+    fn u64(&mut self) -> Result<u64, WireError> {
+        self.varint(64).map(|v| v as u64)
+    }
+
+    fn i64(&mut self) -> Result<i64, WireError> {
+        let u = self.u64()?;
+        Ok((u >> 1) as i64 ^ -((u & 1) as i64))
+    }
+
+    /// `None` from 0, `Some(v)` from `v + 1` (see [`put_opt_u64`]).
+    fn opt_u64(&mut self) -> Result<Option<u64>, WireError> {
+        match self.varint(65)?.checked_sub(1) {
+            None => Ok(None),
+            Some(v) => u64::try_from(v)
+                .map(Some)
+                .map_err(|_| corrupt(format!("{}: value overflows 64 bits", self.what))),
+        }
+    }
+
+    /// A length read from the payload, no larger than what is left.
+    fn len(&mut self) -> Result<usize, WireError> {
+        let len = self.u64()?;
+        match usize::try_from(len) {
+            Ok(len) if len <= self.bytes.len() => Ok(len),
+            _ => Err(corrupt(format!(
+                "{}: length {len} exceeds the {} bytes left",
+                self.what,
+                self.bytes.len()
+            ))),
+        }
+    }
+
+    fn take(&mut self, len: usize) -> Result<&'a [u8], WireError> {
+        if len > self.bytes.len() {
+            return Err(self.truncated());
+        }
+        let (taken, rest) = self.bytes.split_at(len);
+        self.bytes = rest;
+        Ok(taken)
+    }
+
+    fn str(&mut self) -> Result<&'a str, WireError> {
+        let len = self.len()?;
+        let bytes = self.take(len)?;
+        std::str::from_utf8(bytes).map_err(|e| corrupt(format!("{}: {e}", self.what)))
+    }
+
+    fn string(&mut self) -> Result<String, WireError> {
+        self.str().map(str::to_owned)
+    }
+
+    /// The next section, as a reader of its own named `what`.
+    fn section(&mut self, what: &'static str) -> Result<Reader<'a>, WireError> {
+        let len = self.len()?;
+        Ok(Reader {
+            bytes: self.take(len)?,
+            what,
+        })
+    }
+
+    /// Fails unless every byte was read.
+    fn finish(&self) -> Result<(), WireError> {
+        if self.bytes.is_empty() {
+            Ok(())
+        } else {
+            Err(corrupt(format!(
+                "{}: {} trailing bytes (column lengths disagree)",
+                self.what,
+                self.bytes.len()
+            )))
+        }
+    }
+}
+
+/// One string column being read: codes, and the dictionary read so far.
+struct StringColumnIn<'a> {
+    codes: Reader<'a>,
+    lengths: Reader<'a>,
+    text: Reader<'a>,
+    entries: Vec<&'a str>,
+    required: bool,
+}
+
+impl<'a> StringColumnIn<'a> {
+    fn next(&mut self) -> Result<Option<&'a str>, WireError> {
+        let code = self.codes.u64()?;
+        let Some(index) = code.checked_sub(1) else {
+            if self.required {
+                return Err(corrupt(format!("{}: missing value", self.codes.what)));
+            }
+            return Ok(None);
+        };
+        if let Some(&s) = usize::try_from(index)
+            .ok()
+            .and_then(|i| self.entries.get(i))
+        {
+            return Ok(Some(s));
+        }
+        if index != self.entries.len() as u64 {
+            return Err(corrupt(format!(
+                "{}: dictionary code {code} out of range ({} entries)",
+                self.codes.what,
+                self.entries.len()
+            )));
+        }
+        let len = self.lengths.u64()?;
+        let bytes = usize::try_from(len)
+            .ok()
+            .filter(|&len| len <= self.text.bytes.len())
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "{}: dictionary entry of {len} bytes exceeds the {} bytes left",
+                    self.codes.what,
+                    self.text.bytes.len()
+                ))
+            })
+            .and_then(|len| self.text.take(len))?;
+        let s =
+            std::str::from_utf8(bytes).map_err(|e| corrupt(format!("{}: {e}", self.codes.what)))?;
+        self.entries.push(s);
+        Ok(Some(s))
+    }
+
+    fn finish(&self) -> Result<(), WireError> {
+        self.codes.finish()?;
+        self.lengths.finish()?;
+        self.text.finish()
+    }
+}
+
+/// Copies a string out of a dictionary, within the budget.
+fn owned(s: &str, budget: &mut Budget) -> Result<String, WireError> {
+    budget.take(s.len())?;
+    Ok(s.to_owned())
+}
+
+/// Reads the payload after the version byte.
+fn read_payload(payload: &[u8], mut budget: Budget) -> Result<Batch, WireError> {
+    let mut r = Reader {
+        bytes: payload,
+        what: "batch header",
+    };
+    let agent_id = r.string()?;
+    let host = r.string()?;
+    let fingerprint = r.u64()?;
+    let path = r.string()?;
+    let start = r.u64()?;
+    let end = r.u64()?;
+    let format = format_from_code(r.byte()?)?;
+    let malformed = r.u64()?;
+    let caught_up = match r.byte()? {
+        0 => false,
+        1 => true,
+        b => return Err(corrupt(format!("caught_up flag is {b}, not 0 or 1"))),
+    };
+    let sent_at = r.i64()?;
+    let label_count = r.u64()?;
+    // No preallocation: every label takes at least two bytes, so the loop
+    // stops at the end of the payload whatever the count claims.
+    let mut labels = Vec::new();
+    for _ in 0..label_count {
+        labels.push((r.string()?, r.string()?));
+    }
+    let n = r.u64()?;
+
+    let mut time = r.section("time section")?;
+    let mut codes = STRING_COLUMNS.map(Reader::empty);
+    for c in &mut codes {
+        *c = r.section(c.what)?;
+    }
+    let mut status = r.section("status section")?;
+    let mut bytes = r.section("bytes section")?;
+    let mut duration = r.section("duration section")?;
+    let mut lengths = STRING_COLUMNS.map(Reader::empty);
+    for c in &mut lengths {
+        *c = r.section(c.what)?;
+    }
+    let mut texts = STRING_COLUMNS.map(Reader::empty);
+    for c in &mut texts {
+        *c = r.section(c.what)?;
+    }
+    if !r.bytes.is_empty() {
+        return Err(corrupt(format!(
+            "{} trailing bytes after the batch",
+            r.bytes.len()
+        )));
+    }
+    let mut required = [true, true, true, true, true, false, false].into_iter();
+    let mut strings = codes.map(|codes| StringColumnIn {
+        codes,
+        lengths: Reader::empty(""),
+        text: Reader::empty(""),
+        entries: Vec::new(),
+        required: required.next().unwrap_or(false),
+    });
+    for ((column, lengths), text) in strings.iter_mut().zip(lengths).zip(texts) {
+        column.lengths = lengths;
+        column.text = text;
+    }
+    let [
+        client,
+        user,
+        method,
+        protocol,
+        path_column,
+        referer,
+        user_agent,
+    ] = &mut strings;
+
+    let scale = time.byte()?;
+    if scale > 9 {
+        return Err(corrupt(format!("time scale 10^{scale} above 10^9")));
+    }
+    let unit = 10i64.pow(u32::from(scale));
+    // Each event takes at least one byte of the time section: the count
+    // cannot claim more events than the payload holds.
+    let n = usize::try_from(n)
+        .ok()
+        .filter(|&n| n <= time.bytes.len())
+        .ok_or_else(|| {
+            corrupt(format!(
+                "{n} events claimed, but the time section holds at most {}",
+                time.bytes.len()
+            ))
+        })?;
+    budget.take(n.saturating_mul(std::mem::size_of::<Event>()))?;
+    let mut events = Vec::with_capacity(n);
+    let mut scaled = 0i64;
+    for _ in 0..n {
+        scaled = scaled.wrapping_add(time.i64()?);
+        let timestamp = scaled
+            .checked_mul(unit)
+            .ok_or_else(|| corrupt("timestamp overflows 64 bits".to_owned()))?;
+        let client = owned(client.next()?.unwrap_or_default(), &mut budget)?;
+        let user = owned(user.next()?.unwrap_or_default(), &mut budget)?;
+        let method = owned(method.next()?.unwrap_or_default(), &mut budget)?;
+        let protocol = owned(protocol.next()?.unwrap_or_default(), &mut budget)?;
+        let path = owned(path_column.next()?.unwrap_or_default(), &mut budget)?;
+        let referer = match referer.next()? {
+            Some(s) => Some(owned(s, &mut budget)?),
+            None => None,
+        };
+        let user_agent = match user_agent.next()? {
+            Some(s) => Some(owned(s, &mut budget)?),
+            None => None,
+        };
+        let status = u16::try_from(status.u64()?)
+            .map_err(|_| corrupt("status overflows 16 bits".to_owned()))?;
+        events.push(Event {
+            timestamp,
+            client,
+            user,
+            method,
+            path,
+            protocol,
+            status,
+            bytes: bytes.u64()?,
+            referer,
+            user_agent,
+            duration_us: duration.opt_u64()?,
+        });
+    }
+    time.finish()?;
+    for column in &strings {
+        column.finish()?;
+    }
+    status.finish()?;
+    bytes.finish()?;
+    duration.finish()?;
+
     Ok(Batch {
-        agent_id: decoded.agent_id,
-        host: decoded.host,
-        stream: StreamId {
-            fingerprint: decoded.fingerprint,
-            path: decoded.path,
-        },
-        start: decoded.start,
-        end: decoded.end,
+        agent_id,
+        host,
+        stream: StreamId { fingerprint, path },
+        start,
+        end,
         format,
-        labels: decoded.labels,
-        events: decoded.events.0,
-        malformed: decoded.malformed,
-        caught_up: decoded.caught_up,
-        sent_at: decoded.sent_at,
+        labels,
+        events,
+        malformed,
+        caught_up,
+        sent_at,
     })
 }
-
-/// Version 2 payload after the version byte (version 1 had no `caught_up`
-/// and `sent_at`). Field order is the byte format:
-/// never reorder, only add fields with a new [`FORMAT_VERSION`].
-///
-/// Generic so that one definition serves both directions: encoding borrows
-/// from a [`Batch`] (`S = &str`, `L = &[(String, String)]`, `E = EventsOut`),
-/// decoding owns (`S = String`, `L = Vec<(String, String)>`, `E = EventsIn`).
-#[derive(Serialize, Deserialize)]
-struct WireBatch<S, L, E> {
-    agent_id: S,
-    host: S,
-    fingerprint: u64,
-    path: S,
-    start: u64,
-    end: u64,
-    format: u8,
-    malformed: u64,
-    caught_up: bool,
-    sent_at: i64,
-    labels: L,
-    events: E,
-}
-
-/// One event on the wire: [`Event`] with its timestamp as the difference from
-/// the previous event's (the first event's from 0), wrapping on overflow.
-#[derive(Serialize, Deserialize)]
-struct WireEvent<S> {
-    timestamp_delta: i64,
-    client: S,
-    user: S,
-    method: S,
-    path: S,
-    protocol: S,
-    status: u16,
-    bytes: u64,
-    referer: Option<S>,
-    user_agent: Option<S>,
-    duration_us: Option<u64>,
-}
-
-/// Serializes events as a sequence of [`WireEvent`]s, delta-encoding
-/// timestamps on the fly.
-struct EventsOut<'a>(&'a [Event]);
-
-impl Serialize for EventsOut<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
-        let mut previous = 0i64;
-        for e in self.0 {
-            seq.serialize_element(&WireEvent {
-                timestamp_delta: e.timestamp.wrapping_sub(previous),
-                client: e.client.as_str(),
-                user: e.user.as_str(),
-                method: e.method.as_str(),
-                path: e.path.as_str(),
-                protocol: e.protocol.as_str(),
-                status: e.status,
-                bytes: e.bytes,
-                referer: e.referer.as_deref(),
-                user_agent: e.user_agent.as_deref(),
-                duration_us: e.duration_us,
-            })?;
-            previous = e.timestamp;
-        }
-        seq.end()
-    }
-}
-
-/// Deserializes a sequence of [`WireEvent`]s back into events with absolute
-/// timestamps, without trusting the sequence's length for preallocation.
-struct EventsIn(Vec<Event>);
-
-impl<'de> Deserialize<'de> for EventsIn {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EventsVisitor;
-
-        impl<'de> Visitor<'de> for EventsVisitor {
-            type Value = EventsIn;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a sequence of events")
-            }
-
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<EventsIn, A::Error> {
-                let hint = seq.size_hint().unwrap_or(0).min(PREALLOC_EVENTS);
-                let mut events = Vec::with_capacity(hint);
-                let mut timestamp = 0i64;
-                while let Some(w) = seq.next_element::<WireEvent<String>>()? {
-                    timestamp = timestamp.wrapping_add(w.timestamp_delta);
-                    events.push(Event {
-                        timestamp,
-                        client: w.client,
-                        user: w.user,
-                        method: w.method,
-                        path: w.path,
-                        protocol: w.protocol,
-                        status: w.status,
-                        bytes: w.bytes,
-                        referer: w.referer,
-                        user_agent: w.user_agent,
-                        duration_us: w.duration_us,
-                    });
-                }
-                Ok(EventsIn(events))
-            }
-        }
-
-        deserializer.deserialize_seq(EventsVisitor)
-    }
-}
-
-type OwnedWireBatch = WireBatch<String, Vec<(String, String)>, EventsIn>;
 
 /// The stable one-byte code of a format on the wire.
 fn format_code(format: Format) -> u8 {
@@ -367,13 +882,7 @@ fn format_from_code(code: u8) -> Result<Format, WireError> {
     }
 }
 
-/// The uncompressed payload: version byte, then bincode of `wire`.
-fn payload<T: Serialize>(wire: &T) -> Result<Vec<u8>, WireError> {
-    let mut out = vec![FORMAT_VERSION];
-    bincode::serde::encode_into_std_write(wire, &mut out, bincode::config::standard())
-        .map_err(|e| WireError::Corrupt(format!("encoding batch: {e}")))?;
-    Ok(out)
-}
+// --- zstd -----------------------------------------------------------------------
 
 fn compress(payload: &[u8], level: i32) -> Result<Vec<u8>, WireError> {
     let fail = |e: std::io::Error| WireError::Corrupt(format!("compressing batch: {e}"));
@@ -429,31 +938,6 @@ fn decompress_capped(body: &[u8], max: usize) -> Result<Vec<u8>, WireError> {
         });
     }
     Ok(out)
-}
-
-/// Decodes the bincode part of a payload with a budget of `LIMIT` claimed
-/// bytes (bincode checks each length prefix against it before allocating).
-/// The whole slice must be one value: trailing bytes are corruption.
-fn from_bincode<const LIMIT: usize>(
-    bytes: &[u8],
-    max_decompressed: usize,
-) -> Result<OwnedWireBatch, WireError> {
-    let config = bincode::config::standard().with_limit::<LIMIT>();
-    let (wire, used): (OwnedWireBatch, usize) = bincode::serde::decode_from_slice(bytes, config)
-        .map_err(|e| match e {
-            bincode::error::DecodeError::LimitExceeded => WireError::TooLarge {
-                what: "decompressed",
-                limit: max_decompressed,
-            },
-            e => WireError::Corrupt(e.to_string()),
-        })?;
-    if used != bytes.len() {
-        return Err(WireError::Corrupt(format!(
-            "{} trailing bytes after the batch",
-            bytes.len() - used
-        )));
-    }
-    Ok(wire)
 }
 
 #[cfg(test)]
@@ -808,38 +1292,331 @@ mod tests {
         assert!(matches!(r, Err(WireError::Corrupt(_))), "{r:?}");
     }
 
-    /// A length prefix claiming a terabyte-long string is refused by the
-    /// bincode limit before anything is allocated.
+    /// A length prefix claiming a terabyte-long string is refused before
+    /// anything is allocated: it exceeds what is left of the payload.
     #[test]
     fn huge_length_prefix_is_refused() {
-        // version, then agent_id's length as a varint u64 (0xfd + 8 LE bytes).
-        let mut payload = vec![FORMAT_VERSION, 0xfd];
-        payload.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        // version, then agent_id's length as a varint.
+        let mut payload = vec![FORMAT_VERSION];
+        put_u64(&mut payload, 1 << 40);
         payload.extend_from_slice(b"abc");
         let r = decode(&zstd(&payload), &Limits::default());
         assert!(
-            matches!(
-                r,
-                Err(WireError::TooLarge {
-                    what: "decompressed",
-                    ..
-                })
-            ),
+            matches!(&r, Err(WireError::Corrupt(m)) if m.contains("exceeds")),
             "{r:?}"
         );
+    }
+
+    /// A payload written section by section, for tests that break the
+    /// layout on purpose. [`Sections::one_event`] is valid.
+    #[derive(Clone)]
+    struct Sections {
+        n: u64,
+        time: Vec<u8>,
+        codes: [Vec<u8>; 7],
+        status: Vec<u8>,
+        bytes: Vec<u8>,
+        duration: Vec<u8>,
+        lengths: [Vec<u8>; 7],
+        text: [Vec<u8>; 7],
+    }
+
+    impl Sections {
+        /// One event whose string column `i` holds `s{i}`, without referer
+        /// or user agent.
+        fn one_event() -> Self {
+            let mut time = vec![9];
+            put_i64(&mut time, 1_700_000_000);
+            let codes = std::array::from_fn(|i| vec![u8::from(i < 5)]);
+            let lengths = std::array::from_fn(|i| if i < 5 { vec![2] } else { vec![] });
+            let text = std::array::from_fn(|i| {
+                if i < 5 {
+                    format!("s{i}").into_bytes()
+                } else {
+                    vec![]
+                }
+            });
+            let mut status = Vec::new();
+            put_u64(&mut status, 200);
+            let mut bytes = Vec::new();
+            put_u64(&mut bytes, 512);
+            Sections {
+                n: 1,
+                time,
+                codes,
+                status,
+                bytes,
+                duration: vec![0],
+                lengths,
+                text,
+            }
+        }
+
+        fn payload(&self) -> Vec<u8> {
+            // An empty batch ends with n = 0, the time section (1 byte:
+            // scale 9) and 24 empty sections.
+            let mut header = payload(&batch(Vec::new()));
+            let mut tail = vec![0, 1, 9];
+            tail.resize(27, 0);
+            assert!(header.ends_with(&tail));
+            header.truncate(header.len() - tail.len());
+            put_u64(&mut header, self.n);
+            let sections = std::iter::once(&self.time)
+                .chain(&self.codes)
+                .chain([&self.status, &self.bytes, &self.duration])
+                .chain(&self.lengths)
+                .chain(&self.text);
+            for s in sections {
+                put_section(&mut header, s);
+            }
+            header
+        }
+
+        fn decode(&self) -> Result<Batch, WireError> {
+            decode(&zstd(&self.payload()), &Limits::default())
+        }
+    }
+
+    #[track_caller]
+    fn assert_corrupt(r: Result<Batch, WireError>, words: &str) {
+        assert!(
+            matches!(&r, Err(WireError::Corrupt(m)) if m.contains(words)),
+            "expected Corrupt(..{words}..), got {r:?}"
+        );
+    }
+
+    #[test]
+    fn hand_written_payload_decodes() {
+        let b = Sections::one_event().decode().unwrap();
+        assert_eq!(b.events.len(), 1);
+        let e = &b.events[0];
+        assert_eq!(e.timestamp, 1_700_000_000 * NANOS_PER_SEC);
+        assert_eq!(
+            (
+                e.client.as_str(),
+                e.user.as_str(),
+                e.method.as_str(),
+                e.protocol.as_str(),
+                e.path.as_str()
+            ),
+            ("s0", "s1", "s2", "s3", "s4")
+        );
+        assert_eq!((e.status, e.bytes, e.duration_us), (200, 512, None));
+        assert_eq!((&e.referer, &e.user_agent), (&None, &None));
     }
 
     /// An event count of 2^40 with no events behind it is corrupt, and is not
     /// trusted for preallocation.
     #[test]
     fn huge_event_count_is_corrupt() {
-        let b = batch(Vec::new());
-        let mut payload = raw_payload(&b);
-        assert_eq!(payload.pop(), Some(0), "events length is the last byte");
-        payload.push(0xfd);
-        payload.extend_from_slice(&(1u64 << 40).to_le_bytes());
-        let r = decode(&zstd(&payload), &Limits::default());
-        assert!(matches!(r, Err(WireError::Corrupt(_))), "{r:?}");
+        let mut s = Sections::one_event();
+        s.n = 1 << 40;
+        assert_corrupt(s.decode(), "events claimed");
+        s.n = u64::MAX;
+        assert_corrupt(s.decode(), "events claimed");
+    }
+
+    #[test]
+    fn dictionary_code_out_of_range_is_corrupt() {
+        let mut s = Sections::one_event();
+        s.codes[4] = vec![2]; // entry 1 before entry 0
+        assert_corrupt(s.decode(), "out of range");
+        s.codes[4] = Vec::new();
+        put_u64(&mut s.codes[4], u64::MAX);
+        assert_corrupt(s.decode(), "out of range");
+        // Two events: the second uses an entry that was never introduced.
+        let mut s = Sections::one_event();
+        s.n = 2;
+        put_i64(&mut s.time, 0);
+        for c in &mut s.codes[..5] {
+            c.push(1);
+        }
+        s.codes[5] = vec![0, 0];
+        s.codes[6] = vec![0, 3];
+        s.status.extend_from_slice(&s.status.clone());
+        s.bytes.extend_from_slice(&s.bytes.clone());
+        s.duration.push(0);
+        s.codes[6] = vec![0, 0];
+        assert_eq!(s.decode().unwrap().events.len(), 2, "valid as built");
+        s.codes[6] = vec![0, 2];
+        assert_corrupt(s.decode(), "out of range");
+    }
+
+    #[test]
+    fn missing_required_string_is_corrupt() {
+        for column in 0..5 {
+            let mut s = Sections::one_event();
+            s.codes[column] = vec![0];
+            s.lengths[column].clear();
+            s.text[column].clear();
+            assert_corrupt(s.decode(), "missing value");
+        }
+    }
+
+    #[test]
+    fn column_lengths_disagreeing_is_corrupt() {
+        // A column with a value too many.
+        let mut s = Sections::one_event();
+        put_u64(&mut s.status, 404);
+        assert_corrupt(s.decode(), "column lengths disagree");
+        let mut s = Sections::one_event();
+        s.codes[1].push(1);
+        assert_corrupt(s.decode(), "column lengths disagree");
+        let mut s = Sections::one_event();
+        s.duration.push(0);
+        assert_corrupt(s.decode(), "column lengths disagree");
+        // A column with a value too few.
+        let mut s = Sections::one_event();
+        s.bytes.clear();
+        assert_corrupt(s.decode(), "ends early");
+        let mut s = Sections::one_event();
+        s.codes[6].clear();
+        assert_corrupt(s.decode(), "ends early");
+        // More events claimed than the columns hold.
+        let mut s = Sections::one_event();
+        s.n = 2;
+        put_i64(&mut s.time, 1);
+        assert_corrupt(s.decode(), "ends early");
+        // A dictionary entry nobody uses, or text beyond the entries.
+        let mut s = Sections::one_event();
+        s.lengths[3].push(1);
+        s.text[3].push(b'x');
+        assert_corrupt(s.decode(), "column lengths disagree");
+        let mut s = Sections::one_event();
+        s.text[0].push(b'x');
+        assert_corrupt(s.decode(), "column lengths disagree");
+        // An entry longer than the text section.
+        let mut s = Sections::one_event();
+        s.lengths[2] = vec![3];
+        assert_corrupt(s.decode(), "exceeds");
+        let mut s = Sections::one_event();
+        s.lengths[2].clear();
+        put_u64(&mut s.lengths[2], u64::MAX);
+        assert_corrupt(s.decode(), "exceeds");
+        // A section longer than the payload.
+        let mut s = Sections::one_event();
+        let mut payload = s.payload();
+        payload.truncate(payload.len() - 3); // into the path text
+        assert_corrupt(decode(&zstd(&payload), &Limits::default()), "exceeds");
+        s.text[4].clear();
+        assert_corrupt(s.decode(), "exceeds");
+    }
+
+    #[test]
+    fn invalid_values_are_corrupt() {
+        let mut s = Sections::one_event();
+        s.text[0] = vec![0xff, 0xfe];
+        assert_corrupt(s.decode(), "utf-8");
+        let mut s = Sections::one_event();
+        s.time[0] = 10;
+        assert_corrupt(s.decode(), "time scale");
+        let mut s = Sections::one_event();
+        s.time.truncate(1);
+        put_i64(&mut s.time, i64::MAX / 1000);
+        assert_corrupt(s.decode(), "overflows");
+        let mut s = Sections::one_event();
+        s.status.clear();
+        put_u64(&mut s.status, 65_536);
+        assert_corrupt(s.decode(), "status");
+        let mut s = Sections::one_event();
+        s.bytes = vec![0xff; 10];
+        s.bytes.push(0);
+        assert_corrupt(s.decode(), "overflows");
+        let mut s = Sections::one_event();
+        s.duration = vec![0xff; 9];
+        s.duration.push(0x04); // 2^65 and up
+        assert_corrupt(s.decode(), "overflows");
+        s.duration = vec![0x80; 9];
+        s.duration.push(0x03); // 3 * 2^63 - 1
+        assert_corrupt(s.decode(), "overflows");
+        s.duration = vec![0x80; 9];
+        s.duration.push(0x02); // 2^64 - 1
+        assert_eq!(
+            s.decode().unwrap().events[0].duration_us,
+            Some(u64::MAX),
+            "the largest duration"
+        );
+    }
+
+    #[test]
+    fn bad_header_flag_is_corrupt() {
+        let mut b = batch(Vec::new());
+        let not_caught_up = payload(&b);
+        b.caught_up = true;
+        let mut caught_up = payload(&b);
+        // The one byte that differs.
+        let at = (0..caught_up.len())
+            .find(|&i| caught_up[i] != not_caught_up[i])
+            .unwrap();
+        assert_eq!((caught_up[at], not_caught_up[at]), (1, 0));
+        caught_up[at] = 2;
+        assert_corrupt(decode(&zstd(&caught_up), &Limits::default()), "caught_up");
+    }
+
+    /// One 64 KiB user agent that every one of 60,000 events uses would
+    /// decode to 4 GB; the decoded-memory budget refuses it early.
+    #[test]
+    fn dictionary_bomb_is_too_large() {
+        const N: usize = 60_000;
+        let mut s = Sections::one_event();
+        s.n = N as u64;
+        s.time = vec![9];
+        s.time.resize(1 + N, 0);
+        for c in &mut s.codes[..5] {
+            c.resize(N, 1);
+        }
+        s.codes[5] = vec![0; N];
+        s.codes[6] = vec![1; N];
+        s.lengths[6] = Vec::new();
+        put_u64(&mut s.lengths[6], 64 * 1024);
+        s.text[6] = vec![b'x'; 64 * 1024];
+        s.status = [200, 1].repeat(N);
+        s.bytes = vec![0; N];
+        s.duration = vec![0; N];
+        let payload = s.payload();
+        let limits = Limits {
+            max_compressed: MIB,
+            max_decompressed: MIB,
+        };
+        assert!(payload.len() < MIB);
+        let r = decode(&zstd(&payload), &limits);
+        assert!(
+            matches!(r, Err(WireError::TooLarge { what: "decompressed", limit }) if limit == MIB),
+            "{r:?}"
+        );
+        // With fewer events, the same dictionary is fine.
+        s.n = 100;
+        s.time.truncate(101);
+        for c in &mut s.codes {
+            c.truncate(100);
+        }
+        s.status.truncate(200);
+        s.bytes.truncate(100);
+        s.duration.truncate(100);
+        let b = decode(&zstd(&s.payload()), &limits).unwrap();
+        assert_eq!(b.events[99].user_agent.as_ref().unwrap().len(), 64 * 1024);
+    }
+
+    #[test]
+    fn time_scale_is_the_largest_common_power_of_ten() {
+        let at = |ts: &[i64]| {
+            let events: Vec<Event> = ts
+                .iter()
+                .map(|&timestamp| Event {
+                    timestamp,
+                    ..Event::default()
+                })
+                .collect();
+            time_scale(&events)
+        };
+        assert_eq!(at(&[]), 9);
+        assert_eq!(at(&[0]), 9);
+        assert_eq!(at(&[3 * NANOS_PER_SEC, -7 * NANOS_PER_SEC]), 9);
+        assert_eq!(at(&[NANOS_PER_SEC, 1_500_000_000]), 8);
+        assert_eq!(at(&[1_000, 2_000_000]), 3);
+        assert_eq!(at(&[NANOS_PER_SEC, 1]), 0);
+        assert_eq!(at(&[i64::MIN]), 0);
+        assert_eq!(at(&[i64::MAX]), 0);
     }
 
     /// Deterministic xorshift, enough for realistic-looking test data.
@@ -855,180 +1632,539 @@ mod tests {
         fn below(&mut self, n: u64) -> u64 {
             self.next() % n
         }
+        /// Uniform in [0, 1).
+        fn unit(&mut self) -> f64 {
+            (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        }
+        fn chance(&mut self, p: f64) -> bool {
+            self.unit() < p
+        }
+        /// Skewed towards 0: a few values are hot, most are rare.
+        fn skewed(&mut self, n: u64) -> u64 {
+            ((self.unit().powi(3) * n as f64) as u64).min(n - 1)
+        }
         fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
             items[self.below(items.len() as u64) as usize]
         }
+        /// Log-normal around `median` (spread ~x2.5 either side).
+        fn log_normal(&mut self, median: f64) -> f64 {
+            let z = (0..4).map(|_| self.unit()).sum::<f64>() - 2.0;
+            median * (1.6 * z).exp()
+        }
     }
 
-    /// Events as a busy web server logs them: a handful of clients, sections
-    /// and user agents, varied ids and sizes, whole-second timestamps that
-    /// only increase.
-    fn realistic_events(n: usize) -> Vec<Event> {
-        const CLIENTS: &[&str] = &[
-            "10.0.3.17",
-            "10.0.3.18",
-            "192.168.1.44",
-            "172.16.0.9",
-            "203.0.113.77",
-            "198.51.100.23",
-            "2001:db8::1f",
-            "10.0.9.250",
+    #[derive(Clone, Copy, PartialEq)]
+    enum Kind {
+        Browser,
+        Api,
+        Bot,
+        Monitor,
+    }
+
+    struct Client {
+        ip: String,
+        user: &'static str,
+        protocol: &'static str,
+        user_agent: String,
+        kind: Kind,
+        returning: bool,
+    }
+
+    fn clients(rng: &mut Rng, n: usize) -> Vec<Client> {
+        const BROWSERS: &[&str] = &[
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Safari/537.36",
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Safari/537.36",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Safari/537.36",
+            "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Mobile Safari/537.36",
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Safari/537.36 Edg/{v}.0.0.0",
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:{v}.0) Gecko/20100101 Firefox/{v}.0",
+            "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:{v}.0) Gecko/20100101 Firefox/{v}.0",
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.{m} Safari/605.1.15",
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.{m} Mobile/15E148 Safari/604.1",
+            "Mozilla/5.0 (iPad; CPU OS 17_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.{m} Mobile/15E148 Safari/604.1",
+            "Mozilla/5.0 (Linux; Android 14; SAMSUNG SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/2{m}.0 Chrome/{v}.0.0.0 Mobile Safari/537.36",
         ];
-        const USERS: &[&str] = &["", "", "", "", "alice", "bob", "svc-report"];
-        const UAS: &[&str] = &[
-            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
-            "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15",
-            "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0",
-            "curl/8.5.0",
-            "Prometheus/2.53.0",
-            "python-requests/2.32.3",
+        const API_AGENTS: &[&str] = &[
+            "python-requests/2.31.0",
+            "okhttp/4.12.0",
+            "Go-http-client/2.0",
+            "axios/1.6.{m}",
+            "curl/8.{m}.0",
+            "ShopApp/5.{m}.1 (iOS 17.4; iPhone15,2)",
+            "ShopApp/5.{m}.0 (Android 14; Pixel 8)",
         ];
-        const REFERERS: &[&str] = &[
-            "https://www.example.com/",
-            "https://www.example.com/pages/home",
-            "https://www.google.com/",
+        const BOTS: &[(&str, &str)] = &[
+            (
+                "66.249.66.",
+                "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+            ),
+            (
+                "40.77.167.",
+                "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+            ),
+            (
+                "5.255.231.",
+                "Mozilla/5.0 (compatible; YandexBot/3.0; +http://yandex.com/bots)",
+            ),
+            (
+                "54.36.148.",
+                "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)",
+            ),
         ];
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-        let mut second = 1_719_800_000i64;
         (0..n)
-            .map(|_| {
-                second += rng.below(3) as i64;
-                let id = rng.below(5000);
-                let path = match rng.below(10) {
-                    0..=3 => format!("/api/user/{id}"),
-                    4 => format!("/api/orders/{id}?expand=items"),
-                    5 => format!("/report/{}", rng.below(40)),
-                    6 | 7 => format!(
-                        "/static/{}",
-                        rng.pick(&["app.js", "app.css", "logo.svg", "vendor.js"])
-                    ),
-                    8 => "/health".to_owned(),
-                    _ => format!("/pages/{}", rng.pick(&["home", "about", "pricing", "docs"])),
+            .map(|i| {
+                let version = |rng: &mut Rng, template: &str| {
+                    template
+                        .replace("{v}", &(118 + rng.below(9)).to_string())
+                        .replace("{m}", &rng.below(6).to_string())
                 };
-                let method = if rng.below(8) == 0 { "POST" } else { "GET" };
-                let status = match rng.below(20) {
-                    0 => 404,
-                    1 => 500,
-                    2 | 3 => 304,
-                    4 => 201,
-                    _ => 200,
-                };
-                Event {
-                    timestamp: second * NANOS_PER_SEC,
-                    client: rng.pick(CLIENTS).to_owned(),
-                    user: rng.pick(USERS).to_owned(),
-                    method: method.to_owned(),
-                    path,
-                    protocol: if rng.below(4) == 0 {
-                        "HTTP/2.0"
+                let public_ip = |rng: &mut Rng| {
+                    if rng.chance(0.15) {
+                        format!(
+                            "2a0{}:{:x}:{:x}:{:x}::{:x}",
+                            1 + rng.below(9),
+                            rng.below(0x10000),
+                            rng.below(0x10000),
+                            rng.below(0x10000),
+                            rng.below(0x10000)
+                        )
                     } else {
-                        "HTTP/1.1"
+                        format!(
+                            "{}.{}.{}.{}",
+                            1 + rng.below(223),
+                            rng.below(256),
+                            rng.below(256),
+                            1 + rng.below(254)
+                        )
                     }
-                    .to_owned(),
-                    status,
-                    bytes: if status == 304 {
-                        0
-                    } else {
-                        200 + rng.below(60_000)
+                };
+                let kind = match i % 25 {
+                    0 => Kind::Monitor,
+                    1 | 2 => Kind::Bot,
+                    3..=5 => Kind::Api,
+                    _ => Kind::Browser,
+                };
+                match kind {
+                    Kind::Browser => Client {
+                        ip: public_ip(rng),
+                        user: if rng.chance(0.05) { "jdoe" } else { "" },
+                        protocol: match rng.below(50) {
+                            0 => "HTTP/1.0",
+                            1..=22 => "HTTP/1.1",
+                            _ => "HTTP/2.0",
+                        },
+                        user_agent: {
+                            let t = rng.pick(BROWSERS);
+                            version(rng, t)
+                        },
+                        kind,
+                        returning: rng.chance(0.4),
                     },
-                    referer: (rng.below(3) != 0).then(|| rng.pick(REFERERS).to_owned()),
-                    user_agent: Some(rng.pick(UAS).to_owned()),
-                    duration_us: Some(100 + rng.below(900_000)),
+                    Kind::Api => Client {
+                        ip: public_ip(rng),
+                        user: rng.pick(&["", "", "svc-mobile", "partner-acme", "etl"]),
+                        protocol: "HTTP/1.1",
+                        user_agent: {
+                            let t = rng.pick(API_AGENTS);
+                            version(rng, t)
+                        },
+                        kind,
+                        returning: false,
+                    },
+                    Kind::Bot => {
+                        let (net, ua) = BOTS[rng.below(BOTS.len() as u64) as usize];
+                        Client {
+                            ip: format!("{net}{}", 1 + rng.below(254)),
+                            user: "",
+                            protocol: "HTTP/1.1",
+                            user_agent: ua.to_owned(),
+                            kind,
+                            returning: false,
+                        }
+                    }
+                    Kind::Monitor => Client {
+                        ip: format!("10.20.{}.{}", rng.below(4), 2 + rng.below(250)),
+                        user: "",
+                        protocol: "HTTP/1.1",
+                        user_agent: rng
+                            .pick(&[
+                                "kube-probe/1.29",
+                                "Prometheus/2.51.2",
+                                "Blackbox Exporter/0.25.0",
+                            ])
+                            .to_owned(),
+                        kind,
+                        returning: false,
+                    },
                 }
             })
             .collect()
     }
 
-    /// Encoded size of `b` with absolute timestamps instead of deltas, to
-    /// measure what the delta transform buys.
-    fn encoded_absolute(b: &Batch) -> (usize, usize) {
-        let events: Vec<WireEvent<&str>> = b
-            .events
-            .iter()
-            .map(|e| WireEvent {
-                timestamp_delta: e.timestamp,
-                client: e.client.as_str(),
-                user: e.user.as_str(),
-                method: e.method.as_str(),
-                path: e.path.as_str(),
-                protocol: e.protocol.as_str(),
-                status: e.status,
-                bytes: e.bytes,
-                referer: e.referer.as_deref(),
-                user_agent: e.user_agent.as_deref(),
-                duration_us: e.duration_us,
-            })
-            .collect();
-        let payload = payload(&WireBatch {
-            agent_id: b.agent_id.as_str(),
-            host: b.host.as_str(),
-            fingerprint: b.stream.fingerprint,
-            path: b.stream.path.as_str(),
-            start: b.start,
-            end: b.end,
-            format: format_code(b.format),
-            malformed: b.malformed,
-            caught_up: b.caught_up,
-            sent_at: b.sent_at,
-            labels: b.labels.as_slice(),
-            events,
-        })
-        .unwrap();
+    /// A page of the shop, Zipf-ish: a few pages are hot, most are rare.
+    fn page(rng: &mut Rng) -> String {
+        const WORDS: &[&str] = &[
+            "linen", "shirt", "wool", "scarf", "leather", "boots", "denim", "jacket", "cotton",
+            "socks", "silk", "dress", "canvas", "bag", "summer", "hat", "rain", "coat", "trail",
+            "shoes", "cashmere", "sweater", "chino", "shorts",
+        ];
+        const CATEGORIES: &[&str] = &[
+            "men",
+            "women",
+            "kids",
+            "shoes",
+            "accessories",
+            "sale",
+            "new-arrivals",
+        ];
+        match rng.below(20) {
+            0..=2 => "/".to_owned(),
+            3..=10 => {
+                let id = rng.skewed(4000);
+                let w = |i: u64| WORDS[((id * 7 + i * 13) % WORDS.len() as u64) as usize];
+                format!("/products/{}-{}-{}-{id}", w(0), w(1), w(2))
+            }
+            11..=13 => {
+                let c = CATEGORIES[rng.skewed(CATEGORIES.len() as u64) as usize];
+                match rng.below(3) {
+                    0 => format!("/category/{c}"),
+                    1 => format!("/category/{c}?page={}", 2 + rng.skewed(12)),
+                    _ => format!(
+                        "/category/{c}?sort=price_asc&size={}",
+                        rng.pick(&["s", "m", "l", "xl"])
+                    ),
+                }
+            }
+            14 => format!("/search?q={}+{}", rng.pick(WORDS), rng.pick(WORDS)),
+            15 => "/cart".to_owned(),
+            16 => format!("/account/orders/{}", 100_000 + rng.below(90_000)),
+            17 => format!("/blog/2024/{}-{}-guide", rng.pick(WORDS), rng.pick(WORDS)),
+            _ => rng
+                .pick(&["/about", "/contact", "/shipping", "/returns", "/faq"])
+                .to_owned(),
+        }
+    }
+
+    /// An asset a page loads, with its (fixed) size.
+    fn asset(rng: &mut Rng) -> (String, u64) {
+        const BUNDLES: &[(&str, u64)] = &[
+            ("/static/js/main.4f8c2a91.js", 248_113),
+            ("/static/js/vendor.b61d0e3f.js", 512_907),
+            ("/static/js/runtime.09a7c5de.js", 2_301),
+            ("/static/css/main.c3e1f08a.css", 41_552),
+            ("/static/fonts/inter-var.woff2", 98_868),
+            ("/static/img/logo.svg", 4_212),
+            ("/favicon.ico", 15_086),
+            ("/static/img/hero-summer.avif", 183_440),
+        ];
+        if rng.chance(0.55) {
+            let (p, size) = BUNDLES[rng.skewed(BUNDLES.len() as u64) as usize];
+            (p.to_owned(), size)
+        } else {
+            let id = rng.skewed(4000);
+            let w = [160, 480, 960][rng.below(3) as usize];
+            (
+                format!("/images/products/{id}/{w}w.webp"),
+                (id * 7919 + w * 31) % (w * 90) + w * 20,
+            )
+        }
+    }
+
+    /// One request as the server logged it, before it is rendered.
+    fn request(
+        c: &Client,
+        time: f64,
+        method: &str,
+        path: String,
+        (status, bytes): (u16, u64),
+        referer: Option<String>,
+        seconds: f64,
+    ) -> (f64, Event) {
         (
-            payload.len(),
-            compress(&payload, DEFAULT_LEVEL).unwrap().len(),
+            time,
+            Event {
+                timestamp: (time * 1e9) as i64,
+                client: c.ip.clone(),
+                user: c.user.to_owned(),
+                method: method.to_owned(),
+                path,
+                protocol: c.protocol.to_owned(),
+                status,
+                bytes,
+                referer,
+                user_agent: Some(c.user_agent.clone()),
+                duration_us: Some(((seconds * 1e6) as u64).max(40)),
+            },
         )
     }
 
+    /// `n` access-log lines as a busy shop's nginx writes them (about 150
+    /// requests a second from a few hundred clients: browsers loading pages
+    /// and their assets, API clients, crawlers, health checks), rendered in
+    /// the combined format — with `$request_time` appended when
+    /// `with_duration` — and parsed back exactly as the agent parses them.
+    fn realistic_combined_log(n: usize, with_duration: bool) -> (String, Vec<Event>) {
+        const SITE: &str = "https://shop.example.com";
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let clients = clients(&mut rng, 500);
+        let mut requests: Vec<(f64, Event)> = Vec::new();
+        let mut t = 1_719_800_000.0 + rng.unit();
+        let mut next_probe = t;
+        while requests.len() < n + n / 4 {
+            t += -((1.0 - rng.unit()).ln()) / 60.0; // visits: Poisson, 60/s
+            while next_probe < t {
+                let c = &clients[25 * rng.below(20) as usize]; // the monitors
+                let (path, bytes) = match c.user_agent.as_bytes()[0] {
+                    b'P' => ("/metrics", 40_000 + rng.below(2_000)),
+                    b'B' => ("/", rng.log_normal(32_000.0) as u64),
+                    _ => ("/healthz", 2),
+                };
+                let d = rng.log_normal(0.0008);
+                let probe = request(c, next_probe, "GET", path.to_owned(), (200, bytes), None, d);
+                requests.push(probe);
+                next_probe += 0.2 + rng.unit() * 0.1;
+            }
+            let c = &clients[rng.skewed(clients.len() as u64) as usize];
+            match c.kind {
+                Kind::Browser => {
+                    let target = page(&mut rng);
+                    let referer = match rng.below(20) {
+                        0..=7 => None,
+                        8..=13 => Some(format!("{SITE}{}", page(&mut rng))),
+                        14..=16 => Some("https://www.google.com/".to_owned()),
+                        17 => Some("https://www.bing.com/".to_owned()),
+                        18 => Some("https://duckduckgo.com/".to_owned()),
+                        _ => Some(format!(
+                            "https://www.instagram.com/p/C{}/",
+                            rng.next() % 99_999_999
+                        )),
+                    };
+                    let (method, status, bytes) = match rng.below(200) {
+                        0..=5 => ("GET", 404, 3_652),
+                        6 => ("GET", 500, 578),
+                        7..=9 if target == "/cart" => ("POST", 303, 0),
+                        10..=11 => ("GET", 302, 154),
+                        _ => ("GET", 200, rng.log_normal(32_000.0) as u64),
+                    };
+                    let d = rng.log_normal(0.045);
+                    let page_url = format!("{SITE}{target}");
+                    requests.push(request(c, t, method, target, (status, bytes), referer, d));
+                    if status == 200 {
+                        let mut at = t + d;
+                        for _ in 0..rng.below(9) {
+                            at += rng.unit() * 0.08;
+                            let (path, size) = asset(&mut rng);
+                            let (status, bytes) = if c.returning && rng.chance(0.8) {
+                                (304, 0)
+                            } else {
+                                (200, size)
+                            };
+                            let d = rng.log_normal(0.0012);
+                            let r = Some(page_url.clone());
+                            requests.push(request(c, at, "GET", path, (status, bytes), r, d));
+                        }
+                    }
+                }
+                Kind::Api => {
+                    let mut at = t;
+                    for _ in 0..1 + rng.below(3) {
+                        let id = 100_000 + rng.below(90_000);
+                        let (method, path, status) = match rng.below(20) {
+                            0..=7 => ("GET", format!("/api/v2/products/{}", rng.skewed(4000)), 200),
+                            8..=11 => (
+                                "GET",
+                                format!("/api/v2/orders?status=open&page={}", 1 + rng.skewed(5)),
+                                200,
+                            ),
+                            12 | 13 => ("POST", "/api/v2/orders".to_owned(), 201),
+                            14 | 15 => ("PUT", format!("/api/v2/cart/items/{id}"), 200),
+                            16 => ("DELETE", format!("/api/v2/cart/items/{id}"), 204),
+                            17 => ("GET", format!("/api/v2/orders/{id}"), 404),
+                            18 => ("POST", "/api/v2/auth/token".to_owned(), 401),
+                            _ => (
+                                "GET",
+                                format!("/api/v2/products/{}/stock", rng.skewed(4000)),
+                                429,
+                            ),
+                        };
+                        let bytes = match status {
+                            204 => 0,
+                            401 | 429 => 61,
+                            404 => 48,
+                            _ => rng.log_normal(1_800.0) as u64,
+                        };
+                        let d = rng.log_normal(0.025);
+                        requests.push(request(c, at, method, path, (status, bytes), None, d));
+                        at += d + rng.unit() * 0.3;
+                    }
+                }
+                Kind::Bot => {
+                    let (path, status, bytes) = match rng.below(40) {
+                        0 => ("/robots.txt".to_owned(), 200, 312),
+                        1 => ("/sitemap.xml".to_owned(), 200, 88_410),
+                        2 => (
+                            format!("/products/discontinued-{}", rng.below(9_000)),
+                            301,
+                            162,
+                        ),
+                        3 | 4 => (format!("/products/old-{}", rng.below(9_000)), 404, 3_652),
+                        _ => {
+                            let p = page(&mut rng);
+                            (p, 200, rng.log_normal(32_000.0) as u64)
+                        }
+                    };
+                    let method = if rng.chance(0.03) { "HEAD" } else { "GET" };
+                    let d = rng.log_normal(0.06);
+                    requests.push(request(c, t, method, path, (status, bytes), None, d));
+                }
+                Kind::Monitor => {}
+            }
+        }
+        requests.sort_by(|a, b| a.0.total_cmp(&b.0));
+        requests.truncate(n);
+        let mut raw = String::new();
+        let mut parser = crate::LineParser::new(Format::Combined);
+        let mut line = String::new();
+        let events = requests
+            .into_iter()
+            .map(|(_, mut e)| {
+                if !with_duration {
+                    e.duration_us = None;
+                }
+                line.clear();
+                render(Format::Combined, &e, &mut line);
+                raw.push_str(&line);
+                raw.push('\n');
+                parser.parse(&line).unwrap().unwrap()
+            })
+            .collect();
+        (raw, events)
+    }
+
+    /// Size of each part of the payload of `b`, for the report below.
+    fn section_sizes(b: &Batch) -> Vec<(&'static str, usize)> {
+        let payload = payload(b);
+        let mut r = Reader {
+            bytes: &payload[1..],
+            what: "",
+        };
+        r.str().unwrap();
+        r.str().unwrap();
+        r.u64().unwrap();
+        r.str().unwrap();
+        r.u64().unwrap();
+        r.u64().unwrap();
+        r.byte().unwrap();
+        r.u64().unwrap();
+        r.byte().unwrap();
+        r.i64().unwrap();
+        for _ in 0..r.u64().unwrap() * 2 {
+            r.str().unwrap();
+        }
+        r.u64().unwrap();
+        let names = std::iter::once("time")
+            .chain(STRING_COLUMNS.map(|c| c))
+            .chain(["status", "bytes", "duration"])
+            .chain(STRING_COLUMNS.map(|c| c))
+            .chain(STRING_COLUMNS.map(|c| c));
+        let kinds = std::iter::repeat_n("", 1)
+            .chain(std::iter::repeat_n(" codes", 7))
+            .chain(std::iter::repeat_n("", 3))
+            .chain(std::iter::repeat_n(" lengths", 7))
+            .chain(std::iter::repeat_n(" text", 7));
+        let mut sizes = Vec::new();
+        for (name, kind) in names.zip(kinds) {
+            let n = r.section("").unwrap().bytes.len();
+            sizes.push((name, n));
+            let _ = kind;
+        }
+        sizes
+    }
+
+    /// The issue's target: the body is at least 10 times smaller than the
+    /// log text it carries, at the default level, for realistic combined logs
+    /// in agent-sized batches (1,000 lines).
     #[test]
     fn compresses_combined_logs_well() {
         const N: usize = 1000;
-        let events = realistic_events(N);
-        let mut raw = String::new();
-        for e in &events {
-            render(Format::Combined, e, &mut raw);
-            raw.push('\n');
-        }
-        let b = batch(events);
-        let body = encode(&b, DEFAULT_LEVEL).unwrap();
-        assert_eq!(decode(&body, &Limits::default()).unwrap(), b);
-
         let per = |n: usize| n as f64 / N as f64;
-        let ratio = raw.len() as f64 / body.len() as f64;
-        let delta_payload = raw_payload(&b).len();
-        let (abs_payload, abs_body) = encoded_absolute(&b);
-        let raw_zstd = zstd(raw.as_bytes()).len();
-        eprintln!(
-            "{N} combined lines: raw {} B ({:.1} B/line); zstd(raw text) {} B ({:.1} B/line)",
-            raw.len(),
-            per(raw.len()),
-            raw_zstd,
-            per(raw_zstd)
-        );
-        eprintln!(
-            "wire, delta timestamps: bincode {} B ({:.1} B/event), body {} B ({:.1} B/event), ratio {ratio:.1}x",
-            delta_payload,
-            per(delta_payload),
-            body.len(),
-            per(body.len())
-        );
-        eprintln!(
-            "wire, absolute timestamps: bincode {} B ({:.1} B/event), body {} B ({:.1} B/event), ratio {:.1}x",
-            abs_payload,
-            per(abs_payload),
-            abs_body,
-            per(abs_body),
-            raw.len() as f64 / abs_body as f64
-        );
-        for level in [1, 9, 19] {
-            let n = encode(&b, level).unwrap().len();
-            eprintln!(
-                "level {level}: {n} B ({:.1} B/event), ratio {:.1}x",
-                per(n),
-                raw.len() as f64 / n as f64
-            );
+        for with_duration in [false, true] {
+            let (raw, events) = realistic_combined_log(N * 4, with_duration);
+            let lines: Vec<&str> = raw.lines().collect();
+            let mut ratios = Vec::new();
+            for (i, chunk) in events.chunks(N).enumerate() {
+                let raw_len: usize = lines[i * N..(i + 1) * N].iter().map(|l| l.len() + 1).sum();
+                let b = batch(chunk.to_vec());
+                let body = encode(&b, DEFAULT_LEVEL).unwrap();
+                assert_eq!(decode(&body, &Limits::default()).unwrap(), b);
+                ratios.push(raw_len as f64 / body.len() as f64);
+                if i > 0 {
+                    continue;
+                }
+                let first = lines[..N].join("\n");
+                eprintln!(
+                    "{N} combined lines{}: raw {raw_len} B ({:.1} B/line), zstd(raw text) {:.1} B/line",
+                    if with_duration { " + request time" } else { "" },
+                    per(raw_len),
+                    per(zstd(first.as_bytes()).len()),
+                );
+                eprintln!("first lines:\n  {}", lines[..3].join("\n  "));
+                let payload = payload(&b).len();
+                eprintln!(
+                    "payload {payload} B ({:.1} B/event); body {} B ({:.1} B/event), ratio {:.2}x",
+                    per(payload),
+                    body.len(),
+                    per(body.len()),
+                    raw_len as f64 / body.len() as f64
+                );
+                let sizes = section_sizes(&b);
+                let line: Vec<String> = sizes.iter().map(|(n, s)| format!("{n} {s}")).collect();
+                eprintln!("sections (B): {}", line.join(", "));
+                for level in [1, 2, 3, 4, 5, 6, 9, 19] {
+                    let n = encode(&b, level).unwrap().len();
+                    eprintln!(
+                        "  level {level}: {n} B ({:.1} B/event), ratio {:.2}x",
+                        per(n),
+                        raw_len as f64 / n as f64
+                    );
+                }
+            }
+            eprintln!("ratio per batch: {ratios:.2?}");
+            for ratio in ratios {
+                assert!(ratio >= 10.0, "compression ratio {ratio:.2}x < 10x");
+            }
         }
-        assert!(ratio >= 5.0, "compression ratio {ratio:.2}x < 5x");
+    }
+
+    /// The realistic data is what it claims to be: in order, many requests
+    /// per second, and varied.
+    #[test]
+    fn realistic_log_is_varied() {
+        let (raw, events) = realistic_combined_log(1000, true);
+        assert_eq!(events.len(), 1000);
+        assert!(events.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+        let seconds = (events[999].second() - events[0].second() + 1) as usize;
+        assert!((3..=15).contains(&seconds), "{seconds} s");
+        let distinct = |f: fn(&Event) -> String| {
+            events
+                .iter()
+                .map(f)
+                .collect::<std::collections::HashSet<_>>()
+                .len()
+        };
+        let clients = distinct(|e| e.client.clone());
+        let paths = distinct(|e| e.path.clone());
+        let agents = distinct(|e| format!("{:?}", e.user_agent));
+        let referers = distinct(|e| format!("{:?}", e.referer));
+        let statuses = distinct(|e| e.status.to_string());
+        let sizes = distinct(|e| e.bytes.to_string());
+        eprintln!(
+            "{} B/line over {seconds} s; distinct: {clients} clients, {paths} paths, \
+             {agents} user agents, {referers} referers, {statuses} statuses, {sizes} sizes",
+            raw.len() / 1000
+        );
+        assert!(clients > 100 && paths > 300 && agents > 40 && referers > 50);
+        assert!(statuses >= 8 && sizes > 400);
     }
 
     fn arb_event() -> impl Strategy<Value = Event> {
@@ -1140,6 +2276,35 @@ mod tests {
                 .collect();
             let b = batch(events);
             let body = encode(&b, DEFAULT_LEVEL).unwrap();
+            prop_assert_eq!(decode(&body, &Limits::default()).unwrap(), b);
+        }
+
+        /// Values drawn from a few, so that dictionary entries are reused,
+        /// in runs and out of order, next to missing and empty values.
+        #[test]
+        fn repetitive_batches_round_trip(
+            picks in proptest::collection::vec((0usize..4, 0usize..4, 0usize..4, any::<i64>()), 0..300),
+            level in 1i32..=4,
+        ) {
+            let few = ["", "a", "GET", "Mozilla/5.0 (X11; Linux x86_64)"];
+            let events: Vec<Event> = picks
+                .iter()
+                .map(|&(x, y, z, t)| Event {
+                    timestamp: t.rem_euclid(4) * NANOS_PER_SEC,
+                    client: few[x].to_owned(),
+                    user: few[y].to_owned(),
+                    method: few[z].to_owned(),
+                    path: few[(x + y) % 4].to_owned(),
+                    protocol: few[(y + z) % 4].to_owned(),
+                    status: [200, 304, 404, 500][z],
+                    bytes: (t as u64) % 3,
+                    referer: (x != 0).then(|| few[y].to_owned()),
+                    user_agent: (z != 3).then(|| few[x].to_owned()),
+                    duration_us: (y != 0).then_some(t as u64 % 1000),
+                })
+                .collect();
+            let b = batch(events);
+            let body = encode(&b, level).unwrap();
             prop_assert_eq!(decode(&body, &Limits::default()).unwrap(), b);
         }
 
