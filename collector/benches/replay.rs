@@ -11,6 +11,8 @@
 //!
 //! Only `std::time::Instant`; no benchmark framework.
 
+mod common;
+
 use logmon_collector::engine::{EventTimeEngine, SecondStats};
 use logmon_collector::generate::{Burst, Gap, TrafficSpec, generate};
 use logmon_collector::output::OutputKind;
@@ -27,16 +29,6 @@ use std::time::{Duration, Instant};
 
 /// Same buffer size as `replay` uses.
 const READ_BUFFER: usize = 1 << 20;
-
-fn env_number(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name} must be a whole number, not `{v}`")),
-        Err(_) => default,
-    }
-}
 
 /// The generated log, removed when the bench ends.
 struct TempLog {
@@ -297,8 +289,8 @@ fn secs(d: Duration) -> f64 {
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing here takes arguments.
-    let runs = env_number("BENCH_RUNS", 5).max(1) as usize;
-    let lines = env_number("BENCH_LINES", 1_000_000).max(1);
+    let runs = common::env_number("BENCH_RUNS", 5).max(1) as usize;
+    let lines = common::env_number("BENCH_LINES", 1_000_000).max(1);
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
 
     let started = Instant::now();

@@ -19,7 +19,7 @@ use std::str::FromStr;
 
 use logmon_protocol::event::NANOS_PER_SEC;
 use logmon_protocol::render::{header, render};
-use logmon_protocol::{Event, Format};
+use logmon_protocol::{Event, Format, LineParser, Parsed};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -582,6 +582,30 @@ fn rate_at(spec: &TrafficSpec, offset: i64) -> f64 {
     if rate.is_finite() { rate.max(0.0) } else { 0.0 }
 }
 
+/// The log [`generate`] writes for `spec`, in memory: its lines (each with
+/// its `\n`, the CSV header left out) and their events as the parser reads
+/// them back, in file order. Realistic traffic for benchmarks.
+pub fn generate_parsed(spec: &TrafficSpec) -> io::Result<(Vec<String>, Vec<Event>)> {
+    let mut text = Vec::new();
+    generate(spec, &mut text)?;
+    let text =
+        String::from_utf8(text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let mut parser = LineParser::new(spec.format);
+    let mut event = Event::empty();
+    let (mut lines, mut events) = (Vec::new(), Vec::new());
+    for line in text.split_inclusive('\n') {
+        match parser.parse_into(line.trim_end_matches('\n'), &mut event) {
+            Ok(Parsed::Event) => {
+                lines.push(line.to_owned());
+                events.push(event.clone());
+            }
+            Ok(Parsed::Skipped) => {}
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+        }
+    }
+    Ok((lines, events))
+}
+
 /// Writes the log described by `spec` (CSV header first) to `out`; returns
 /// the number of lines written, not counting the header. That is
 /// `spec.lines`, unless no rate after some point is positive (then fewer).
@@ -770,6 +794,23 @@ mod tests {
             parser.parse_into(header(Format::Csv).unwrap(), &mut Event::empty()),
             Ok(Parsed::Skipped)
         );
+    }
+
+    #[test]
+    fn generate_parsed_gives_the_lines_and_their_events() {
+        for format in Format::ALL {
+            let spec = TrafficSpec {
+                format,
+                lines: 500,
+                ..TrafficSpec::default()
+            };
+            let (lines, evs) = generate_parsed(&spec).unwrap();
+            let text = run(&spec);
+            let header = usize::from(format == Format::Csv);
+            let expected: String = text.split_inclusive('\n').skip(header).collect();
+            assert_eq!(lines.concat(), expected, "{format}");
+            assert_eq!(evs, events(format, &text), "{format}");
+        }
     }
 
     #[test]
