@@ -2,6 +2,7 @@
 //! `logmon-collector` binary, parsing its JSON output, and an independent
 //! brute-force model of the `high-traffic` rule to check it against.
 
+pub mod bench;
 pub mod influx;
 
 use logmon_protocol::{Event, Format, LineParser, Parsed};

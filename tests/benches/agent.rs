@@ -1,0 +1,606 @@
+//! The agent's throughput, memory and CPU, with the real release
+//! `logmon-agent` binary pinned to one core (`make bench`).
+//!
+//! A log of `BENCH_LINES` lines (1,000,000 by default) is generated once per
+//! format into a temporary directory. The agent (`taskset -c 0`) reads it
+//! from the beginning and ships it to an acknowledging sink in this process:
+//! a minimal HTTP/1.1 server that answers 200 at once and keeps the bodies,
+//! which are decoded after the clock stops to check that every line arrived.
+//! This process runs on the other core when there is one, so the sink and
+//! the agent do not share a CPU. The clock runs from spawning the agent until
+//! its `/metrics` count every event acknowledged (polled every 20 ms).
+//!
+//! The baseline, measured in the same run: reading the same file's lines
+//! with a plain `BufReader` loop (`wc -l`-like) in this process. To show
+//! where the agent's time goes, its own pieces also run in this process on
+//! the same file: the tailer alone, then with parsing, then with
+//! `wire::encode` of 1,000-event batches (everything but the HTTP exchange,
+//! the shipper and the threads). Each run happens `BENCH_RUNS` times (2 by
+//! default), interleaved, and the best time counts.
+//!
+//! Then the agent's CPU at a realistic pace: idle for 5 s, then a writer
+//! appending 10,000 lines/s (100 lines every 10 ms) for 10 s; CPU is
+//! `utime + stime` from `/proc/<pid>/stat`, peak RSS `VmHWM` from
+//! `/proc/<pid>/status`.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use logmon_agent::tail::{Checkpoints, StartAt, Tailer, TailerConfig};
+use logmon_collector::generate::{TrafficSpec, generate};
+use logmon_protocol::wire::{self, Batch, Limits, StreamId};
+use logmon_protocol::{Event, Format, LineParser, Parsed};
+use logmon_tests::agent_bin;
+use logmon_tests::bench::{
+    ProcSample, Running, Table, clock_ticks, cpus, env_number, free_port, http_get, metric,
+    pin_self_to, sample, thousands,
+};
+
+const PACED_RATE: u64 = 10_000;
+const PACED_SECONDS: u64 = 10;
+const IDLE_SECONDS: u64 = 5;
+const TICK: Duration = Duration::from_millis(10);
+
+/// Bodies received, answered 200 without looking at them.
+#[derive(Debug, Clone, Default)]
+struct Sink {
+    port: u16,
+    bodies: Arc<Mutex<Vec<Bytes>>>,
+}
+
+impl Sink {
+    /// Serves on 127.0.0.1 from a thread of its own (one tokio thread).
+    fn start() -> Sink {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding the sink");
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking socket");
+        let sink = Sink {
+            port: listener.local_addr().expect("the sink's address").port(),
+            bodies: Arc::default(),
+        };
+        let bodies = Arc::clone(&sink.bodies);
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("the sink's runtime");
+            runtime.block_on(async move {
+                let listener =
+                    tokio::net::TcpListener::from_std(listener).expect("the sink's listener");
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let bodies = Arc::clone(&bodies);
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                            let bodies = Arc::clone(&bodies);
+                            async move {
+                                let body = req.into_body().collect().await?.to_bytes();
+                                bodies.lock().expect("sink bodies").push(body);
+                                Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::new())))
+                            }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            });
+        });
+        sink
+    }
+
+    fn take(&self) -> Vec<Bytes> {
+        std::mem::take(&mut *self.bodies.lock().expect("sink bodies"))
+    }
+
+    /// Decodes what arrived: (events, bodies, body bytes).
+    fn drain(&self) -> (u64, usize, u64) {
+        let bodies = self.take();
+        let mut events = 0;
+        let mut bytes = 0;
+        for body in &bodies {
+            let batch = wire::decode(body, &Limits::default()).expect("a valid batch");
+            events += batch.events.len() as u64;
+            bytes += body.len() as u64;
+        }
+        (events, bodies.len(), bytes)
+    }
+}
+
+/// A generated log, with its line and byte counts.
+struct Log {
+    path: PathBuf,
+    format: Format,
+    /// Lines that are events (the CSV header not counted).
+    events: u64,
+    bytes: u64,
+}
+
+fn generate_log(dir: &Path, format: Format, lines: u64) -> Log {
+    let path = dir.join(format!("access-{}.log", format.name()));
+    let mut out = BufWriter::new(File::create(&path).expect("creating the log"));
+    let spec = TrafficSpec {
+        format,
+        lines,
+        base_rate: 300.0,
+        disorder: 0,
+        seed: 3,
+        ..TrafficSpec::default()
+    };
+    let events = generate(&spec, &mut out).expect("writing the log");
+    out.flush().expect("writing the log");
+    let bytes = std::fs::metadata(&path).expect("the log's size").len();
+    Log {
+        path,
+        format,
+        events,
+        bytes,
+    }
+}
+
+/// The baseline: every line of `path` with a plain buffered loop.
+fn read_lines(path: &Path) -> (u64, f64) {
+    let started = Instant::now();
+    let mut input = BufReader::with_capacity(1 << 20, File::open(path).expect("opening the log"));
+    let mut buf = Vec::with_capacity(4096);
+    let (mut lines, mut bytes) = (0u64, 0u64);
+    loop {
+        buf.clear();
+        if input.read_until(b'\n', &mut buf).expect("reading the log") == 0 {
+            break;
+        }
+        lines += 1;
+        bytes += std::hint::black_box(&buf).len() as u64;
+    }
+    std::hint::black_box(bytes);
+    (lines, started.elapsed().as_secs_f64())
+}
+
+/// How far an in-process stage of the agent's work goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Tail,
+    Parse,
+    Encode,
+}
+
+/// The agent's own pieces on `log`, synchronously on this thread:
+/// `Tailer::poll` (1 MiB budget, as the agent), then `LineParser`, then
+/// `wire::encode` of batches of 1,000 events at the default level. Seconds.
+fn stage(log: &Log, stage: Stage) -> f64 {
+    let started = Instant::now();
+    let mut config = TailerConfig::new(vec![log.path.display().to_string()]);
+    config.start_at = StartAt::Beginning;
+    let mut tailer = Tailer::new(config, Checkpoints::new()).expect("a tailer");
+    let mut parser = LineParser::new(log.format);
+    let mut event = Event::empty();
+    let mut batch = Batch {
+        agent_id: "bench".into(),
+        host: "bench".into(),
+        stream: StreamId {
+            fingerprint: 1,
+            path: log.path.display().to_string(),
+        },
+        start: 0,
+        end: 0,
+        format: log.format,
+        labels: Vec::new(),
+        events: Vec::with_capacity(1000),
+        malformed: 0,
+        caught_up: false,
+        sent_at: 0,
+    };
+    let (mut lines, mut events, mut bytes) = (0u64, 0u64, 0u64);
+    loop {
+        let polled = tailer.poll(1 << 20);
+        if polled.is_empty() {
+            break;
+        }
+        for read in polled {
+            for line in &read.lines {
+                lines += 1;
+                if stage == Stage::Tail {
+                    bytes += std::hint::black_box(&line.text).len() as u64;
+                    continue;
+                }
+                if let Ok(Parsed::Event) = parser.parse_into(&line.text, &mut event) {
+                    events += 1;
+                    if stage == Stage::Encode {
+                        batch.events.push(event.clone());
+                        if batch.events.len() == 1000 {
+                            let body = wire::encode(&batch, wire::DEFAULT_LEVEL).expect("encoding");
+                            bytes += body.len() as u64;
+                            batch.events.clear();
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if !batch.events.is_empty() {
+        bytes += wire::encode(&batch, wire::DEFAULT_LEVEL)
+            .expect("encoding")
+            .len() as u64;
+    }
+    std::hint::black_box(bytes);
+    assert_eq!(lines, log.events + u64::from(log.format == Format::Csv));
+    assert!(stage == Stage::Tail || events == log.events);
+    started.elapsed().as_secs_f64()
+}
+
+/// The agent's TOML: one source, this sink, metrics on `metrics_port`.
+fn agent_config(
+    dir: &Path,
+    log: &Path,
+    format: Format,
+    sink: &Sink,
+    metrics_port: u16,
+    batch_events: u64,
+    from_beginning: bool,
+) -> PathBuf {
+    let state = dir.join("state");
+    let _ = std::fs::remove_dir_all(&state);
+    let config = format!(
+        r#"agent_id = "bench"
+host = "bench"
+collector_urls = ["http://127.0.0.1:{sink}"]
+token = "bench"
+checkpoint_dir = "{state}"
+metrics_listen = "127.0.0.1:{metrics_port}"
+batch_max_events = {batch_events}
+
+[[sources]]
+include = ["{log}"]
+format = "{format}"
+
+[tail]
+start_at = "{start}"
+"#,
+        sink = sink.port,
+        state = state.display(),
+        log = log.display(),
+        format = format.name(),
+        start = if from_beginning { "beginning" } else { "end" },
+    );
+    let path = dir.join("agent.toml");
+    std::fs::write(&path, config).expect("writing the agent's config");
+    path
+}
+
+/// Starts the agent on CPU 0 (when there are two CPUs) with `config`.
+fn spawn_agent(config: &Path, dir: &Path) -> Running {
+    let mut cmd = if cpus() > 1 {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"]).arg(agent_bin());
+        c
+    } else {
+        Command::new(agent_bin())
+    };
+    Running(
+        cmd.arg("--config")
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(File::create(dir.join("agent.err")).expect("the agent's stderr"))
+            .spawn()
+            .expect("starting logmon-agent"),
+    )
+}
+
+fn acked(metrics_port: u16) -> Option<u64> {
+    metric(
+        &http_get(metrics_port, "/metrics"),
+        "logmon_agent_events_acked_total",
+    )
+}
+
+fn wait_acked(metrics_port: u16, events: u64, timeout: Duration, dir: &Path) {
+    let deadline = Instant::now() + timeout;
+    while acked(metrics_port).unwrap_or(0) < events {
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not deliver {events} events within {timeout:?}; stderr:\n{}",
+            std::fs::read_to_string(dir.join("agent.err")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One throughput run of the agent over the whole of `log`.
+#[derive(Debug, Clone, Copy)]
+struct Throughput {
+    secs: f64,
+    process: ProcSample,
+    body_bytes: u64,
+}
+
+fn agent_throughput(dir: &Path, log: &Log, sink: &Sink, batch_events: u64) -> Throughput {
+    let metrics_port = free_port();
+    let config = agent_config(
+        dir,
+        &log.path,
+        log.format,
+        sink,
+        metrics_port,
+        batch_events,
+        true,
+    );
+    let started = Instant::now();
+    let agent = spawn_agent(&config, dir);
+    wait_acked(metrics_port, log.events, Duration::from_secs(300), dir);
+    let secs = started.elapsed().as_secs_f64();
+    let process = sample(agent.pid(), clock_ticks()).expect("the agent's /proc entries");
+    drop(agent);
+    let (events, _, body_bytes) = sink.drain();
+    assert!(
+        events >= log.events,
+        "the sink decoded {events} events, {} were written",
+        log.events
+    );
+    Throughput {
+        secs,
+        process,
+        body_bytes,
+    }
+}
+
+/// The agent's CPU while idle, then while a writer appends
+/// `PACED_RATE` lines/s for `PACED_SECONDS`.
+struct Paced {
+    idle_cpu: Duration,
+    busy_cpu: Duration,
+    busy_secs: f64,
+    lines: u64,
+    peak_rss_kib: u64,
+}
+
+fn agent_paced(dir: &Path, source: &Log, sink: &Sink) -> Paced {
+    let lines_needed = PACED_RATE * PACED_SECONDS;
+    // Lines to append, in chunks of one tick, taken from the generated log
+    // (its CSV header, if any, left out).
+    let per_tick = (PACED_RATE as u128 * TICK.as_millis() / 1000) as usize;
+    let text = std::fs::read_to_string(&source.path).expect("reading the log");
+    let lines: Vec<&str> = text
+        .split_inclusive('\n')
+        .skip(usize::from(source.format == Format::Csv))
+        .take(lines_needed as usize)
+        .collect();
+    assert_eq!(lines.len() as u64, lines_needed, "the log is too short");
+    let chunks: Vec<String> = lines.chunks(per_tick).map(|c| c.concat()).collect();
+
+    let live = dir.join(format!("live.{}", source.format.name()));
+    let mut file = File::create(&live).expect("creating the live log");
+    let metrics_port = free_port();
+    let config = agent_config(dir, &live, source.format, sink, metrics_port, 1000, false);
+    let agent = spawn_agent(&config, dir);
+    let ticks = clock_ticks();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while acked(metrics_port).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the agent's /metrics never answered"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let start = sample(agent.pid(), ticks).expect("the agent's /proc entries");
+    std::thread::sleep(Duration::from_secs(IDLE_SECONDS));
+    let idle = sample(agent.pid(), ticks).expect("the agent's /proc entries");
+
+    let began = Instant::now();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let due = began + TICK * i as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        file.write_all(chunk.as_bytes())
+            .expect("appending to the live log");
+    }
+    let end = began + TICK * chunks.len() as u32;
+    if let Some(wait) = end.checked_duration_since(Instant::now()) {
+        std::thread::sleep(wait);
+    }
+    let busy_secs = began.elapsed().as_secs_f64();
+    wait_acked(metrics_port, lines_needed, Duration::from_secs(60), dir);
+    let busy = sample(agent.pid(), ticks).expect("the agent's /proc entries");
+    drop(agent);
+    let (events, _, _) = sink.drain();
+    assert_eq!(events, lines_needed, "events delivered at the paced rate");
+    Paced {
+        idle_cpu: idle.cpu - start.cpu,
+        busy_cpu: busy.cpu - idle.cpu,
+        busy_secs,
+        lines: lines_needed,
+        peak_rss_kib: busy.peak_rss_kib,
+    }
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+fn main() {
+    let lines = env_number("BENCH_LINES", 1_000_000);
+    let runs = env_number("BENCH_RUNS", 2).max(1);
+    let pinned = pin_self_to(1);
+    let dir = tempfile::Builder::new()
+        .prefix("logmon-bench-agent-")
+        .tempdir()
+        .expect("a temporary directory");
+    let started = Instant::now();
+    let logs = [
+        generate_log(dir.path(), Format::Combined, lines),
+        generate_log(dir.path(), Format::Csv, lines),
+    ];
+    let sink = Sink::start();
+    println!(
+        "agent throughput: the release logmon-agent {}, {} CPUs, this process (sink, baselines, writer) {}; logs generated in {:.2} s",
+        if cpus() > 1 {
+            "pinned to CPU 0 (taskset -c 0)"
+        } else {
+            "on the only CPU"
+        },
+        cpus(),
+        if pinned {
+            "pinned to CPU 1"
+        } else {
+            "not pinned"
+        },
+        started.elapsed().as_secs_f64()
+    );
+    for log in &logs {
+        println!(
+            "  {}: {} lines, {} bytes ({:.1} B/line)",
+            log.format.name(),
+            log.events,
+            log.bytes,
+            log.bytes as f64 / log.events as f64
+        );
+    }
+    println!(
+        "best of {runs} runs each, file in the page cache; \"x read\" = time / read-baseline time of the same file in this run"
+    );
+    println!();
+
+    // (format index, events per batch) of each agent row.
+    let cases = [(0usize, 1000u64), (0, 10_000), (1, 1000)];
+    let stages = [
+        (Stage::Tail, "Tailer::poll"),
+        (Stage::Parse, "Tailer::poll + parse"),
+        (Stage::Encode, "Tailer::poll + parse + wire::encode"),
+    ];
+    let mut read_best = [f64::INFINITY; 2];
+    let mut stage_best = [[f64::INFINITY; 3]; 2];
+    let mut best: Vec<Option<Throughput>> = vec![None; cases.len()];
+    let mut peak_rss = vec![0u64; cases.len()];
+    for _ in 0..runs {
+        for (i, log) in logs.iter().enumerate() {
+            let (n, secs) = read_lines(&log.path);
+            assert_eq!(n, log.events + u64::from(log.format == Format::Csv));
+            read_best[i] = read_best[i].min(secs);
+            for (k, &(which, _)) in stages.iter().enumerate() {
+                stage_best[i][k] = stage_best[i][k].min(stage(log, which));
+            }
+        }
+        for (c, &(i, batch)) in cases.iter().enumerate() {
+            let run = agent_throughput(dir.path(), &logs[i], &sink, batch);
+            peak_rss[c] = peak_rss[c].max(run.process.peak_rss_kib);
+            if best[c].is_none_or(|b| run.secs < b.secs) {
+                best[c] = Some(run);
+            }
+        }
+    }
+
+    let mut table = Table::new(&[
+        "run",
+        "best time (s)",
+        "lines/s",
+        "CPU (s)",
+        "lines/CPU-s",
+        "peak RSS (MiB)",
+        "wire B/event",
+        "x read",
+    ]);
+    for (i, log) in logs.iter().enumerate() {
+        let secs = read_best[i];
+        table.row(vec![
+            format!("read lines, {} (baseline)", log.format.name()),
+            format!("{secs:.4}"),
+            thousands(log.events as f64 / secs),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "1.00".into(),
+        ]);
+        for (k, &(_, name)) in stages.iter().enumerate() {
+            let t = stage_best[i][k];
+            table.row(vec![
+                format!("in process: {name}"),
+                format!("{t:.4}"),
+                thousands(log.events as f64 / t),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                format!("{:.2}", t / secs),
+            ]);
+        }
+        for (c, &(li, batch)) in cases.iter().enumerate() {
+            if li != i {
+                continue;
+            }
+            let run = best[c].expect("a run");
+            let cpu = run.process.cpu.as_secs_f64();
+            table.row(vec![
+                format!(
+                    "agent, {}, {} events/batch",
+                    log.format.name(),
+                    thousands(batch as f64)
+                ),
+                format!("{:.4}", run.secs),
+                thousands(log.events as f64 / run.secs),
+                format!("{cpu:.2}"),
+                thousands(log.events as f64 / cpu),
+                mib(peak_rss[c]),
+                format!("{:.1}", run.body_bytes as f64 / log.events as f64),
+                format!("{:.2}", run.secs / secs),
+            ]);
+        }
+    }
+    table.print();
+    println!();
+    println!(
+        "targets: >= 1,000,000 lines/s on one core; peak RSS <= 20 MiB. CPU (s) = the agent's utime+stime for the run; peak RSS = VmHWM, the most over the runs"
+    );
+    println!();
+
+    let paced = agent_paced(dir.path(), &logs[0], &sink);
+    // The baseline's cost of reading as many lines, from its best time.
+    let read_cost = read_best[0] * paced.lines as f64 / logs[0].events as f64;
+    let percent = |cpu: Duration, secs: f64| 100.0 * cpu.as_secs_f64() / secs;
+    let mut table = Table::new(&[
+        "agent, combined, default config",
+        "wall (s)",
+        "lines",
+        "CPU (s)",
+        "% of a core",
+        "x read",
+    ]);
+    table.row(vec![
+        format!("idle, {IDLE_SECONDS} s"),
+        format!("{:.2}", IDLE_SECONDS as f64),
+        "0".into(),
+        format!("{:.2}", paced.idle_cpu.as_secs_f64()),
+        format!("{:.2}", percent(paced.idle_cpu, IDLE_SECONDS as f64)),
+        "-".into(),
+    ]);
+    table.row(vec![
+        format!(
+            "{} lines/s for {PACED_SECONDS} s",
+            thousands(PACED_RATE as f64)
+        ),
+        format!("{:.2}", paced.busy_secs),
+        thousands(paced.lines as f64),
+        format!("{:.2}", paced.busy_cpu.as_secs_f64()),
+        format!("{:.2}", percent(paced.busy_cpu, paced.busy_secs)),
+        format!("{:.2}", paced.busy_cpu.as_secs_f64() / read_cost),
+    ]);
+    table.print();
+    println!();
+    println!(
+        "target: <= 3 % of a core at 10,000 lines/s. CPU from /proc/<pid>/stat ({} ticks/s), including the acknowledgement of the last batch; \"x read\" = CPU / the baseline's time to read as many lines; peak RSS {} MiB",
+        clock_ticks(),
+        mib(paced.peak_rss_kib)
+    );
+}
