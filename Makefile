@@ -23,8 +23,17 @@ test: lint
 demo: build
 	@bash scripts/demo.sh
 
+# Every figure is printed next to a baseline measured in the same run. The
+# agent and alert-latency benches run the release binaries, built first; the
+# InfluxDB bench starts its own influxd.
 bench: setup
+	$(CARGO) build --release -p logmon-collector -p logmon-agent
 	$(CARGO) bench -p logmon-collector --bench replay
+	$(CARGO) bench -p logmon-collector --bench wire
+	$(CARGO) bench -p logmon-collector --bench ingest
+	$(CARGO) bench -p logmon-tests --bench agent
+	$(CARGO) bench -p logmon-tests --bench influx
+	$(CARGO) bench -p logmon-tests --bench alert_latency
 
 clean:
 	$(CARGO) clean
