@@ -12,6 +12,7 @@
 //!   stops polling and the log files are the buffer.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -140,6 +141,8 @@ pub(crate) struct Reader {
     /// When each file last had a batch or heartbeat sealed.
     last_sent: HashMap<(usize, FileFingerprint), Instant>,
     last_heartbeat_scan: Option<Instant>,
+    /// Identified files at the last heartbeat scan, with their read offset.
+    live_files: HashMap<(usize, FileFingerprint), (PathBuf, u64, Format)>,
 }
 
 impl Reader {
@@ -176,6 +179,7 @@ impl Reader {
             malformed_unlogged: 0,
             last_sent: HashMap::new(),
             last_heartbeat_scan: None,
+            live_files: HashMap::new(),
         }
     }
 
@@ -428,6 +432,7 @@ impl Reader {
             return;
         }
         self.last_heartbeat_scan = Some(now);
+        let mut live = HashMap::new();
         for i in 0..self.sources.len() {
             let files = self.sources[i].tailer.stats().files;
             for f in files {
@@ -435,6 +440,12 @@ impl Reader {
                     continue;
                 };
                 let src = &self.sources[i];
+                let format = src
+                    .streams
+                    .get(&fingerprint)
+                    .and_then(|s| s.parser.as_ref())
+                    .map_or(Format::Clf, LineParser::format);
+                live.insert((i, fingerprint), (f.path.clone(), f.read, format));
                 let quiet = f.read == f.acked && f.size <= f.read;
                 let open = src
                     .streams
@@ -447,48 +458,75 @@ impl Reader {
                 if !quiet || open || recent || self.buffered >= self.settings.max_buffered_batches {
                     continue;
                 }
-                let format = src
-                    .streams
-                    .get(&fingerprint)
-                    .and_then(|s| s.parser.as_ref())
-                    .map_or(Format::Clf, LineParser::format);
-                let batch = Batch {
-                    agent_id: self.settings.agent_id.clone(),
-                    host: self.settings.host.clone(),
-                    stream: StreamId {
-                        fingerprint: fingerprint.get(),
-                        path: f.path.display().to_string(),
-                    },
-                    start: f.read,
-                    end: f.read,
-                    format,
-                    labels: src.settings.labels.clone(),
-                    events: Vec::new(),
-                    malformed: 0,
-                    caught_up: true,
-                    sent_at: unix_nanos(),
-                };
-                let Ok(body) = wire::encode(&batch, self.settings.zstd_level) else {
-                    continue;
-                };
-                let sealed = Sealed {
-                    source: i,
-                    epoch: src.epoch,
-                    stream: StreamKey {
-                        fingerprint,
-                        path: f.path.clone(),
-                    },
-                    batch,
-                    offsets: Vec::new(),
-                    malformed_offsets: Vec::new(),
-                    body: Bytes::from(body),
-                };
                 self.last_sent.insert((i, fingerprint), now);
-                if self.send(sealed) {
+                if self.send_marker(i, fingerprint, &f.path, f.read, format, false) {
                     Metrics::add(&self.metrics.heartbeats, 1);
                 }
             }
         }
+        // Files the tailer closed (rotated away or deleted, and finished):
+        // tell the collector they will send nothing more.
+        let closed: Vec<_> = self
+            .live_files
+            .iter()
+            .filter(|(k, _)| !live.contains_key(k))
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        for ((i, fingerprint), (path, end, format)) in closed {
+            self.send_marker(i, fingerprint, &path, end, format, true);
+            self.last_sent.remove(&(i, fingerprint));
+            if let Some(src) = self.sources.get_mut(i) {
+                src.streams.remove(&fingerprint);
+            }
+        }
+        self.live_files = live;
+    }
+
+    /// Sends an empty, caught-up batch at `end` of a file: a heartbeat, or
+    /// with `finished` the file's last word.
+    fn send_marker(
+        &mut self,
+        source: usize,
+        fingerprint: FileFingerprint,
+        path: &std::path::Path,
+        end: u64,
+        format: Format,
+        finished: bool,
+    ) -> bool {
+        let src = &self.sources[source];
+        let batch = Batch {
+            agent_id: self.settings.agent_id.clone(),
+            host: self.settings.host.clone(),
+            stream: StreamId {
+                fingerprint: fingerprint.get(),
+                path: path.display().to_string(),
+            },
+            start: end,
+            end,
+            format,
+            labels: src.settings.labels.clone(),
+            events: Vec::new(),
+            malformed: 0,
+            caught_up: true,
+            finished,
+            sent_at: unix_nanos(),
+        };
+        let Ok(body) = wire::encode(&batch, self.settings.zstd_level) else {
+            return false;
+        };
+        let sealed = Sealed {
+            source,
+            epoch: src.epoch,
+            stream: StreamKey {
+                fingerprint,
+                path: path.to_path_buf(),
+            },
+            batch,
+            offsets: Vec::new(),
+            malformed_offsets: Vec::new(),
+            body: Bytes::from(body),
+        };
+        self.send(sealed)
     }
 
     /// Seals batches open longer than the linger time; returns the time until
@@ -544,6 +582,7 @@ impl Reader {
             malformed: open.malformed_offsets.len() as u64,
             events: open.events,
             caught_up: false,
+            finished: false,
             sent_at: unix_nanos(),
         };
         let body = match wire::encode(&batch, self.settings.zstd_level) {

@@ -108,6 +108,10 @@ struct Delivery {
     request_timeout: Duration,
     zstd_level: i32,
     metrics: Arc<Metrics>,
+    /// Woken when a request succeeds: batches of other files waiting out
+    /// their backoff retry at once, so after an outage every file resumes
+    /// together and no file's backlog lags behind the others' fresh lines.
+    recovered: tokio::sync::Notify,
 }
 
 /// What one attempt got back.
@@ -199,8 +203,14 @@ impl Delivery {
             let mut retry_after = None;
             let problem = match outcome {
                 Ok(Ok(answer)) => match answer.status.as_u16() {
-                    200..=299 => return Settled::Acked,
-                    409 => return Settled::Conflict(answer.stored_offset.unwrap_or(u64::MAX)),
+                    200..=299 => {
+                        self.recovered.notify_waiters();
+                        return Settled::Acked;
+                    }
+                    409 => {
+                        self.recovered.notify_waiters();
+                        return Settled::Conflict(answer.stored_offset.unwrap_or(u64::MAX));
+                    }
                     400 => return Settled::Rejected(answer.body),
                     413 => return Settled::TooLarge,
                     401 | 403 => {
@@ -243,6 +253,8 @@ impl Delivery {
             tokio::select! {
                 () = abort.cancelled() => return Settled::Aborted,
                 () = tokio::time::sleep(delay) => {}
+                // Another request got through: the collector is back.
+                () = self.recovered.notified(), if retry_after.is_none() => attempt = 0,
             }
         }
     }
@@ -376,6 +388,7 @@ impl CloneHeader for Batch {
             events: Vec::new(),
             malformed: self.malformed,
             caught_up: self.caught_up,
+            finished: self.finished,
             sent_at: self.sent_at,
         }
     }
@@ -410,6 +423,7 @@ pub(crate) async fn ship(
         request_timeout: settings.request_timeout,
         zstd_level: settings.zstd_level,
         metrics: metrics.clone(),
+        recovered: tokio::sync::Notify::new(),
     });
     let mut queues: HashMap<StreamSlot, VecDeque<Sealed>> = HashMap::new();
     let mut busy: HashSet<StreamSlot> = HashSet::new();

@@ -94,6 +94,7 @@ fn bodies(events: &[Event], per_client: usize) -> Vec<Vec<Vec<u8>>> {
                                 events: chunk,
                                 malformed: 0,
                                 caught_up: false,
+                                finished: false,
                                 sent_at: 1_719_800_000_000_000_000,
                             };
                             let body = wire::encode(&batch, wire::DEFAULT_LEVEL)

@@ -47,6 +47,7 @@ fn batch(format: Format, events: &[Event], start: u64, end: u64) -> Batch {
         events: events.to_vec(),
         malformed: 0,
         caught_up: false,
+        finished: false,
         sent_at: 1_719_800_000_000_000_000,
     }
 }

@@ -52,8 +52,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 5)]
     pub lateness: u32,
     /// Seconds (of the agent's clock) after which a file its agent stopped
-    /// sending, while sending others, stops holding event time back.
-    #[arg(long, default_value_t = 5)]
+    /// sending, while sending others, stops holding event time back (a
+    /// fallback: agents say when they close a file).
+    #[arg(long, default_value_t = 30)]
     pub quiet_after: u64,
     /// Seconds without anything from an agent after which its files stop
     /// holding event time back: outages shorter than this lose no exactness.

@@ -60,7 +60,7 @@ impl Default for LiveOptions {
     fn default() -> Self {
         LiveOptions {
             lateness: 5,
-            quiet_after: Duration::from_secs(5),
+            quiet_after: Duration::from_secs(30),
             silent_after: Duration::from_secs(30),
             max_future: Duration::from_secs(300),
             tick: Duration::from_millis(200),
@@ -220,6 +220,8 @@ pub fn run<W: Write>(
     let mut closed_before = live.engine.counters().seconds_closed;
     let mut catching_up = true;
     let mut last_lag_report: Option<Instant> = None;
+    let mut last_late_log: Option<Instant> = None;
+    let mut late_unlogged = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let records = bus.read(live.offset, opts.read_records, 64 << 20)?;
         let now = Instant::now();
@@ -239,8 +241,13 @@ pub fn run<W: Write>(
                 counters.batches.fetch_add(1, Ordering::Relaxed);
             }
             let stream = (batch.agent_id.clone(), batch.stream.fingerprint);
+            let mut late = 0u64;
+            let mut oldest_late = i64::MAX;
             live.watermarks
                 .heard(&stream, batch.sent_at, batch.caught_up, now);
+            if batch.finished {
+                live.watermarks.finished(&stream);
+            }
             for event in &batch.events {
                 let second = event.second();
                 if second > wall + max_future {
@@ -250,7 +257,23 @@ pub fn run<W: Write>(
                 live.watermarks.observe(&stream, second);
                 counters.events.fetch_add(1, Ordering::Relaxed);
                 if live.engine.insert(event) == Observed::Late {
-                    counters.late.fetch_add(1, Ordering::Relaxed);
+                    late += 1;
+                    oldest_late = oldest_late.min(second);
+                }
+            }
+            if late > 0 {
+                counters.late.fetch_add(late, Ordering::Relaxed);
+                late_unlogged += late;
+                if last_late_log.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(10))
+                {
+                    eprintln!(
+                        "logmon: {late_unlogged} late events (counted, stored, not evaluated); latest from {} {}: second {oldest_late}, already closed up to {}",
+                        batch.agent_id,
+                        batch.stream.path,
+                        live.engine.next_to_close().unwrap_or_default()
+                    );
+                    last_late_log = Some(now);
+                    late_unlogged = 0;
                 }
             }
             advance(&mut live, &mut pipeline, now, wall, counters);

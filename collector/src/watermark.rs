@@ -9,11 +9,18 @@
 //! time, and a recovery during silence is reported when it happens.
 //!
 //! The global watermark is the minimum over the streams that hold time back:
+//! - a stream the agent says is finished (rotated away or deleted, read to
+//!   its end) is dropped;
 //! - a stream stops holding time back when its agent keeps talking (batches or
 //!   heartbeats of other files) but has said nothing of this stream for
-//!   `quiet_after` of the agent's own clock: the agent closed the file (it was
-//!   rotated away and finished, or deleted). This test uses the agents'
-//!   `sent_at` stamps only, so replaying the bus decides it the same way;
+//!   `quiet_after` of the agent's own clock: a fallback for a finish marker
+//!   that never came (the agent restarted after the file left its globs).
+//!   Batches of different files of one agent do not arrive in `sent_at`
+//!   order (one is in flight per file), so after an outage a file's backlog
+//!   can arrive after newer batches of another: `quiet_after` must exceed the
+//!   outages to ride out (30 s, like `silent_after`). This test uses the
+//!   agents' `sent_at` stamps only, so replaying the bus decides it the same
+//!   way;
 //! - every stream of an agent stops holding time back when nothing at all has
 //!   come from the agent for `silent_after` of the collector's wall clock: the
 //!   agent is gone or cut off. Until then its streams hold time, so lines it
@@ -130,6 +137,11 @@ impl Watermarks {
                 );
             }
         }
+    }
+
+    /// The agent closed `stream`: it no longer holds time back.
+    pub fn finished(&mut self, stream: &StreamRef) {
+        self.streams.remove(stream);
     }
 
     /// Record an event second of `stream` (after [`Self::heard`] for its batch).
@@ -290,6 +302,17 @@ mod tests {
         // 5 s: file 1 was closed by the agent.
         batch(&mut w, &key("a", 2), 105, &[105], t0);
         assert_eq!(w.advance(t0, 200), Some(100));
+    }
+
+    #[test]
+    fn a_finished_stream_stops_holding_time() {
+        let t0 = Instant::now();
+        let mut w = marks();
+        batch(&mut w, &key("a", 1), 100, &[50], t0);
+        batch(&mut w, &key("a", 2), 100, &[100], t0);
+        assert_eq!(w.advance(t0, 200), Some(45));
+        w.finished(&key("a", 1));
+        assert_eq!(w.advance(t0, 200), Some(95));
     }
 
     #[test]

@@ -198,6 +198,7 @@ fn batch(agent: &str, fingerprint: u64, start: u64, end: u64, events: u64) -> Ba
         events: (start..start + events).map(event).collect(),
         malformed: 0,
         caught_up: false,
+        finished: false,
         sent_at: 1_700_000_000_000_000_000,
     }
 }
@@ -291,7 +292,7 @@ async fn refuses_undecodable_and_oversized_bodies_without_touching_the_bus() {
     let mut truncated = valid.clone();
     truncated.truncate(valid.len() - 5);
     // A payload of a version this build does not read.
-    let future = zstd(&[&[2u8][..], &[0u8; 40][..]].concat());
+    let future = zstd(&[&[wire::FORMAT_VERSION + 1][..], &[0u8; 40][..]].concat());
     // Incompressible-looking bytes one over the body limit.
     let over: Vec<u8> = (0..(64u32 << 10) + 1)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
@@ -318,8 +319,8 @@ async fn refuses_undecodable_and_oversized_bodies_without_touching_the_bus() {
             "unsupported_version",
         ),
         (
-            "bincode garbage",
-            zstd(&[1, 0xff, 0xff, 0xff]),
+            "payload garbage",
+            zstd(&[wire::FORMAT_VERSION, 0xff, 0xff, 0xff]),
             StatusCode::BAD_REQUEST,
             "corrupt",
         ),
@@ -330,7 +331,7 @@ async fn refuses_undecodable_and_oversized_bodies_without_touching_the_bus() {
             "bad_range",
         ),
         (
-            "empty range",
+            "empty range with events",
             body("a", 1, 200, 200),
             StatusCode::BAD_REQUEST,
             "bad_range",
@@ -502,6 +503,41 @@ async fn gaps_are_stored_and_counted() {
         metrics.contains("logmon_ingest_stream_gap_bytes_total 50\n"),
         "{metrics}"
     );
+    server.stop().await;
+}
+
+/// Heartbeats (empty, caught-up batches at the stored end) are stored so the
+/// engine sees them, without moving the high-water mark; one below the mark
+/// is a stale duplicate.
+#[tokio::test]
+async fn heartbeats_at_the_stored_end_are_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), config()).await;
+    let data = body("a", 1, 0, 100);
+    assert_eq!(post(&server, data.clone()).await.status, StatusCode::OK);
+    let marker = |at: u64, finished: bool| {
+        let b = Batch {
+            caught_up: true,
+            finished,
+            ..batch("a", 1, at, at, 0)
+        };
+        wire::encode(&b, wire::DEFAULT_LEVEL).unwrap()
+    };
+    let answer = post(&server, marker(100, false)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.json()["status"], "stored");
+    assert_eq!(answer.stored_offset(), Some(100));
+    let stale = post(&server, marker(40, false)).await;
+    assert_eq!(stale.json()["status"], "duplicate");
+    let finished = post(&server, marker(100, true)).await;
+    assert_eq!(finished.json()["status"], "stored");
+    assert_eq!(
+        server.records(),
+        vec![data, marker(100, false), marker(100, true)]
+    );
+    // The data that follows is contiguous with the mark.
+    let next = post(&server, body("a", 1, 100, 200)).await;
+    assert_eq!(next.json()["gap_bytes"], 0);
     server.stop().await;
 }
 

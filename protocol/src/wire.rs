@@ -34,7 +34,7 @@
 //! ```text
 //! header  = agent_id:str host:str fingerprint:u64 path:str start:u64 end:u64
 //!           format:byte (0 csv, 1 clf, 2 combined, 3 json) malformed:u64
-//!           caught_up:byte (0 | 1) sent_at:i64
+//!           flags:byte (bit 0 caught_up, bit 1 finished; others 0) sent_at:i64
 //!           label_count:u64 (key:str value:str) × label_count
 //! n       = u64                                  the number of events
 //! sections, in this order, each holding exactly n values:
@@ -137,6 +137,10 @@ pub struct Batch {
     /// older line is waiting behind it. With no events this is a heartbeat,
     /// which lets the collector's event time advance while a server is quiet.
     pub caught_up: bool,
+    /// The agent closed the stream (rotated away or deleted, read to its end
+    /// and acknowledged): nothing more of it will come, so it no longer
+    /// holds the collector's event time back. Sent as an empty batch.
+    pub finished: bool,
     /// The agent's wall clock when the batch was cut (unix nanoseconds, UTC).
     pub sent_at: i64,
 }
@@ -263,7 +267,7 @@ fn payload(batch: &Batch) -> Vec<u8> {
     put_u64(&mut out, batch.end);
     out.push(format_code(batch.format));
     put_u64(&mut out, batch.malformed);
-    out.push(u8::from(batch.caught_up));
+    out.push(u8::from(batch.caught_up) | (u8::from(batch.finished) << 1));
     put_i64(&mut out, batch.sent_at);
     put_u64(&mut out, batch.labels.len() as u64);
     for (key, value) in &batch.labels {
@@ -725,11 +729,13 @@ fn read_payload(payload: &[u8], mut budget: Budget) -> Result<Batch, WireError> 
     let end = r.u64()?;
     let format = format_from_code(r.byte()?)?;
     let malformed = r.u64()?;
-    let caught_up = match r.byte()? {
-        0 => false,
-        1 => true,
-        b => return Err(corrupt(format!("caught_up flag is {b}, not 0 or 1"))),
-    };
+    let flags = r.byte()?;
+    if flags > 0b11 {
+        return Err(corrupt(format!(
+            "caught_up flags byte is {flags:#04x}: unknown bits set"
+        )));
+    }
+    let (caught_up, finished) = (flags & 1 != 0, flags & 2 != 0);
     let sent_at = r.i64()?;
     let label_count = r.u64()?;
     // No preallocation: every label takes at least two bytes, so the loop
@@ -856,6 +862,7 @@ fn read_payload(payload: &[u8], mut budget: Budget) -> Result<Batch, WireError> 
         events,
         malformed,
         caught_up,
+        finished,
         sent_at,
     })
 }
@@ -985,6 +992,7 @@ mod tests {
             events,
             malformed: 3,
             caught_up: false,
+            finished: false,
             sent_at: 1_549_573_900 * NANOS_PER_SEC,
         }
     }
@@ -1549,7 +1557,7 @@ mod tests {
             .find(|&i| caught_up[i] != not_caught_up[i])
             .unwrap();
         assert_eq!((caught_up[at], not_caught_up[at]), (1, 0));
-        caught_up[at] = 2;
+        caught_up[at] = 4;
         assert_corrupt(decode(&zstd(&caught_up), &Limits::default()), "caught_up");
     }
 
@@ -2245,6 +2253,7 @@ mod tests {
                         format,
                         labels,
                         caught_up: malformed % 2 == 0,
+                        finished: malformed % 3 == 0,
                         sent_at: start as i64,
                         events,
                         malformed,

@@ -199,6 +199,7 @@ fn stage(log: &Log, stage: Stage) -> f64 {
         events: Vec::with_capacity(1000),
         malformed: 0,
         caught_up: false,
+        finished: false,
         sent_at: 0,
     };
     let (mut lines, mut events, mut bytes) = (0u64, 0u64, 0u64);

@@ -342,3 +342,369 @@ fn influxdb_outage_and_a_collector_crash_lose_and_duplicate_nothing() {
     assert_eq!(count(&influx), 4_000, "nothing stored twice");
     drop(collector);
 }
+
+/// A TCP forwarder standing between the agent and the collector, which the
+/// test can cut (every connection dropped, new ones refused) and restore:
+/// the collector "unreachable" while it keeps running.
+struct Proxy {
+    port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    fn start(target: u16) -> Proxy {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let (up, stop) = (Arc::clone(&up), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((client, _)) = listener.accept() else {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    };
+                    if !up.load(Ordering::Relaxed) {
+                        continue; // dropped: the connection is reset
+                    }
+                    let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
+                        continue;
+                    };
+                    let _ = client.set_nonblocking(false);
+                    for (from, to) in [
+                        (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                        (server, client),
+                    ] {
+                        let up = Arc::clone(&up);
+                        std::thread::spawn(move || pipe(from, to, &up));
+                    }
+                }
+            });
+        }
+        Proxy { port, up, stop }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.set_up(false);
+    }
+}
+
+fn pipe(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    up: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::{ErrorKind, Read};
+    let _ = from.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        if !up.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = from.shutdown(std::net::Shutdown::Both);
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}
+
+/// What a fault scenario does to the running pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    /// The agent SIGKILLed and restarted 3 s later from its checkpoints.
+    AgentKill,
+    /// The collector SIGKILLed twice (restarted 2 s and 1 s later).
+    CollectorKill,
+    /// InfluxDB stopped for 30 s.
+    InfluxOutage,
+    /// Every connection to the collector cut for 10 s.
+    Unreachable,
+}
+
+/// Lines per event second `s` of the scenario: cycles of 4 busy seconds
+/// (60 req/s) and 4 quiet ones (10 req/s), so high-traffic (T=30, W=2) fires
+/// and resolves once per cycle.
+fn scenario_rate(s: u64) -> u64 {
+    if s % 8 < 4 { 60 } else { 10 }
+}
+const SCENARIO_SECONDS: u64 = 48;
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// `n` CLF lines stamped `second`.
+fn append_at(path: &Path, second: i64, first: u64, n: u64) {
+    let t = time::OffsetDateTime::from_unix_timestamp(second).unwrap();
+    let stamp = format!(
+        "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
+        t.day(),
+        [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"
+        ][usize::from(u8::from(t.month())) - 1],
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    let mut text = String::new();
+    for i in first..first + n {
+        text.push_str(&format!(
+            "10.1.{}.{} - - [{stamp}] \"GET /shop/item/{i} HTTP/1.1\" 200 {}\n",
+            i % 5,
+            i % 250,
+            200 + i % 1000
+        ));
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// What a scenario left in InfluxDB.
+#[derive(Debug, PartialEq, Eq)]
+struct Outcome {
+    written: u64,
+    stored: i64,
+    /// (state, event second relative to the scenario's start).
+    transitions: Vec<(String, i64)>,
+}
+
+fn spawn_collector(port: u16, data: &Path, influx: &str, db: &str, out: &Path) -> Running {
+    let c = Running(
+        Command::new(collector_bin())
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--token",
+                "secret",
+                "--influx-url",
+                influx,
+                "--influx-db",
+                db,
+            ])
+            .args(["--threshold", "30", "--window", "2", "--output", "json"])
+            .arg("--data-dir")
+            .arg(data)
+            .stdout(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(out)
+                    .unwrap(),
+            )
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(out.with_extension("err"))
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_health(port);
+    c
+}
+
+fn spawn_agent(collector: u16, logs: &Path, checkpoints: &Path) -> Running {
+    Running(
+        Command::new(agent_bin())
+            .args(["--collector", &format!("http://127.0.0.1:{collector}")])
+            .args(["--token", "secret", "--metrics-listen", ""])
+            .arg("--file")
+            .arg(format!("{}/*.log:clf", logs.display()))
+            .arg("--checkpoint-dir")
+            .arg(checkpoints)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Runs the scenario's traffic through agent → collector → InfluxDB with
+/// `fault` injected, and reads back what was stored.
+fn run_scenario(
+    fault: Fault,
+    influx: &std::sync::Mutex<InfluxServer>,
+    db: &str,
+) -> (Outcome, String) {
+    let url = influx.lock().unwrap().url();
+    let dir = tempfile::tempdir().unwrap();
+    if std::env::var_os("LOGMON_KEEP").is_some() {
+        eprintln!("{fault:?}: {}", dir.path().display());
+    }
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let (data, out) = (
+        dir.path().join("collector"),
+        dir.path().join("collector.out"),
+    );
+    let port = free_port();
+    let mut collector = Some(spawn_collector(port, &data, &url, db, &out));
+    let proxy = Proxy::start(port);
+    let checkpoints = dir.path().join("agent");
+    let mut agent = Some(spawn_agent(proxy.port, &logs, &checkpoints));
+    let log = logs.join("app.log");
+
+    // Event time starts at a whole second a little ahead; the lines of each
+    // second are written during that second of the wall clock.
+    let t0 = unix_now().ceil() as i64 + 2;
+    let mut written = 0u64;
+    for s in 0..SCENARIO_SECONDS {
+        let due = (t0 + s as i64) as f64 + 0.05;
+        let wait = due - unix_now();
+        if wait > 0.0 {
+            std::thread::sleep(Duration::from_secs_f64(wait));
+        }
+        match (fault, s) {
+            (Fault::AgentKill, 14) => agent = None,
+            (Fault::AgentKill, 17) => agent = Some(spawn_agent(proxy.port, &logs, &checkpoints)),
+            (Fault::CollectorKill, 10 | 26) => collector = None,
+            (Fault::CollectorKill, 12 | 27) => {
+                collector = Some(spawn_collector(port, &data, &url, db, &out));
+            }
+            (Fault::InfluxOutage, 6) => influx.lock().unwrap().stop(),
+            (Fault::InfluxOutage, 36) => influx.lock().unwrap().restart(),
+            (Fault::Unreachable, 12) => proxy.set_up(false),
+            (Fault::Unreachable, 22) => proxy.set_up(true),
+            _ => {}
+        }
+        if s == 20 {
+            // Rotation by rename and create.
+            std::fs::rename(&log, logs.join("app.log.1")).unwrap();
+        }
+        let n = scenario_rate(s);
+        append_at(&log, t0 + s as i64, written, n);
+        written += n;
+    }
+    assert!(agent.is_some() && collector.is_some());
+
+    let q = |what: &str| format!(r#"SELECT {what} FROM "{db}"."logmon_hot"."http_requests""#);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while influx.lock().unwrap().scalar(&q(r#"count("bytes")"#)) < written as i64
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // The last quiet phase resolves once heartbeats move time past it; then
+    // the transitions are stored. Wait until the stored list stops changing.
+    let transitions = || -> Vec<(String, i64)> {
+        influx
+            .lock()
+            .unwrap()
+            .rows(&format!(
+                r#"SELECT "state", "value" FROM "{db}"."logmon_rollups"."alerts" WHERE "rule" = 'high-traffic'"#
+            ))
+            .into_iter()
+            .map(|r| {
+                let at = time::OffsetDateTime::parse(
+                    r[0].as_str().unwrap(),
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .unwrap()
+                .unix_timestamp();
+                (r[1].as_str().unwrap().to_owned(), at - t0)
+            })
+            .collect()
+    };
+    let expected = 2 * (SCENARIO_SECONDS / 8) as usize;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while transitions().len() < expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let stored = influx.lock().unwrap().scalar(&q(r#"count("bytes")"#));
+    let outcome = Outcome {
+        written,
+        stored,
+        transitions: transitions(),
+    };
+    drop(agent);
+    drop(collector);
+    let diagnostics = format!(
+        "t0 {t0}\n{}",
+        std::fs::read_to_string(out.with_extension("err")).unwrap_or_default()
+    );
+    if std::env::var_os("LOGMON_KEEP").is_some() {
+        eprintln!("{fault:?}: t0 = {t0}");
+        let _ = dir.keep();
+    }
+    (outcome, diagnostics)
+}
+
+/// Each fault leaves the stored count exact and the alert transitions equal
+/// to those of the same traffic without faults. The five runs go at once
+/// (InfluxDB outage on its own server, the others sharing one).
+#[test]
+fn faults_lose_nothing_duplicate_nothing_and_change_no_alert() {
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(InfluxServer::start()));
+    let runs: Vec<_> = [
+        Fault::None,
+        Fault::AgentKill,
+        Fault::CollectorKill,
+        Fault::Unreachable,
+        Fault::InfluxOutage,
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, fault)| {
+        let shared = std::sync::Arc::clone(&shared);
+        std::thread::spawn(move || {
+            let db = format!("run{i}");
+            if fault == Fault::InfluxOutage {
+                let own = std::sync::Mutex::new(InfluxServer::start());
+                (fault, run_scenario(fault, &own, &db))
+            } else {
+                (fault, run_scenario(fault, &shared, &db))
+            }
+        })
+    })
+    .collect();
+    let outcomes: Vec<(Fault, (Outcome, String))> =
+        runs.into_iter().map(|r| r.join().unwrap()).collect();
+    let baseline = &outcomes[0].1.0;
+    let cycles = (SCENARIO_SECONDS / 8) as usize;
+    let expected_written: u64 = (0..SCENARIO_SECONDS).map(scenario_rate).sum();
+    assert_eq!(baseline.written, expected_written);
+    assert_eq!(baseline.stored, expected_written as i64, "{baseline:?}");
+    assert_eq!(
+        baseline.transitions.len(),
+        2 * cycles,
+        "fires and resolves once per cycle: {:?}",
+        baseline.transitions
+    );
+    for (fault, (outcome, diagnostics)) in &outcomes[1..] {
+        assert_eq!(
+            outcome, baseline,
+            "{fault:?} changed the outcome; its collector said:\n{diagnostics}"
+        );
+    }
+}

@@ -358,6 +358,7 @@ mod tests {
             events: Vec::new(),
             malformed: 0,
             caught_up: false,
+            finished: false,
             sent_at: 0,
         };
         wire::encode(&batch, 1).unwrap()

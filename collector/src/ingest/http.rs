@@ -211,7 +211,13 @@ async fn post_batch(
     let batch = tokio::task::spawn_blocking(move || wire::decode(&decode_body, &limits))
         .await
         .map_err(|e| Refusal::Body(format!("decoder failed: {e}")))??;
-    if batch.end <= batch.start {
+    // An empty range is a heartbeat or a finish marker, which has no events.
+    let bad_range = if batch.events.is_empty() {
+        batch.end < batch.start
+    } else {
+        batch.end <= batch.start
+    };
+    if bad_range {
         return Err(Refusal::BadRange {
             start: batch.start,
             end: batch.end,
