@@ -149,8 +149,18 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         let counters = Arc::clone(&store_counters);
         let shutdown = shutdown.clone();
         let outbox = outbox.clone();
+        let data_dir = opts.data_dir.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::store::run(bus, config, limits, counters, outbox, shutdown).await
+            if let Err(e) = crate::store::run(
+                bus,
+                config,
+                limits,
+                counters,
+                outbox,
+                Some(data_dir),
+                shutdown,
+            )
+            .await
             {
                 eprintln!("logmon: the InfluxDB writer stopped: {e:#}");
             }

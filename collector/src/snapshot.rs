@@ -21,7 +21,6 @@ use std::path::{Path, PathBuf};
 
 /// File name of the snapshot in the data directory.
 pub const FILE: &str = "engine-snapshot.json";
-const TEMP: &str = "engine-snapshot.json.tmp";
 const VERSION: u32 = 1;
 
 /// The engine's state at a bus offset.
@@ -72,8 +71,20 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Snapsh
 
 /// Write `snapshot` into `dir` atomically.
 pub fn save(dir: &Path, snapshot: &Snapshot) -> Result<(), SnapshotError> {
-    let body = serde_json::to_string(snapshot).map_err(|e| SnapshotError::Damaged {
-        path: dir.join(FILE),
+    save_json(dir, FILE, snapshot)
+}
+
+/// The snapshot in `dir`, if there is one.
+pub fn load(dir: &Path) -> Result<Option<Snapshot>, SnapshotError> {
+    load_json(dir, FILE)
+}
+
+/// Write `value` as `dir/name` atomically (temp file, fsync, rename, fsync
+/// of the directory), in a checksummed envelope.
+pub fn save_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), SnapshotError> {
+    let path = dir.join(name);
+    let body = serde_json::to_string(value).map_err(|e| SnapshotError::Damaged {
+        path: path.clone(),
         reason: format!("cannot encode: {e}"),
     })?;
     let envelope = Envelope {
@@ -82,8 +93,7 @@ pub fn save(dir: &Path, snapshot: &Snapshot) -> Result<(), SnapshotError> {
         body,
     };
     let bytes = serde_json::to_vec(&envelope).expect("the envelope serializes");
-    let temp = dir.join(TEMP);
-    let path = dir.join(FILE);
+    let temp = dir.join(format!("{name}.tmp"));
     {
         let mut f = File::create(&temp).map_err(io_err("creating", &temp))?;
         f.write_all(&bytes).map_err(io_err("writing", &temp))?;
@@ -96,9 +106,13 @@ pub fn save(dir: &Path, snapshot: &Snapshot) -> Result<(), SnapshotError> {
     Ok(())
 }
 
-/// The snapshot in `dir`, if there is one.
-pub fn load(dir: &Path) -> Result<Option<Snapshot>, SnapshotError> {
-    let path = dir.join(FILE);
+/// The value [`save_json`] wrote as `dir/name`, if the file exists; a
+/// damaged file is an error, never half-read.
+pub fn load_json<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    name: &str,
+) -> Result<Option<T>, SnapshotError> {
+    let path = dir.join(name);
     let bytes = match fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -165,7 +179,11 @@ mod tests {
         save(dir.path(), &snapshot()).unwrap();
         assert_eq!(load(dir.path()).unwrap(), Some(snapshot()));
         // A crash mid-write leaves a temp file: the last snapshot still loads.
-        fs::write(dir.path().join(TEMP), b"{\"version\":1,\"cr").unwrap();
+        fs::write(
+            dir.path().join(format!("{FILE}.tmp")),
+            b"{\"version\":1,\"cr",
+        )
+        .unwrap();
         assert_eq!(load(dir.path()).unwrap(), Some(snapshot()));
         let mut next = snapshot();
         next.bus_offset = 43;

@@ -3,6 +3,14 @@
 //! rollups to `http_traffic` (rollup tier), and commits its bus offset only
 //! after InfluxDB accepted both. An outage stalls this consumer, not ingest
 //! or the engine: the bus holds the data (up to the backpressure limit).
+//!
+//! Restarts rewrite the same points: the collision de-duplicator and the
+//! per-second rollup totals depend on every event before, so they are
+//! snapshotted with the bus offset they correspond to (every
+//! `SNAPSHOT_EVERY`, and at shutdown), and the bus offset is committed only
+//! with a snapshot. After a crash the writer restores them and re-reads the
+//! bus from that offset: each event gets the timestamp it got before (the
+//! point is overwritten with itself) and each second's rollup its full total.
 
 use crate::influx::schema::{Lines, RequestEncoder, TrafficRollup, push_transition};
 use crate::influx::{InfluxClient, InfluxConfig, Tier, Writer};
@@ -33,6 +41,18 @@ pub struct StoreCounters {
 /// Seconds behind the newest one for which collisions and rollups are tracked.
 const HORIZON_SECS: u32 = 600;
 
+/// File of the writer's snapshot in the data directory.
+pub const SNAPSHOT_FILE: &str = "influx-snapshot.json";
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(5);
+
+/// The writer's state at a bus offset.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Saved {
+    bus_offset: u64,
+    encoder: RequestEncoder,
+    rollup: TrafficRollup,
+}
+
 /// Consume the bus into InfluxDB until `shutdown`.
 pub async fn run(
     bus: Bus,
@@ -40,6 +60,7 @@ pub async fn run(
     limits: Limits,
     counters: Arc<StoreCounters>,
     outbox: Outbox,
+    state_dir: Option<std::path::PathBuf>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let client = InfluxClient::new(config)?;
@@ -56,7 +77,7 @@ pub async fn run(
         }
     }
     let writer = Writer::new(client);
-    let mut offset = {
+    let committed = {
         let bus = bus.clone();
         tokio::task::spawn_blocking(move || bus.register(CONSUMER)).await??
     };
@@ -64,8 +85,41 @@ pub async fn run(
         let outbox = outbox.clone();
         tokio::task::spawn_blocking(move || outbox.register(CONSUMER)).await??
     };
-    let mut encoder = RequestEncoder::new(HORIZON_SECS);
-    let mut rollup = TrafficRollup::new(HORIZON_SECS);
+    let saved = match &state_dir {
+        Some(dir) => crate::snapshot::load_json::<Saved>(dir, SNAPSHOT_FILE)?,
+        None => None,
+    };
+    let (mut offset, mut encoder, mut rollup) = match saved {
+        Some(s) => (s.bus_offset, s.encoder, s.rollup),
+        None => (
+            committed,
+            RequestEncoder::new(HORIZON_SECS),
+            TrafficRollup::new(HORIZON_SECS),
+        ),
+    };
+    let mut last_snapshot = std::time::Instant::now();
+    let mut unsaved = false;
+    // The offset is committed only with a snapshot of the state it goes with.
+    let checkpoint = |offset: u64, encoder: &RequestEncoder, rollup: &TrafficRollup| {
+        let bus = bus.clone();
+        let saved = state_dir.as_ref().map(|dir| {
+            (
+                dir.clone(),
+                Saved {
+                    bus_offset: offset,
+                    encoder: encoder.clone(),
+                    rollup: rollup.clone(),
+                },
+            )
+        });
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            if let Some((dir, saved)) = saved {
+                crate::snapshot::save_json(&dir, SNAPSHOT_FILE, &saved)?;
+            }
+            bus.commit(CONSUMER, offset)?;
+            Ok(())
+        })
+    };
     while !shutdown.is_cancelled() {
         // Alert transitions from the outbox go to the long-lived tier, in
         // the order they happened, retried until accepted like the events;
@@ -95,6 +149,12 @@ pub async fn run(
             tokio::task::spawn_blocking(move || bus.read(offset, 64, 32 << 20)).await??
         };
         let Some(&(last, _)) = records.last() else {
+            if unsaved && last_snapshot.elapsed() >= SNAPSHOT_EVERY {
+                checkpoint(offset, &encoder, &rollup).await??;
+                counters.offset.store(offset, Ordering::Relaxed);
+                last_snapshot = std::time::Instant::now();
+                unsaved = false;
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
@@ -128,8 +188,16 @@ pub async fn run(
         }
         counters.points.fetch_add(points, Ordering::Relaxed);
         offset = last + 1;
-        let bus = bus.clone();
-        tokio::task::spawn_blocking(move || bus.commit(CONSUMER, offset)).await??;
+        unsaved = true;
+        if last_snapshot.elapsed() >= SNAPSHOT_EVERY {
+            checkpoint(offset, &encoder, &rollup).await??;
+            counters.offset.store(offset, Ordering::Relaxed);
+            last_snapshot = std::time::Instant::now();
+            unsaved = false;
+        }
+    }
+    if unsaved {
+        checkpoint(offset, &encoder, &rollup).await??;
         counters.offset.store(offset, Ordering::Relaxed);
     }
     Ok(())

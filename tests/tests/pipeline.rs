@@ -493,6 +493,8 @@ fn append_at(path: &Path, second: i64, first: u64, n: u64) {
 struct Outcome {
     written: u64,
     stored: i64,
+    /// Sum of the per-second rollups' hits.
+    rolled_up: i64,
     /// (state, event second relative to the scenario's start).
     transitions: Vec<(String, i64)>,
 }
@@ -601,9 +603,17 @@ fn run_scenario(
             // Rotation by rename and create.
             std::fs::rename(&log, logs.join("app.log.1")).unwrap();
         }
+        // In three parts over the second, so that a second's lines span
+        // several batches (and a crash can fall between them).
         let n = scenario_rate(s);
-        append_at(&log, t0 + s as i64, written, n);
-        written += n;
+        for part in 0..3 {
+            if part > 0 {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            let k = n / 3 + u64::from(part < n % 3);
+            append_at(&log, t0 + s as i64, written, k);
+            written += k;
+        }
     }
     assert!(agent.is_some() && collector.is_some());
 
@@ -642,9 +652,13 @@ fn run_scenario(
     }
     std::thread::sleep(Duration::from_secs(2));
     let stored = influx.lock().unwrap().scalar(&q(r#"count("bytes")"#));
+    let rolled_up = influx.lock().unwrap().scalar(&format!(
+        r#"SELECT sum("hits") FROM "{db}"."logmon_rollups"."http_traffic""#
+    ));
     let outcome = Outcome {
         written,
         stored,
+        rolled_up,
         transitions: transitions(),
     };
     drop(agent);
@@ -695,6 +709,7 @@ fn faults_lose_nothing_duplicate_nothing_and_change_no_alert() {
     let expected_written: u64 = (0..SCENARIO_SECONDS).map(scenario_rate).sum();
     assert_eq!(baseline.written, expected_written);
     assert_eq!(baseline.stored, expected_written as i64, "{baseline:?}");
+    assert_eq!(baseline.rolled_up, expected_written as i64, "{baseline:?}");
     assert_eq!(
         baseline.transitions.len(),
         2 * cycles,

@@ -136,7 +136,7 @@ pub fn series_hash(parts: &[&[u8]]) -> u64 {
 /// The outcome depends only on the sequence of (series, timestamp) given,
 /// so replaying the same events from the same starting point reproduces the
 /// same timestamps and rewrites the same points.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TimestampDeduper {
     horizon: i64,
     newest: Option<i64>,
@@ -191,7 +191,7 @@ impl TimestampDeduper {
 }
 
 /// Renders events as `http_requests` points with collision-free timestamps.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RequestEncoder {
     deduper: TimestampDeduper,
 }
@@ -280,7 +280,7 @@ fn itoa_u16(n: u16) -> StatusText {
 }
 
 /// Counts of one (host, section) in one second.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SectionTraffic {
     pub hits: u64,
     pub bytes: u64,
@@ -289,7 +289,7 @@ pub struct SectionTraffic {
     pub classes: [u64; 5],
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Tracked {
     traffic: SectionTraffic,
     /// Changed since it was last emitted.
@@ -307,10 +307,10 @@ struct Tracked {
 /// out of the rollups (it is still stored raw in `http_requests`): adding it
 /// to a fresh total would overwrite the real one.
 ///
-/// After a restart the totals are gone: a second whose events straddle the
-/// restart point is rewritten with the events seen after it only, unless
-/// the consumer replays from the start of that second.
-#[derive(Debug, Clone)]
+/// The totals are part of the store consumer's snapshot, so after a restart
+/// a second whose events straddle the restart point is rewritten with its
+/// full totals (see [`crate::store`]).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TrafficRollup {
     horizon: i64,
     newest: Option<i64>,
