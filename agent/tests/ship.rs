@@ -202,6 +202,8 @@ fn config(dir: &Path, url: &str) -> AgentConfig {
         retry_max_ms: 50,
         request_timeout_ms: 2000,
         shutdown_deadline_ms: 2000,
+        // Off by default here: the tests below count batches exactly.
+        heartbeat_ms: 0,
         ..AgentConfig::default()
     };
     config.tail.start_at = StartAt::Beginning;
@@ -556,6 +558,90 @@ async fn shutdown_gives_up_at_the_deadline_and_keeps_unacknowledged_lines() {
     assert!(started.elapsed() < Duration::from_secs(2));
     // The header was never acknowledged either: the whole file is pending.
     assert_eq!(checkpoint_offsets(dir.path()), vec![0]);
+}
+
+/// A file read to its end and acknowledged gets heartbeats (empty, caught
+/// up, at its end); once it is rotated away and finished, one finish marker,
+/// and nothing after it.
+#[tokio::test]
+async fn quiet_files_send_heartbeats_and_closed_files_a_finish_marker() {
+    let collector = FakeCollector::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.log");
+    append(&a, HEADER);
+    append_lines(&a, 0..100);
+    let mut cfg = config(dir.path(), &collector.url);
+    cfg.heartbeat_ms = 50;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let agent = Agent::start(cfg.validate().unwrap()).await.unwrap();
+    let markers = |finished: bool| -> Vec<Batch> {
+        collector
+            .accepted()
+            .into_iter()
+            .filter(|b| b.events.is_empty() && b.finished == finished)
+            .collect()
+    };
+    wait_until("two heartbeats", Duration::from_secs(10), || {
+        markers(false).len() >= 2
+    })
+    .await;
+    let len = file_len(&a);
+    let data: Vec<Batch> = collector
+        .accepted()
+        .into_iter()
+        .filter(|b| !b.events.is_empty())
+        .collect();
+    assert_eq!(data.iter().map(|b| b.events.len()).sum::<usize>(), 100);
+    assert!(data.iter().all(|b| !b.caught_up && !b.finished));
+    let fingerprint = data[0].stream.fingerprint;
+    let heartbeats = markers(false);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    for h in &heartbeats {
+        assert_eq!((h.start, h.end), (len, len), "at the acknowledged end");
+        assert!(h.caught_up);
+        assert_eq!(h.stream.fingerprint, fingerprint);
+        assert!(before <= h.sent_at && h.sent_at <= now);
+    }
+    assert!(
+        heartbeats.windows(2).all(|w| w[0].sent_at < w[1].sent_at),
+        "fresh stamps"
+    );
+
+    // Rotated away (no longer matching the glob) and finished: closed.
+    std::fs::rename(&a, dir.path().join("a.log.1")).unwrap();
+    wait_until("the finish marker", Duration::from_secs(10), || {
+        !markers(true).is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let finished = markers(true);
+    assert_eq!(finished.len(), 1);
+    let f = &finished[0];
+    assert_eq!(
+        (f.start, f.end, f.stream.fingerprint),
+        (len, len, fingerprint)
+    );
+    assert!(f.caught_up);
+    let all = collector.accepted();
+    let at = all.iter().position(|b| b.finished).unwrap();
+    assert!(
+        all[at + 1..]
+            .iter()
+            .all(|b| b.stream.fingerprint != fingerprint),
+        "nothing of the file after its finish marker"
+    );
+    assert_eq!(
+        Metrics::get(&agent.metrics().heartbeats),
+        markers(false).len() as u64,
+        "every heartbeat sent arrived"
+    );
+    agent.shutdown().await.unwrap();
 }
 
 #[tokio::test]
