@@ -13,7 +13,8 @@
 //! `SegmentLog` with the same fsync policy (fsync on): 8 records per append
 //! (one per client: the best group commit can do) and 1 record per append
 //! (on the first 500 records), best of 3 each. `wire::decode` on one
-//! thread, which every request pays before the append, is shown too. The
+//! thread, and `wire::inspect` (the same checks without building the
+//! events), which every request pays before the append, are shown too. The
 //! clients run in this process, on the same 2 CPUs as the server.
 
 mod common;
@@ -153,7 +154,10 @@ async fn ingest(bodies: &[Vec<Vec<u8>>], run: Duration) -> (Vec<usize>, f64, u64
             if c % 2 == 1 {
                 builder.http2_only(true);
             }
-            let client: Client<HttpConnector, Body> = builder.build_http();
+            // As the agent's shipper does: no Nagle delay on small writes.
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            let client: Client<HttpConnector, Body> = builder.build(connector);
             let mut sent = 0;
             for body in bodies {
                 if started.elapsed() > run {
@@ -255,6 +259,11 @@ fn main() {
         std::hint::black_box(wire::decode(r, &Limits::default()).expect("decoding"));
     }
     let decode_secs = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for r in decoded {
+        std::hint::black_box(wire::inspect(r, &Limits::default()).expect("inspecting"));
+    }
+    let inspect_secs = started.elapsed().as_secs_f64();
 
     let rate = |records: usize, secs: f64| (records * EVENTS_PER_BATCH) as f64 / secs;
     let base = rate(records.len(), group_secs);
@@ -292,6 +301,11 @@ fn main() {
         "wire::decode alone, 1 thread",
         decoded.len(),
         rate(decoded.len(), decode_secs),
+    );
+    row(
+        "wire::inspect alone (what ingest runs), 1 thread",
+        decoded.len(),
+        rate(decoded.len(), inspect_secs),
     );
     println!();
     println!("target: ingest >= 1,000,000 events/s");

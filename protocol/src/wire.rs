@@ -57,9 +57,20 @@
 //! entry so far introduces the next entry. Dictionaries are per batch, so a
 //! batch decodes on its own.
 //!
+//! # Encoding and checking without events
+//!
+//! [`Encoder`] builds a body one event at a time (an agent parses each line
+//! into one reused [`Event`] and pushes it), keeping its buffers from batch
+//! to batch; [`encode`] is that encoder over a [`Batch`]'s events, with the
+//! same bytes. [`inspect`] runs every check of [`decode`] (and so accepts
+//! and refuses exactly the same bodies, with the same errors) without
+//! building the events, and returns the header and the event count: what
+//! the collector's ingest needs before it stores a body as received. Each
+//! thread keeps one zstd compression and one decompression context.
+//!
 //! # Resource bounds on decode
 //!
-//! [`decode`] never trusts a size the sender wrote:
+//! [`decode`] (and [`inspect`]) never trusts a size the sender wrote:
 //! - the body is refused above [`Limits::max_compressed`] before any work;
 //! - decompression is streamed into a buffer that never grows past
 //!   `max_decompressed + 1` bytes (the zstd frame header's content size is
@@ -76,6 +87,7 @@
 //!   many events cannot expand without bound. Each allocation is checked
 //!   before it is made.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io::Read;
 
@@ -210,11 +222,52 @@ pub enum WireError {
 /// levels above 19 are clamped to 19) of the version byte and the columnar
 /// payload.
 pub fn encode(batch: &Batch, level: i32) -> Result<Vec<u8>, WireError> {
-    compress(&payload(batch), level)
+    thread_local! {
+        /// Kept between calls, so that its buffers are too.
+        static ENCODER: RefCell<Encoder> = RefCell::new(Encoder::new());
+    }
+    let run = |encoder: &mut Encoder| {
+        encoder.clear();
+        for e in &batch.events {
+            encoder.push(e);
+        }
+        encoder.finish(batch, level)
+    };
+    ENCODER.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut encoder) => run(&mut encoder),
+        Err(_) => run(&mut Encoder::new()),
+    })
 }
 
 /// Decodes a request body made by [`encode`], within `limits`.
 pub fn decode(body: &[u8], limits: &Limits) -> Result<Batch, WireError> {
+    read_body::<true>(body, limits).map(|(batch, _)| batch)
+}
+
+/// What [`inspect`] found in a valid body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspected {
+    /// Every field of the batch but its events: `batch.events` is empty.
+    pub batch: Batch,
+    /// How many events the body holds.
+    pub events: usize,
+}
+
+/// Checks a request body as [`decode`] does, without making its events:
+/// the same limits, the same checks of every section (dictionary codes in
+/// range, UTF-8, varints, counts, trailing bytes), the same decoded-memory
+/// budget, and so the same result — `Ok` exactly when [`decode`] would
+/// succeed, and the same error otherwise. On success, gives the batch's
+/// header fields and its number of events.
+///
+/// It costs the decompression and a pass over the columns, with no
+/// allocation per event: the collector's ingest uses it to validate a body
+/// it stores as received.
+pub fn inspect(body: &[u8], limits: &Limits) -> Result<Inspected, WireError> {
+    read_body::<false>(body, limits).map(|(batch, events)| Inspected { batch, events })
+}
+
+fn read_body<const BUILD: bool>(body: &[u8], limits: &Limits) -> Result<(Batch, usize), WireError> {
     if body.is_empty() {
         return Err(WireError::Empty);
     }
@@ -238,7 +291,7 @@ pub fn decode(body: &[u8], limits: &Limits) -> Result<Batch, WireError> {
             .saturating_mul(DECODED_PER_PAYLOAD_BYTE),
         limit: limits.max_decompressed,
     };
-    read_payload(rest, budget)
+    read_payload::<BUILD>(rest, budget)
 }
 
 // --- payload: writing -----------------------------------------------------------
@@ -254,75 +307,174 @@ const STRING_COLUMNS: [&str; 7] = [
     "user_agent",
 ];
 
-/// The uncompressed payload: version byte, header, columns.
+/// The uncompressed payload of `batch`: version byte, header, columns.
+#[cfg(test)]
 fn payload(batch: &Batch) -> Vec<u8> {
-    let n = batch.events.len();
-    let mut out = Vec::with_capacity(256 + n * 48);
-    out.push(FORMAT_VERSION);
-    put_str(&mut out, &batch.agent_id);
-    put_str(&mut out, &batch.host);
-    put_u64(&mut out, batch.stream.fingerprint);
-    put_str(&mut out, &batch.stream.path);
-    put_u64(&mut out, batch.start);
-    put_u64(&mut out, batch.end);
-    out.push(format_code(batch.format));
-    put_u64(&mut out, batch.malformed);
-    out.push(u8::from(batch.caught_up) | (u8::from(batch.finished) << 1));
-    put_i64(&mut out, batch.sent_at);
-    put_u64(&mut out, batch.labels.len() as u64);
-    for (key, value) in &batch.labels {
-        put_str(&mut out, key);
-        put_str(&mut out, value);
-    }
-    put_u64(&mut out, n as u64);
-
-    let scale = time_scale(&batch.events);
-    let unit = 10i64.pow(scale);
-    let mut time = Vec::with_capacity(1 + n * 2);
-    time.push(scale as u8);
-    let seed = random_seed();
-    let mut strings: [StringColumnOut<'_>; 7] = std::array::from_fn(|_| StringColumnOut::new(seed));
-    let mut status = Vec::with_capacity(n * 2);
-    let mut bytes = Vec::with_capacity(n * 3);
-    let mut duration = Vec::with_capacity(n * 3);
-    let mut previous = 0i64;
+    let mut encoder = Encoder::new();
     for e in &batch.events {
-        let scaled = e.timestamp / unit;
-        put_i64(&mut time, scaled.wrapping_sub(previous));
-        previous = scaled;
-        strings[0].push(Some(&e.client));
-        strings[1].push(Some(&e.user));
-        strings[2].push(Some(&e.method));
-        strings[3].push(Some(&e.protocol));
-        strings[4].push(Some(&e.path));
-        strings[5].push(e.referer.as_deref());
-        strings[6].push(e.user_agent.as_deref());
-        put_u64(&mut status, u64::from(e.status));
-        put_u64(&mut bytes, e.bytes);
-        put_opt_u64(&mut duration, e.duration_us);
+        encoder.push(e);
     }
-
-    put_section(&mut out, &time);
-    for column in &strings {
-        put_section(&mut out, &column.codes);
-    }
-    put_section(&mut out, &status);
-    put_section(&mut out, &bytes);
-    put_section(&mut out, &duration);
-    for column in &strings {
-        put_section(&mut out, &column.lengths);
-    }
-    for column in &strings {
-        put_section(&mut out, &column.text);
-    }
+    let mut out = Vec::new();
+    encoder.write_payload(batch, &mut out);
     out
 }
 
+/// Builds a batch body event by event, without keeping the events: each
+/// [`push`](Encoder::push) adds one event to the columns and dictionaries,
+/// and [`finish`](Encoder::finish) writes the header, compresses, and
+/// empties the encoder for the next batch, keeping its buffers. The body is
+/// byte for byte what [`encode`] makes of the same batch.
+///
+/// An agent parses each line into one reused [`Event`] and pushes it here,
+/// so a line costs no allocation at all.
+#[derive(Debug)]
+pub struct Encoder {
+    /// Every event's timestamp: the time section's scale is known only once
+    /// the batch is complete.
+    timestamps: Vec<i64>,
+    strings: [StringColumnOut; 7],
+    status: Vec<u8>,
+    bytes: Vec<u8>,
+    duration: Vec<u8>,
+    /// Scratch for the time section and the uncompressed payload, kept
+    /// between batches.
+    time: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Encoder::new()
+    }
+}
+
+impl Encoder {
+    /// An empty encoder.
+    pub fn new() -> Self {
+        let seed = random_seed();
+        Encoder {
+            timestamps: Vec::new(),
+            strings: std::array::from_fn(|_| StringColumnOut::new(seed)),
+            status: Vec::new(),
+            bytes: Vec::new(),
+            duration: Vec::new(),
+            time: Vec::new(),
+            payload: Vec::new(),
+        }
+    }
+
+    /// The number of events pushed since the last [`finish`](Encoder::finish).
+    pub fn len(&self) -> usize {
+        self.timestamps.len()
+    }
+
+    /// Whether no event was pushed since the last [`finish`](Encoder::finish).
+    pub fn is_empty(&self) -> bool {
+        self.timestamps.is_empty()
+    }
+
+    /// Adds one event to the batch being built.
+    pub fn push(&mut self, e: &Event) {
+        self.timestamps.push(e.timestamp);
+        let [client, user, method, protocol, path, referer, user_agent] = &mut self.strings;
+        client.push(Some(&e.client));
+        user.push(Some(&e.user));
+        method.push(Some(&e.method));
+        protocol.push(Some(&e.protocol));
+        path.push(Some(&e.path));
+        referer.push(e.referer.as_deref());
+        user_agent.push(e.user_agent.as_deref());
+        put_u64(&mut self.status, u64::from(e.status));
+        put_u64(&mut self.bytes, e.bytes);
+        put_opt_u64(&mut self.duration, e.duration_us);
+    }
+
+    /// The body of the batch made of `header`'s fields (its `events` are
+    /// ignored) and the events pushed since the last call, compressed at
+    /// `level` as [`encode`] does. Empties the encoder, keeping its buffers.
+    pub fn finish(&mut self, header: &Batch, level: i32) -> Result<Vec<u8>, WireError> {
+        let mut payload = std::mem::take(&mut self.payload);
+        payload.clear();
+        self.write_payload(header, &mut payload);
+        let body = compress(&payload, level);
+        self.payload = payload;
+        body
+    }
+
+    /// Forgets the events pushed since the last [`finish`](Encoder::finish).
+    pub fn clear(&mut self) {
+        let seed = random_seed();
+        self.timestamps.clear();
+        for column in &mut self.strings {
+            column.clear(seed);
+        }
+        self.status.clear();
+        self.bytes.clear();
+        self.duration.clear();
+    }
+
+    /// Writes the payload into `out`, then [`clear`](Encoder::clear)s.
+    fn write_payload(&mut self, batch: &Batch, out: &mut Vec<u8>) {
+        let n = self.timestamps.len();
+        let columns: usize = self
+            .strings
+            .iter()
+            .map(|c| c.codes.len() + c.lengths.len() + c.text.len())
+            .sum();
+        out.reserve(
+            256 + n * 2 + columns + self.status.len() + self.bytes.len() + self.duration.len(),
+        );
+        out.push(FORMAT_VERSION);
+        put_str(out, &batch.agent_id);
+        put_str(out, &batch.host);
+        put_u64(out, batch.stream.fingerprint);
+        put_str(out, &batch.stream.path);
+        put_u64(out, batch.start);
+        put_u64(out, batch.end);
+        out.push(format_code(batch.format));
+        put_u64(out, batch.malformed);
+        out.push(u8::from(batch.caught_up) | (u8::from(batch.finished) << 1));
+        put_i64(out, batch.sent_at);
+        put_u64(out, batch.labels.len() as u64);
+        for (key, value) in &batch.labels {
+            put_str(out, key);
+            put_str(out, value);
+        }
+        put_u64(out, n as u64);
+
+        let scale = time_scale(&self.timestamps);
+        let unit = 10i64.pow(scale);
+        let time = &mut self.time;
+        time.clear();
+        time.push(scale as u8);
+        let mut previous = 0i64;
+        for &t in &self.timestamps {
+            let scaled = t / unit;
+            put_i64(time, scaled.wrapping_sub(previous));
+            previous = scaled;
+        }
+        put_section(out, time);
+        for column in &self.strings {
+            put_section(out, &column.codes);
+        }
+        put_section(out, &self.status);
+        put_section(out, &self.bytes);
+        put_section(out, &self.duration);
+        for column in &self.strings {
+            put_section(out, &column.lengths);
+        }
+        for column in &self.strings {
+            put_section(out, &column.text);
+        }
+        self.clear();
+    }
+}
+
 /// The largest `k <= 9` such that 10^k divides every timestamp.
-fn time_scale(events: &[Event]) -> u32 {
+fn time_scale(timestamps: &[i64]) -> u32 {
     let mut scale = 9;
-    for e in events {
-        while scale > 0 && e.timestamp % 10i64.pow(scale) != 0 {
+    for &t in timestamps {
+        while scale > 0 && t % 10i64.pow(scale) != 0 {
             scale -= 1;
         }
         if scale == 0 {
@@ -335,24 +487,28 @@ fn time_scale(events: &[Event]) -> u32 {
 /// One string column being written: dictionary codes, and the dictionary.
 ///
 /// The dictionary is a small open-addressing hash table of its own rather
-/// than a `HashMap`: it keeps each entry's hash, so that a probe or the
-/// "same as the last value" check compares strings only when the hashes
-/// match (string comparisons and SipHash took half of encoding time).
-struct StringColumnOut<'a> {
+/// than a `HashMap`: it keeps each entry's hash, so that a probe compares
+/// strings only when the hashes match (string comparisons and SipHash took
+/// half of encoding time). A value equal to the previous one (common in
+/// method, protocol and user columns, and in runs of one client's requests)
+/// is recognised by one comparison, without hashing.
+#[derive(Debug)]
+struct StringColumnOut {
     codes: Vec<u8>,
     lengths: Vec<u8>,
+    /// The entries' text, concatenated: the text section itself.
     text: Vec<u8>,
-    /// The entries, in code order (code = index + 1).
-    entries: Vec<&'a str>,
+    /// Where each entry lies in `text`, in code order (code = index + 1).
+    entries: Vec<(usize, usize)>,
     /// (hash, code) of each entry, code 0 marking a free slot; linear
     /// probing, at most half full, length a power of two.
     slots: Vec<(u64, u32)>,
     seed: u64,
-    /// Hash and code of the last value (code 0: none yet).
-    last: (u64, u32),
+    /// Code of the last value (0: none yet).
+    last: u32,
 }
 
-impl<'a> StringColumnOut<'a> {
+impl StringColumnOut {
     fn new(seed: u64) -> Self {
         StringColumnOut {
             codes: Vec::new(),
@@ -361,49 +517,62 @@ impl<'a> StringColumnOut<'a> {
             entries: Vec::new(),
             slots: Vec::new(),
             seed,
-            last: (0, 0),
+            last: 0,
         }
     }
 
-    fn push(&mut self, value: Option<&'a str>) {
+    fn clear(&mut self, seed: u64) {
+        self.codes.clear();
+        self.lengths.clear();
+        self.text.clear();
+        self.entries.clear();
+        self.slots.fill((0, 0));
+        self.seed = seed;
+        self.last = 0;
+    }
+
+    fn entry(&self, code: u32) -> &[u8] {
+        let (start, len) = self.entries[code as usize - 1];
+        &self.text[start..start + len]
+    }
+
+    fn push(&mut self, value: Option<&str>) {
         let Some(value) = value else {
             self.codes.push(0);
             return;
         };
-        let hash = hash_str(value.as_bytes(), self.seed);
-        let (last_hash, last_code) = self.last;
-        let code =
-            if last_code != 0 && last_hash == hash && self.entries[last_code as usize - 1] == value
-            {
-                last_code
-            } else {
-                let code = self.code(value, hash);
-                self.last = (hash, code);
-                code
-            };
+        let value = value.as_bytes();
+        let code = if self.last != 0 && self.entry(self.last) == value {
+            self.last
+        } else {
+            let code = self.code(value);
+            self.last = code;
+            code
+        };
         put_u64(&mut self.codes, u64::from(code));
     }
 
     /// The code of `value`, adding it to the dictionary if it is new.
-    fn code(&mut self, value: &'a str, hash: u64) -> u32 {
+    fn code(&mut self, value: &[u8]) -> u32 {
         if self.entries.len() * 2 >= self.slots.len() {
             self.grow();
         }
+        let hash = hash_str(value, self.seed);
         let mask = self.slots.len() - 1;
         let mut i = (hash >> 32) as usize & mask;
         loop {
             let (slot_hash, code) = self.slots[i];
             if code == 0 {
-                self.entries.push(value);
+                self.entries.push((self.text.len(), value.len()));
                 // A batch holds far fewer than 2^32 events (encoding one
                 // that large would need hundreds of GiB).
                 let code = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
                 self.slots[i] = (hash, code);
                 put_u64(&mut self.lengths, value.len() as u64);
-                self.text.extend_from_slice(value.as_bytes());
+                self.text.extend_from_slice(value);
                 return code;
             }
-            if slot_hash == hash && self.entries[code as usize - 1] == value {
+            if slot_hash == hash && self.entry(code) == value {
                 return code;
             }
             i = (i + 1) & mask;
@@ -580,6 +749,13 @@ impl<'a> Reader<'a> {
     }
 
     fn u64(&mut self) -> Result<u64, WireError> {
+        // Most values (dictionary codes, small numbers) take one byte.
+        if let Some((&b, rest)) = self.bytes.split_first()
+            && b < 0x80
+        {
+            self.bytes = rest;
+            return Ok(u64::from(b));
+        }
         self.varint(64).map(|v| v as u64)
     }
 
@@ -590,6 +766,12 @@ impl<'a> Reader<'a> {
 
     /// `None` from 0, `Some(v)` from `v + 1` (see [`put_opt_u64`]).
     fn opt_u64(&mut self) -> Result<Option<u64>, WireError> {
+        if let Some((&b, rest)) = self.bytes.split_first()
+            && b < 0x80
+        {
+            self.bytes = rest;
+            return Ok(u64::from(b).checked_sub(1));
+        }
         match self.varint(65)?.checked_sub(1) {
             None => Ok(None),
             Some(v) => u64::try_from(v)
@@ -715,8 +897,14 @@ fn owned(s: &str, budget: &mut Budget) -> Result<String, WireError> {
     Ok(s.to_owned())
 }
 
-/// Reads the payload after the version byte.
-fn read_payload(payload: &[u8], mut budget: Budget) -> Result<Batch, WireError> {
+/// Reads the payload after the version byte. With `BUILD`, the events are
+/// made and returned in the batch; without, the batch comes back with no
+/// events, and every check (and every charge to the budget) is the same.
+/// Returns the number of events too.
+fn read_payload<const BUILD: bool>(
+    payload: &[u8],
+    mut budget: Budget,
+) -> Result<(Batch, usize), WireError> {
     let mut r = Reader {
         bytes: payload,
         what: "batch header",
@@ -780,16 +968,6 @@ fn read_payload(payload: &[u8], mut budget: Budget) -> Result<Batch, WireError> 
         column.lengths = lengths;
         column.text = text;
     }
-    let [
-        client,
-        user,
-        method,
-        protocol,
-        path_column,
-        referer,
-        user_agent,
-    ] = &mut strings;
-
     let scale = time.byte()?;
     if scale > 9 {
         return Err(corrupt(format!("time scale 10^{scale} above 10^9")));
@@ -807,13 +985,34 @@ fn read_payload(payload: &[u8], mut budget: Budget) -> Result<Batch, WireError> 
             ))
         })?;
     budget.take(n.saturating_mul(std::mem::size_of::<Event>()))?;
-    let mut events = Vec::with_capacity(n);
+    let mut events = Vec::with_capacity(if BUILD { n } else { 0 });
     let mut scaled = 0i64;
     for _ in 0..n {
         scaled = scaled.wrapping_add(time.i64()?);
         let timestamp = scaled
             .checked_mul(unit)
             .ok_or_else(|| corrupt("timestamp overflows 64 bits".to_owned()))?;
+        if !BUILD {
+            for column in strings.iter_mut() {
+                if let Some(s) = column.next()? {
+                    budget.take(s.len())?;
+                }
+            }
+            u16::try_from(status.u64()?)
+                .map_err(|_| corrupt("status overflows 16 bits".to_owned()))?;
+            bytes.u64()?;
+            duration.opt_u64()?;
+            continue;
+        }
+        let [
+            client,
+            user,
+            method,
+            protocol,
+            path_column,
+            referer,
+            user_agent,
+        ] = &mut strings;
         let client = owned(client.next()?.unwrap_or_default(), &mut budget)?;
         let user = owned(user.next()?.unwrap_or_default(), &mut budget)?;
         let method = owned(method.next()?.unwrap_or_default(), &mut budget)?;
@@ -851,7 +1050,7 @@ fn read_payload(payload: &[u8], mut budget: Budget) -> Result<Batch, WireError> 
     bytes.finish()?;
     duration.finish()?;
 
-    Ok(Batch {
+    let batch = Batch {
         agent_id,
         host,
         stream: StreamId { fingerprint, path },
@@ -864,7 +1063,8 @@ fn read_payload(payload: &[u8], mut budget: Budget) -> Result<Batch, WireError> 
         caught_up,
         finished,
         sent_at,
-    })
+    };
+    Ok((batch, n))
 }
 
 /// The stable one-byte code of a format on the wire.
@@ -892,12 +1092,34 @@ fn format_from_code(code: u8) -> Result<Format, WireError> {
 // --- zstd -----------------------------------------------------------------------
 
 fn compress(payload: &[u8], level: i32) -> Result<Vec<u8>, WireError> {
+    thread_local! {
+        /// A compression context per thread, kept between batches: making
+        /// one (and faulting in its tables) cost as much as compressing a
+        /// small batch.
+        static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+            const { RefCell::new(None) };
+    }
     let fail = |e: std::io::Error| WireError::Corrupt(format!("compressing batch: {e}"));
-    let mut compressor = zstd::bulk::Compressor::new(level.min(MAX_LEVEL)).map_err(fail)?;
-    compressor
-        .set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
-        .map_err(fail)?;
-    compressor.compress(payload).map_err(fail)
+    let level = level.min(MAX_LEVEL);
+    let new = || -> Result<zstd::bulk::Compressor<'static>, WireError> {
+        let mut compressor = zstd::bulk::Compressor::new(level).map_err(fail)?;
+        compressor
+            .set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
+            .map_err(fail)?;
+        Ok(compressor)
+    };
+    COMPRESSOR.with(|cell| {
+        let Ok(mut slot) = cell.try_borrow_mut() else {
+            return new()?.compress(payload).map_err(fail);
+        };
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, new()?));
+        }
+        match slot.as_mut() {
+            Some((_, compressor)) => compressor.compress(payload).map_err(fail),
+            None => new()?.compress(payload).map_err(fail),
+        }
+    })
 }
 
 /// Decompresses `body` (one or more zstd frames), refusing more than `max`
@@ -905,14 +1127,44 @@ fn compress(payload: &[u8], level: i32) -> Result<Vec<u8>, WireError> {
 /// frame header's declared size is never used to allocate, and the zstd
 /// window is capped at [`WINDOW_LOG_MAX`].
 fn decompress_capped(body: &[u8], max: usize) -> Result<Vec<u8>, WireError> {
+    thread_local! {
+        /// A decompression context per thread, kept between bodies (making
+        /// one cost as much as decompressing a small batch). Each use starts
+        /// a new session; the window cap is a parameter, which stays.
+        static CONTEXT: RefCell<Option<zstd::zstd_safe::DCtx<'static>>> =
+            const { RefCell::new(None) };
+    }
     let corrupt = |e: &dyn fmt::Display| WireError::Corrupt(format!("zstd: {e}"));
-    let mut context = zstd::zstd_safe::DCtx::try_create()
-        .ok_or_else(|| corrupt(&"cannot allocate a decompression context"))?;
-    context
-        .set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(WINDOW_LOG_MAX))
-        .map_err(|code| corrupt(&zstd::zstd_safe::get_error_name(code)))?;
+    let new = || {
+        let mut context = zstd::zstd_safe::DCtx::try_create()
+            .ok_or_else(|| corrupt(&"cannot allocate a decompression context"))?;
+        context
+            .set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(WINDOW_LOG_MAX))
+            .map_err(|code| corrupt(&zstd::zstd_safe::get_error_name(code)))?;
+        Ok(context)
+    };
+    CONTEXT.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut slot) => {
+            if slot.is_none() {
+                *slot = Some(new()?);
+            }
+            match slot.as_mut() {
+                Some(context) => decompress_with(context, body, max),
+                None => decompress_with(&mut new()?, body, max),
+            }
+        }
+        Err(_) => decompress_with(&mut new()?, body, max),
+    })
+}
+
+fn decompress_with(
+    context: &mut zstd::zstd_safe::DCtx<'static>,
+    body: &[u8],
+    max: usize,
+) -> Result<Vec<u8>, WireError> {
+    let corrupt = |e: &dyn fmt::Display| WireError::Corrupt(format!("zstd: {e}"));
     let cap = max.saturating_add(1);
-    let mut reader = zstd::stream::read::Decoder::with_context(body, &mut context)
+    let mut reader = zstd::stream::read::Decoder::with_context(body, context)
         .take(u64::try_from(cap).unwrap_or(u64::MAX));
 
     // Grow geometrically from a guess based on the body size, never past `cap`.
@@ -1008,6 +1260,29 @@ mod tests {
         zstd::bulk::compress(bytes, 3).unwrap()
     }
 
+    /// `decode(body)`, after checking that `inspect(body)` agrees with it:
+    /// the same header and event count, or the same error.
+    #[track_caller]
+    fn decode_checked(body: &[u8], limits: &Limits) -> Result<Batch, WireError> {
+        let decoded = decode(body, limits);
+        let inspected = inspect(body, limits);
+        match (&decoded, &inspected) {
+            (Ok(b), Ok(i)) => {
+                assert_eq!(i.events, b.events.len());
+                assert_eq!(
+                    i.batch,
+                    Batch {
+                        events: Vec::new(),
+                        ..b.clone()
+                    }
+                );
+            }
+            (Err(d), Err(i)) => assert_eq!(format!("{d:?}"), format!("{i:?}")),
+            _ => panic!("decode gave {decoded:?} but inspect gave {inspected:?}"),
+        }
+        decoded
+    }
+
     #[test]
     fn round_trips() {
         let b = batch((0..50).map(event).collect());
@@ -1083,7 +1358,7 @@ mod tests {
 
     #[test]
     fn garbage_is_corrupt() {
-        let r = decode(b"this is not a zstd frame at all", &Limits::default());
+        let r = decode_checked(b"this is not a zstd frame at all", &Limits::default());
         assert!(matches!(r, Err(WireError::Corrupt(_))), "{r:?}");
     }
 
@@ -1091,7 +1366,7 @@ mod tests {
     fn truncated_zstd_is_corrupt() {
         let body = encode(&batch((0..100).map(event).collect()), DEFAULT_LEVEL).unwrap();
         for cut in [1, 4, body.len() / 2, body.len() - 4, body.len() - 1] {
-            let r = decode(&body[..cut], &Limits::default());
+            let r = decode_checked(&body[..cut], &Limits::default());
             assert!(
                 matches!(r, Err(WireError::Corrupt(_))),
                 "cut at {cut}: {r:?}"
@@ -1104,7 +1379,7 @@ mod tests {
         let mut body = encode(&batch((0..100).map(event).collect()), DEFAULT_LEVEL).unwrap();
         let i = body.len() / 2;
         body[i] ^= 0x10;
-        let r = decode(&body, &Limits::default());
+        let r = decode_checked(&body, &Limits::default());
         assert!(matches!(r, Err(WireError::Corrupt(_))), "{r:?}");
     }
 
@@ -1112,7 +1387,7 @@ mod tests {
     fn trailing_zstd_garbage_is_corrupt() {
         let mut body = encode(&batch(vec![event(1)]), DEFAULT_LEVEL).unwrap();
         body.extend_from_slice(b"junk");
-        let r = decode(&body, &Limits::default());
+        let r = decode_checked(&body, &Limits::default());
         assert!(matches!(r, Err(WireError::Corrupt(_))), "{r:?}");
     }
 
@@ -1120,7 +1395,7 @@ mod tests {
     fn trailing_bytes_after_the_batch_are_corrupt() {
         let mut payload = raw_payload(&batch(vec![event(1)]));
         payload.push(0);
-        let r = decode(&zstd(&payload), &Limits::default());
+        let r = decode_checked(&zstd(&payload), &Limits::default());
         assert!(
             matches!(&r, Err(WireError::Corrupt(m)) if m.contains("trailing")),
             "{r:?}"
@@ -1130,7 +1405,7 @@ mod tests {
     #[test]
     fn truncated_payload_is_corrupt() {
         let payload = raw_payload(&batch(vec![event(1), event(2)]));
-        let r = decode(&zstd(&payload[..payload.len() - 3]), &Limits::default());
+        let r = decode_checked(&zstd(&payload[..payload.len() - 3]), &Limits::default());
         assert!(matches!(r, Err(WireError::Corrupt(_))), "{r:?}");
     }
 
@@ -1138,7 +1413,7 @@ mod tests {
     fn future_version_is_unsupported() {
         let mut payload = raw_payload(&batch(vec![event(1)]));
         payload[0] = 3;
-        let r = decode(&zstd(&payload), &Limits::default());
+        let r = decode_checked(&zstd(&payload), &Limits::default());
         assert!(
             matches!(
                 r,
@@ -1163,7 +1438,7 @@ mod tests {
             .position(|&x| x == format_code(Format::Json))
             .unwrap();
         payload[at] = 9;
-        let r = decode(&zstd(&payload), &Limits::default());
+        let r = decode_checked(&zstd(&payload), &Limits::default());
         assert!(
             matches!(&r, Err(WireError::Corrupt(m)) if m.contains("format")),
             "{r:?}"
@@ -1182,7 +1457,7 @@ mod tests {
             max_compressed: body.len() - 1,
             ..Limits::default()
         };
-        let r = decode(&body, &under);
+        let r = decode_checked(&body, &under);
         assert!(
             matches!(r, Err(WireError::TooLarge { what: "compressed", limit }) if limit == body.len() - 1),
             "{r:?}"
@@ -1203,7 +1478,7 @@ mod tests {
             max_decompressed: payload.len() - 1,
             ..Limits::default()
         };
-        let r = decode(&body, &under);
+        let r = decode_checked(&body, &under);
         assert!(
             matches!(
                 r,
@@ -1236,7 +1511,7 @@ mod tests {
             "the frame header declares the full size"
         );
 
-        let r = decode(&bomb, &Limits::default());
+        let r = decode_checked(&bomb, &Limits::default());
         assert!(
             matches!(r, Err(WireError::TooLarge { what: "decompressed", limit }) if limit == 64 * MIB),
             "{r:?}"
@@ -1267,7 +1542,7 @@ mod tests {
             .cycle()
             .take(frame.len() * 80)
             .collect();
-        let r = decode(&bomb, &Limits::default());
+        let r = decode_checked(&bomb, &Limits::default());
         assert!(
             matches!(
                 r,
@@ -1296,7 +1571,7 @@ mod tests {
             max_compressed: usize::MAX,
             max_decompressed: usize::MAX,
         };
-        let r = decode(&body, &limits);
+        let r = decode_checked(&body, &limits);
         assert!(matches!(r, Err(WireError::Corrupt(_))), "{r:?}");
     }
 
@@ -1308,7 +1583,7 @@ mod tests {
         let mut payload = vec![FORMAT_VERSION];
         put_u64(&mut payload, 1 << 40);
         payload.extend_from_slice(b"abc");
-        let r = decode(&zstd(&payload), &Limits::default());
+        let r = decode_checked(&zstd(&payload), &Limits::default());
         assert!(
             matches!(&r, Err(WireError::Corrupt(m)) if m.contains("exceeds")),
             "{r:?}"
@@ -1381,7 +1656,7 @@ mod tests {
         }
 
         fn decode(&self) -> Result<Batch, WireError> {
-            decode(&zstd(&self.payload()), &Limits::default())
+            decode_checked(&zstd(&self.payload()), &Limits::default())
         }
     }
 
@@ -1505,7 +1780,10 @@ mod tests {
         let mut s = Sections::one_event();
         let mut payload = s.payload();
         payload.truncate(payload.len() - 3); // into the path text
-        assert_corrupt(decode(&zstd(&payload), &Limits::default()), "exceeds");
+        assert_corrupt(
+            decode_checked(&zstd(&payload), &Limits::default()),
+            "exceeds",
+        );
         s.text[4].clear();
         assert_corrupt(s.decode(), "exceeds");
     }
@@ -1558,7 +1836,10 @@ mod tests {
             .unwrap();
         assert_eq!((caught_up[at], not_caught_up[at]), (1, 0));
         caught_up[at] = 4;
-        assert_corrupt(decode(&zstd(&caught_up), &Limits::default()), "caught_up");
+        assert_corrupt(
+            decode_checked(&zstd(&caught_up), &Limits::default()),
+            "caught_up",
+        );
     }
 
     /// One 64 KiB user agent that every one of 60,000 events uses would
@@ -1587,7 +1868,7 @@ mod tests {
             max_decompressed: MIB,
         };
         assert!(payload.len() < MIB);
-        let r = decode(&zstd(&payload), &limits);
+        let r = decode_checked(&zstd(&payload), &limits);
         assert!(
             matches!(r, Err(WireError::TooLarge { what: "decompressed", limit }) if limit == MIB),
             "{r:?}"
@@ -1615,7 +1896,7 @@ mod tests {
                     ..Event::default()
                 })
                 .collect();
-            time_scale(&events)
+            time_scale(&events.iter().map(|e| e.timestamp).collect::<Vec<_>>())
         };
         assert_eq!(at(&[]), 9);
         assert_eq!(at(&[0]), 9);
@@ -2266,7 +2547,39 @@ mod tests {
         #[test]
         fn any_batch_round_trips(b in arb_batch(), level in -3i32..=22) {
             let body = encode(&b, level).unwrap();
-            prop_assert_eq!(decode(&body, &Limits::default()).unwrap(), b);
+            prop_assert_eq!(decode_checked(&body, &Limits::default()).unwrap(), b);
+        }
+
+        /// An `Encoder` reused across batches makes the bodies `encode`
+        /// makes, byte for byte.
+        #[test]
+        fn reused_encoder_matches_encode(
+            batches in proptest::collection::vec(arb_batch(), 1..4),
+            level in 1i32..=4,
+        ) {
+            let mut encoder = Encoder::new();
+            for b in &batches {
+                for e in &b.events {
+                    encoder.push(e);
+                }
+                prop_assert_eq!(encoder.len(), b.events.len());
+                let body = encoder.finish(b, level).unwrap();
+                prop_assert!(encoder.is_empty());
+                prop_assert_eq!(&body, &encode(b, level).unwrap());
+                prop_assert_eq!(&decode(&body, &Limits::default()).unwrap(), b);
+            }
+        }
+
+        /// Tight limits: `inspect` and `decode` refuse the same bodies for
+        /// the same reason (the decoded-memory budget included).
+        #[test]
+        fn inspect_agrees_under_tight_limits(
+            b in arb_batch(),
+            max_decompressed in 1usize..2048,
+        ) {
+            let body = encode(&b, 3).unwrap();
+            let limits = Limits { max_compressed: body.len(), max_decompressed };
+            let _ = decode_checked(&body, &limits);
         }
 
         #[test]
@@ -2319,7 +2632,7 @@ mod tests {
 
         #[test]
         fn arbitrary_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..256)) {
-            let _ = decode(&body, &Limits::default());
+            let _ = decode_checked(&body, &Limits::default());
         }
 
         #[test]
@@ -2332,7 +2645,7 @@ mod tests {
             let i = flip.index(payload.len());
             payload[i] ^= 1 << bit;
             payload.truncate(cut.index(payload.len()) + 1);
-            let _ = decode(&zstd(&payload), &Limits::default());
+            let _ = decode_checked(&zstd(&payload), &Limits::default());
         }
     }
 }

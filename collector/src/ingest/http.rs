@@ -205,14 +205,17 @@ async fn post_batch(
         .fetch_add(body.len() as u64, Relaxed);
 
     // Decompressing can take tens of milliseconds for a large body: off the
-    // async workers.
+    // async workers. `inspect` checks the body exactly as `wire::decode`
+    // would (same limits, same errors) without building its events: the
+    // body is stored as received and consumers decode it.
     let limits = state.config.limits;
-    let decode_body = body.clone();
-    let batch = tokio::task::spawn_blocking(move || wire::decode(&decode_body, &limits))
+    let inspect_body = body.clone();
+    let inspected = tokio::task::spawn_blocking(move || wire::inspect(&inspect_body, &limits))
         .await
         .map_err(|e| Refusal::Body(format!("decoder failed: {e}")))??;
+    let batch = inspected.batch;
     // An empty range is a heartbeat or a finish marker, which has no events.
-    let bad_range = if batch.events.is_empty() {
+    let bad_range = if inspected.events == 0 {
         batch.end < batch.start
     } else {
         batch.end <= batch.start
@@ -233,7 +236,7 @@ async fn post_batch(
         },
         start: batch.start,
         end: batch.end,
-        events: batch.events.len() as u64,
+        events: inspected.events as u64,
         reply,
     };
     let end = job.end;

@@ -12,7 +12,9 @@
 //!    `max_backlog_bytes` → 503 with `Retry-After` (checked before the body
 //!    is read, so a refused agent uploads nothing).
 //! 3. The body, read with a hard cap of `limits.max_compressed` → 413.
-//! 4. [`wire::decode`](logmon_protocol::wire::decode) → 400 (corrupt, empty, unsupported version, or an
+//! 4. [`wire::inspect`](logmon_protocol::wire::inspect): every check of
+//!    [`wire::decode`](logmon_protocol::wire::decode), without building the
+//!    events → 400 (corrupt, empty, unsupported version, or an
 //!    empty/inverted byte range) or 413 (decompressed size over the limit).
 //! 5. Deduplication and the durable append (below) → 200, or 409 on overlap.
 //!
@@ -52,7 +54,7 @@
 //!
 //! # Durability and group commit
 //!
-//! Handlers decode, then hand the body to the bus writer thread (see
+//! Handlers inspect the body, then hand the body to the bus writer thread (see
 //! [`writer`]) through a bounded queue; the writer takes everything queued,
 //! deduplicates in arrival order, appends all new records with one
 //! `SegmentLog::append` (one fsync) and answers each request afterwards.

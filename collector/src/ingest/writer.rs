@@ -34,7 +34,7 @@ pub const MAX_GROUP_BYTES: usize = 64 << 20;
 /// Jobs queued for the writer before senders wait.
 pub(crate) const QUEUE: usize = 1024;
 
-/// One decoded batch waiting to be stored.
+/// One checked batch waiting to be stored.
 #[derive(Debug)]
 pub(crate) struct Job {
     pub body: Bytes,
