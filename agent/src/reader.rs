@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use logmon_protocol::parse::detect;
 use logmon_protocol::wire::{self, Batch, StreamId};
-use logmon_protocol::{Event, Format, LineParser};
+use logmon_protocol::{Event, Format, LineParser, Parsed};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
@@ -36,7 +36,11 @@ pub(crate) struct Sealed {
     /// The source's rewind epoch when it was read.
     pub epoch: u64,
     pub stream: StreamKey,
+    /// The batch's fields; its events are only in `body` (`batch.events` is
+    /// empty).
     pub batch: Batch,
+    /// How many events `body` holds.
+    pub events: usize,
     /// Start offset of the line of each event.
     pub offsets: Vec<u64>,
     /// Start offsets of the malformed lines.
@@ -85,7 +89,8 @@ struct OpenBatch {
     format: Format,
     start: u64,
     end: u64,
-    events: Vec<Event>,
+    /// The events so far, already in their columns.
+    encoder: wire::Encoder,
     offsets: Vec<u64>,
     malformed_offsets: Vec<u64>,
     opened: Instant,
@@ -96,6 +101,10 @@ struct OpenBatch {
 struct StreamState {
     parser: Option<LineParser>,
     open: Option<OpenBatch>,
+    /// The encoder of the last sealed batch, kept for the next one.
+    spare: Option<wire::Encoder>,
+    /// Each line is parsed into this one event, reusing its strings.
+    event: Event,
 }
 
 #[derive(Debug)]
@@ -323,7 +332,7 @@ impl Reader {
                 .get_mut(&fingerprint)
                 .expect("inserted above");
             let full = state.open.as_ref().is_some_and(|o| {
-                o.events.len() >= settings.batch_max_events
+                o.encoder.len() >= settings.batch_max_events
                     || o.end - o.start >= settings.batch_max_bytes
             });
             if full {
@@ -339,30 +348,31 @@ impl Reader {
                 .parser
                 .as_ref()
                 .map_or(Format::Clf, LineParser::format);
+            let spare = &mut state.spare;
             let open = state.open.get_or_insert_with(|| OpenBatch {
                 stream: lines.stream.clone(),
                 format,
                 start: line.offset,
                 end: line.offset,
-                events: Vec::with_capacity(settings.batch_max_events.min(4096)),
+                encoder: spare.take().unwrap_or_default(),
                 offsets: Vec::with_capacity(settings.batch_max_events.min(4096)),
                 malformed_offsets: Vec::new(),
                 opened: Instant::now(),
             });
             open.end = line_end;
             let result = match state.parser.as_mut() {
-                Some(parser) => parser.parse(&line.text),
+                Some(parser) => parser.parse_into(&line.text, &mut state.event),
                 None => Err(logmon_protocol::ParseError::new(
                     "log format not recognised",
                 )),
             };
             match result {
-                Ok(Some(event)) => {
-                    open.events.push(event);
+                Ok(Parsed::Event) => {
+                    open.encoder.push(&state.event);
                     open.offsets.push(line.offset);
                     parsed += 1;
                 }
-                Ok(None) => skipped += 1,
+                Ok(Parsed::Skipped) => skipped += 1,
                 Err(e) => {
                     open.malformed_offsets.push(line.offset);
                     malformed += 1;
@@ -375,7 +385,7 @@ impl Reader {
             .get_mut(&fingerprint)
             .expect("inserted above");
         let full = state.open.as_ref().is_some_and(|o| {
-            o.events.len() >= settings.batch_max_events
+            o.encoder.len() >= settings.batch_max_events
                 || o.end - o.start >= settings.batch_max_bytes
         });
         if full {
@@ -522,6 +532,7 @@ impl Reader {
                 path: path.to_path_buf(),
             },
             batch,
+            events: 0,
             offsets: Vec::new(),
             malformed_offsets: Vec::new(),
             body: Bytes::from(body),
@@ -561,7 +572,7 @@ impl Reader {
     /// Closes the open batch of a file, encodes it and hands it over.
     fn seal(&mut self, source: usize, fingerprint: FileFingerprint) {
         let src = &mut self.sources[source];
-        let Some(open) = src
+        let Some(mut open) = src
             .streams
             .get_mut(&fingerprint)
             .and_then(|s| s.open.take())
@@ -580,12 +591,17 @@ impl Reader {
             format: open.format,
             labels: src.settings.labels.clone(),
             malformed: open.malformed_offsets.len() as u64,
-            events: open.events,
+            events: Vec::new(),
             caught_up: false,
             finished: false,
             sent_at: unix_nanos(),
         };
-        let body = match wire::encode(&batch, self.settings.zstd_level) {
+        let events = open.encoder.len();
+        let encoded = open.encoder.finish(&batch, self.settings.zstd_level);
+        if let Some(state) = src.streams.get_mut(&fingerprint) {
+            state.spare = Some(open.encoder);
+        }
+        let body = match encoded {
             Ok(body) => Bytes::from(body),
             Err(e) => {
                 // Never seen in practice; the range cannot be shipped, so
@@ -604,6 +620,7 @@ impl Reader {
             epoch: src.epoch,
             stream: open.stream,
             batch,
+            events,
             offsets: open.offsets,
             malformed_offsets: open.malformed_offsets,
             body,

@@ -182,13 +182,23 @@ impl FileWatcher {
             };
             out.bytes_read += n as u64;
             let mut rest = &scratch[..n];
-            while let Some(i) = rest.iter().position(|&b| b == b'\n') {
-                self.keep(&rest[..i], max_line_bytes);
+            while let Some(i) = memchr::memchr(b'\n', rest) {
                 self.scan_pos += i as u64 + 1;
-                out.lines.push(self.finish_line());
-                if out.lines.last().is_some_and(|l| l.truncated) {
+                let line = if self.line.is_empty() && i <= max_line_bytes {
+                    // The whole line is in this chunk: straight to its text.
+                    self.finish_line_from(&rest[..i], false)
+                } else {
+                    self.keep(&rest[..i], max_line_bytes);
+                    let line = std::mem::take(&mut self.line);
+                    let done = self.finish_line_from(&line, self.line_overflow);
+                    self.line = line;
+                    self.line.clear();
+                    done
+                };
+                if line.truncated {
                     out.truncated_lines += 1;
                 }
+                out.lines.push(line);
                 rest = &rest[i + 1..];
             }
             self.keep(rest, max_line_bytes);
@@ -208,19 +218,17 @@ impl FileWatcher {
         }
     }
 
-    /// Closes the current line, which ended just before `scan_pos`.
-    fn finish_line(&mut self) -> Line {
-        let truncated = self.line_overflow;
-        if !truncated && self.line.last() == Some(&b'\r') {
-            self.line.pop();
+    /// Closes the current line, `bytes` (cut to the limit when
+    /// `truncated`), which ended just before `scan_pos`.
+    fn finish_line_from(&mut self, mut bytes: &[u8], truncated: bool) -> Line {
+        if !truncated && let Some(stripped) = bytes.strip_suffix(b"\r") {
+            bytes = stripped;
         }
-        let text = text_of(&self.line, truncated);
         let line = Line {
             offset: self.read_pos,
-            text,
+            text: text_of(bytes, truncated),
             truncated,
         };
-        self.line.clear();
         self.line_overflow = false;
         self.read_pos = self.scan_pos;
         line
