@@ -84,6 +84,12 @@ pub struct ServeArgs {
     /// InfluxDB base URL (v1 API); events, rollups and alerts are stored there.
     #[arg(long, env = "LOGMON_INFLUX_URL")]
     pub influx_url: Option<String>,
+    /// Where alert transitions are sent: `webhook=URL`, `slack=URL`,
+    /// `alertmanager=URL` (the Alertmanager base URL), or `NAME:KIND=URL` to
+    /// name a target. Repeatable. Each target gets every transition, in
+    /// order, retried until delivered.
+    #[arg(long = "notify", value_name = "TARGET")]
+    pub notify: Vec<crate::notify::Target>,
     /// InfluxDB database (v1), created when absent.
     #[arg(long, env = "LOGMON_INFLUX_DB", default_value = "logmon")]
     pub influx_db: String,
@@ -116,6 +122,7 @@ impl ServeArgs {
             threshold: self.threshold,
             window: self.window,
             rules: self.rule,
+            notify: self.notify,
             output: self.output,
             stats_every: self.stats_every,
             top: self.top,

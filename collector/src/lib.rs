@@ -10,6 +10,7 @@ pub mod generate;
 pub mod influx;
 pub mod ingest;
 pub mod live;
+pub mod notify;
 pub mod outbox;
 pub mod output;
 pub mod replay;

@@ -35,6 +35,8 @@ pub struct ServeOptions {
     pub limits: SandboxLimits,
     /// How often segments every consumer passed are deleted.
     pub gc_every: Duration,
+    /// Where transitions are sent besides the console and InfluxDB.
+    pub notify: Vec<crate::notify::Target>,
     /// Where events, rollups and alerts are stored; `None` runs without.
     pub influx: Option<crate::influx::InfluxConfig>,
 }
@@ -167,6 +169,30 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         })
     });
 
+    // Notifiers: one outbox consumer per target.
+    let notifiers: Vec<_> = opts
+        .notify
+        .iter()
+        .map(|target| {
+            let target = target.clone();
+            let outbox = outbox.clone();
+            let settings = crate::notify::NotifySettings {
+                state_dir: Some(opts.data_dir.clone()),
+                ..crate::notify::NotifySettings::default()
+            };
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let name = target.name.clone();
+                let counters = Arc::new(crate::notify::TargetCounters::default());
+                if let Err(e) =
+                    crate::notify::run(target, outbox, settings, counters, shutdown).await
+                {
+                    eprintln!("logmon: notifier {name} stopped: {e}");
+                }
+            })
+        })
+        .collect();
+
     let signals = {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -182,6 +208,9 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let _ = gc.await;
     if let Some(store) = store {
         let _ = store.await;
+    }
+    for n in notifiers {
+        let _ = n.await;
     }
     {
         let state = Arc::clone(&state);
