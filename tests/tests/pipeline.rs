@@ -428,6 +428,69 @@ fn pipe(
     let _ = to.shutdown(std::net::Shutdown::Both);
 }
 
+/// A webhook receiver: keeps the JSON body of every POST, answers 200 and
+/// closes the connection.
+struct WebhookSink {
+    port: u16,
+    got: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+impl WebhookSink {
+    fn start() -> WebhookSink {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&got);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0u8; length];
+                if std::io::Read::read_exact(&mut reader, &mut body).is_ok()
+                    && let Ok(json) = serde_json::from_slice(&body)
+                {
+                    sink.lock().unwrap().push(json);
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                }
+            }
+        });
+        WebhookSink { port, got }
+    }
+
+    /// (state, event second relative to `t0`) of every transition received.
+    fn transitions(&self, t0: i64) -> Vec<(String, i64)> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["state"].as_str().unwrap_or_default().to_owned(),
+                    v["at"].as_i64().unwrap_or_default() - t0,
+                )
+            })
+            .collect()
+    }
+}
+
 /// What a fault scenario does to the running pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
@@ -495,14 +558,27 @@ struct Outcome {
     stored: i64,
     /// Sum of the per-second rollups' hits.
     rolled_up: i64,
-    /// (state, event second relative to the scenario's start).
+    /// (state, event second relative to the scenario's start), as stored.
     transitions: Vec<(String, i64)>,
+    /// The same, as received by a webhook.
+    notified: Vec<(String, i64)>,
 }
 
-fn spawn_collector(port: u16, data: &Path, influx: &str, db: &str, out: &Path) -> Running {
+fn spawn_collector(
+    port: u16,
+    data: &Path,
+    influx: &str,
+    db: &str,
+    out: &Path,
+    webhook: u16,
+) -> Running {
     let c = Running(
         Command::new(collector_bin())
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--notify",
+                &format!("webhook=http://127.0.0.1:{webhook}/hook"),
+            ])
             .args([
                 "--token",
                 "secret",
@@ -570,7 +646,8 @@ fn run_scenario(
         dir.path().join("collector.out"),
     );
     let port = free_port();
-    let mut collector = Some(spawn_collector(port, &data, &url, db, &out));
+    let webhook = WebhookSink::start();
+    let mut collector = Some(spawn_collector(port, &data, &url, db, &out, webhook.port));
     let proxy = Proxy::start(port);
     let checkpoints = dir.path().join("agent");
     let mut agent = Some(spawn_agent(proxy.port, &logs, &checkpoints));
@@ -591,7 +668,7 @@ fn run_scenario(
             (Fault::AgentKill, 17) => agent = Some(spawn_agent(proxy.port, &logs, &checkpoints)),
             (Fault::CollectorKill, 10 | 26) => collector = None,
             (Fault::CollectorKill, 12 | 27) => {
-                collector = Some(spawn_collector(port, &data, &url, db, &out));
+                collector = Some(spawn_collector(port, &data, &url, db, &out, webhook.port));
             }
             (Fault::InfluxOutage, 6) => influx.lock().unwrap().stop(),
             (Fault::InfluxOutage, 36) => influx.lock().unwrap().restart(),
@@ -655,11 +732,16 @@ fn run_scenario(
     let rolled_up = influx.lock().unwrap().scalar(&format!(
         r#"SELECT sum("hits") FROM "{db}"."logmon_rollups"."http_traffic""#
     ));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while webhook.transitions(t0).len() < expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let outcome = Outcome {
         written,
         stored,
         rolled_up,
         transitions: transitions(),
+        notified: webhook.transitions(t0),
     };
     drop(agent);
     drop(collector);
@@ -715,6 +797,10 @@ fn faults_lose_nothing_duplicate_nothing_and_change_no_alert() {
         2 * cycles,
         "fires and resolves once per cycle: {:?}",
         baseline.transitions
+    );
+    assert_eq!(
+        baseline.notified, baseline.transitions,
+        "the webhook got them all"
     );
     for (fault, (outcome, diagnostics)) in &outcomes[1..] {
         assert_eq!(
