@@ -170,10 +170,16 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     });
 
     // Notifiers: one outbox consumer per target.
+    let notify_counters: Vec<(String, Arc<crate::notify::TargetCounters>)> = opts
+        .notify
+        .iter()
+        .map(|t| (t.name.clone(), Arc::default()))
+        .collect();
     let notifiers: Vec<_> = opts
         .notify
         .iter()
-        .map(|target| {
+        .zip(&notify_counters)
+        .map(|(target, (_, counters))| {
             let target = target.clone();
             let outbox = outbox.clone();
             let settings = crate::notify::NotifySettings {
@@ -181,9 +187,9 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                 ..crate::notify::NotifySettings::default()
             };
             let shutdown = shutdown.clone();
+            let counters = Arc::clone(counters);
             tokio::spawn(async move {
                 let name = target.name.clone();
-                let counters = Arc::new(crate::notify::TargetCounters::default());
                 if let Err(e) =
                     crate::notify::run(target, outbox, settings, counters, shutdown).await
                 {
@@ -192,6 +198,14 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             })
         })
         .collect();
+
+    {
+        let live = Arc::clone(&counters);
+        let store = opts.influx.is_some().then(|| Arc::clone(&store_counters));
+        state.add_metrics(crate::ingest::ExtraMetrics(Box::new(move || {
+            pipeline_metrics(&live, store.as_deref(), &notify_counters)
+        })));
+    }
 
     let signals = {
         let shutdown = shutdown.clone();
@@ -225,6 +239,161 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     pipeline.printer.flush()?;
     served.context("serving the ingest API")?;
     Ok(())
+}
+
+/// Prometheus text for the engine, the InfluxDB writer and the notifiers.
+fn pipeline_metrics(
+    live: &LiveCounters,
+    store: Option<&crate::store::StoreCounters>,
+    notifiers: &[(String, Arc<crate::notify::TargetCounters>)],
+) -> String {
+    use std::fmt::Write as _;
+    use std::sync::atomic::AtomicU64;
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, values: &[(String, &AtomicU64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in values {
+            let _ = writeln!(out, "{name}{labels} {}", v.load(Ordering::Relaxed));
+        }
+    };
+    let one = |v| vec![(String::new(), v)];
+    family(
+        "logmon_engine_batches_total",
+        "counter",
+        "Bus records with events the engine read.",
+        &one(&live.batches),
+    );
+    family(
+        "logmon_engine_heartbeats_total",
+        "counter",
+        "Heartbeats and finish markers the engine read.",
+        &one(&live.heartbeats),
+    );
+    family(
+        "logmon_engine_events_total",
+        "counter",
+        "Events the engine aggregated or counted late.",
+        &one(&live.events),
+    );
+    family(
+        "logmon_engine_late_events_total",
+        "counter",
+        "Events whose second had already closed (stored, not evaluated).",
+        &one(&live.late),
+    );
+    family(
+        "logmon_engine_future_events_total",
+        "counter",
+        "Events refused for being too far ahead of the wall clock.",
+        &one(&live.future),
+    );
+    family(
+        "logmon_engine_undecodable_total",
+        "counter",
+        "Bus records the engine could not decode.",
+        &one(&live.undecodable),
+    );
+    family(
+        "logmon_engine_snapshots_total",
+        "counter",
+        "Engine snapshots written.",
+        &one(&live.snapshots),
+    );
+    family(
+        "logmon_engine_replayed_transitions_total",
+        "counter",
+        "Transitions a replay produced again and the outbox recognised.",
+        &one(&live.replayed_transitions),
+    );
+    family(
+        "logmon_engine_watermark_seconds",
+        "gauge",
+        "The global event-time watermark (unix seconds).",
+        &one(&live.watermark),
+    );
+    family(
+        "logmon_engine_bus_offset",
+        "gauge",
+        "The next bus record the engine reads.",
+        &one(&live.offset),
+    );
+    family(
+        "logmon_engine_lag_records",
+        "gauge",
+        "Bus records the engine has yet to read.",
+        &one(&live.lag_records),
+    );
+    if let Some(s) = store {
+        family(
+            "logmon_influx_batches_total",
+            "counter",
+            "Bus records written to InfluxDB.",
+            &one(&s.batches),
+        );
+        family(
+            "logmon_influx_points_total",
+            "counter",
+            "Request points written to InfluxDB.",
+            &one(&s.points),
+        );
+        family(
+            "logmon_influx_alerts_total",
+            "counter",
+            "Alert transitions written to InfluxDB.",
+            &one(&s.alerts),
+        );
+        family(
+            "logmon_influx_partial_writes_total",
+            "counter",
+            "Writes InfluxDB accepted only in part.",
+            &one(&s.partial_writes),
+        );
+        family(
+            "logmon_influx_failures_total",
+            "counter",
+            "Failed write attempts (retried).",
+            &one(&s.failures),
+        );
+        family(
+            "logmon_influx_bus_offset",
+            "gauge",
+            "The next bus record the InfluxDB writer reads.",
+            &one(&s.offset),
+        );
+    }
+    let per_target = |pick: fn(&crate::notify::TargetCounters) -> &AtomicU64| {
+        notifiers
+            .iter()
+            .map(|(name, c)| (format!("{{target=\"{name}\"}}"), pick(c)))
+            .collect::<Vec<_>>()
+    };
+    if !notifiers.is_empty() {
+        family(
+            "logmon_notify_delivered_total",
+            "counter",
+            "Transitions a target accepted.",
+            &per_target(|c| &c.delivered),
+        );
+        family(
+            "logmon_notify_retries_total",
+            "counter",
+            "Failed delivery attempts (retried).",
+            &per_target(|c| &c.retries),
+        );
+        family(
+            "logmon_notify_dropped_total",
+            "counter",
+            "Transitions a target refused for good (4xx).",
+            &per_target(|c| &c.dropped),
+        );
+        family(
+            "logmon_notify_resent_total",
+            "counter",
+            "Firing alerts re-sent to Alertmanager.",
+            &per_target(|c| &c.resent),
+        );
+    }
+    out
 }
 
 async fn wait_for_signal() {

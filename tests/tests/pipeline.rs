@@ -205,6 +205,26 @@ fn lines_from_two_rotating_files_arrive_in_influxdb_exactly() {
     // Nothing arrives twice later either.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(count(), total as i64);
+    // The collector's /metrics: the engine saw every event, none late; the
+    // writer wrote every point.
+    let metrics = get(port, "/metrics");
+    let metric = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(metric("logmon_engine_events_total"), total);
+    assert_eq!(metric("logmon_engine_late_events_total"), 0);
+    assert_eq!(metric("logmon_influx_points_total"), total);
+    assert_eq!(metric("logmon_ingest_events_accepted_total"), total);
+    assert!(
+        metric("logmon_engine_heartbeats_total") > 0,
+        "quiet files heartbeat"
+    );
     let rollups =
         influx.scalar(r#"SELECT sum("hits") FROM "logmon"."logmon_rollups"."http_traffic""#);
     assert_eq!(rollups, total as i64, "the per-second rollups add up");

@@ -134,7 +134,7 @@ pub(crate) async fn handle(
         },
         (&Method::GET, "/health") => health(&state),
         (&Method::GET, "/metrics") => {
-            let mut response = Response::new(Full::new(Bytes::from(state.metrics.render())));
+            let mut response = Response::new(Full::new(Bytes::from(state.render_metrics())));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

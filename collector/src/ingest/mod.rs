@@ -233,6 +233,17 @@ pub struct IngestState {
     jobs: RwLock<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     shutting_down: AtomicBool,
+    /// More metric families for `/metrics` (the engine's, the writer's).
+    extra_metrics: std::sync::OnceLock<ExtraMetrics>,
+}
+
+/// Renders more Prometheus text for `/metrics`.
+pub struct ExtraMetrics(pub Box<dyn Fn() -> String + Send + Sync>);
+
+impl std::fmt::Debug for ExtraMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExtraMetrics")
+    }
 }
 
 impl IngestState {
@@ -259,6 +270,7 @@ impl IngestState {
             jobs: RwLock::new(Some(sender)),
             writer: Mutex::new(Some(writer)),
             shutting_down: AtomicBool::new(false),
+            extra_metrics: std::sync::OnceLock::new(),
         };
         Ok((Arc::new(state), rebuild))
     }
@@ -274,6 +286,20 @@ impl IngestState {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Adds metric families to `/metrics` (set once).
+    pub fn add_metrics(&self, render: ExtraMetrics) {
+        let _ = self.extra_metrics.set(render);
+    }
+
+    /// The `/metrics` text: ingest's families and any added ones.
+    pub fn render_metrics(&self) -> String {
+        let mut text = self.metrics.render();
+        if let Some(extra) = self.extra_metrics.get() {
+            text.push_str(&(extra.0)());
+        }
+        text
     }
 
     pub fn is_shutting_down(&self) -> bool {
