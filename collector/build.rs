@@ -1,5 +1,6 @@
 //! Builds the WebAssembly rules in `wasm-rules/` for `wasm32-wasip2` so the
-//! collector can embed the shipped ones (`high-traffic`, `error-rate`) and its
+//! collector can embed the shipped ones (`high-traffic`, `error-rate`,
+//! `traffic-drop`, `client-flood`) and its
 //! tests can load the hostile one. A nested cargo with its own target dir
 //! avoids waiting on the outer build's lock.
 
@@ -9,6 +10,8 @@ use std::process::Command;
 const RULES: &[(&str, &str)] = &[
     ("rule-high-traffic", "rule_high_traffic"),
     ("rule-error-rate", "rule_error_rate"),
+    ("rule-traffic-drop", "rule_traffic_drop"),
+    ("rule-client-flood", "rule_client_flood"),
     ("rule-hostile", "rule_hostile"),
 ];
 
@@ -27,6 +30,8 @@ fn main() {
         "wasm-rules/sdk",
         "wasm-rules/high-traffic",
         "wasm-rules/error-rate",
+        "wasm-rules/traffic-drop",
+        "wasm-rules/client-flood",
         "wasm-rules/hostile",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());

@@ -179,7 +179,7 @@ fn bad_rules_refuse_to_start_with_a_clear_error() {
         .to_string();
     assert_eq!(
         err,
-        "no shipped rule named `nope` (shipped: high-traffic, error-rate)"
+        "no shipped rule named `nope` (shipped: high-traffic, error-rate, traffic-drop, client-flood)"
     );
     let not_wasm =
         std::env::temp_dir().join(format!("logmon-not-wasm-{}.wasm", std::process::id()));

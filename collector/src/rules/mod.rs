@@ -47,7 +47,7 @@ pub enum RuleFault {
 /// Why a rule could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RuleLoadError {
-    #[error("no shipped rule named `{0}` (shipped: high-traffic, error-rate)")]
+    #[error("no shipped rule named `{0}` (shipped: {names})", names = shipped::names())]
     UnknownShipped(String),
     #[error("reading {path}: {source}")]
     Read {

@@ -25,12 +25,6 @@ impl Default for HighTraffic {
     }
 }
 
-/// The average formatted as the messages print it.
-fn hits(value: f64) -> String {
-    let s = format!("{value:.2}");
-    s.trim_end_matches('0').trim_end_matches('.').to_owned()
-}
-
 impl Rule for HighTraffic {
     fn describe() -> RuleInfo {
         RuleInfo {
@@ -74,7 +68,7 @@ impl Rule for HighTraffic {
             None if value > self.threshold => {
                 let message = format!(
                     "High traffic generated an alert - hits = {}, triggered at {}",
-                    hits(value),
+                    logmon_rule::decimal(value),
                     logmon_rule::when(second.time)
                 );
                 self.fired = Some((second.time, message.clone()));
@@ -84,7 +78,7 @@ impl Rule for HighTraffic {
                 self.fired = None;
                 let message = format!(
                     "High traffic alert recovered - hits = {}, recovered at {}",
-                    hits(value),
+                    logmon_rule::decimal(value),
                     logmon_rule::when(second.time)
                 );
                 vec![Alert::resolved("", value, message)]

@@ -14,10 +14,12 @@
 //! logmon_rule::export_rule!(Quiet);
 //! ```
 
+mod keyed;
 mod params;
 mod state;
 mod window;
 
+pub use keyed::KeyedWindow;
 pub use params::Params;
 pub use state::{StateReader, StateWriter};
 pub use window::Window;
@@ -158,6 +160,17 @@ pub fn when(time: i64) -> String {
     format!("{} {} UTC ({time})", &iso[..10], &iso[11..19])
 }
 
+/// A measured value as messages print it: at most two decimals, trailing
+/// zeros dropped (`10.05`, `9.9`, `3`).
+pub fn decimal(value: f64) -> String {
+    let s = format!("{value:.2}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
+
 impl Alert {
     pub fn firing(key: impl Into<String>, value: f64, message: impl Into<String>) -> Alert {
         Alert {
@@ -187,5 +200,14 @@ mod tests {
         assert_eq!(utc(1_549_573_860), "2019-02-07T21:11:00Z");
         assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(utc(-1), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn decimal_drops_trailing_zeros() {
+        assert_eq!(decimal(10.05), "10.05");
+        assert_eq!(decimal(9.9), "9.9");
+        assert_eq!(decimal(3.0), "3");
+        assert_eq!(decimal(0.004), "0");
+        assert_eq!(decimal(f64::INFINITY), "inf");
     }
 }

@@ -40,11 +40,15 @@ impl Window {
         self.sum == 0
     }
 
-    /// Push the newest second's value, dropping the oldest.
-    pub fn push(&mut self, value: u64) {
+    /// Push the newest second's value, dropping the oldest, which is
+    /// returned: feeding it to a second window chains the two, so the second
+    /// one covers the seconds just before the first (a trailing baseline that
+    /// excludes the recent window).
+    pub fn push(&mut self, value: u64) -> u64 {
         let old = std::mem::replace(&mut self.slots[self.next], value);
         self.sum = self.sum - old + value;
         self.next = (self.next + 1) % self.slots.len();
+        old
     }
 
     /// Sum over the window.
@@ -107,5 +111,17 @@ mod tests {
         assert_eq!(back.sum(), 17);
         let mut r = StateReader::new(&blob, 1).unwrap();
         assert!(Window::restore(&mut r, 4).is_err());
+    }
+
+    #[test]
+    fn push_returns_what_leaves_so_windows_chain() {
+        let mut recent = Window::new(2);
+        let mut before = Window::new(3);
+        for v in 1..=6 {
+            before.push(recent.push(v));
+        }
+        // recent: 5, 6; before: 2, 3, 4 (1 has left both).
+        assert_eq!(recent.sum(), 11);
+        assert_eq!(before.sum(), 9);
     }
 }
