@@ -30,24 +30,25 @@ async fn receiver() -> Receiver {
             let (stream, _) = listener.accept().await.unwrap();
             let (s, g) = (Arc::clone(&s), Arc::clone(&g));
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let (s, g) = (Arc::clone(&s), Arc::clone(&g));
-                    async move {
-                        let path = req.uri().path().to_string();
-                        let body = req.into_body().collect().await.unwrap().to_bytes();
-                        let code = s.load(Ordering::SeqCst);
-                        if code == 200 {
-                            let json = serde_json::from_slice(&body).unwrap();
-                            g.lock().unwrap().push((path, json));
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let (s, g) = (Arc::clone(&s), Arc::clone(&g));
+                        async move {
+                            let path = req.uri().path().to_string();
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let code = s.load(Ordering::SeqCst);
+                            if code == 200 {
+                                let json = serde_json::from_slice(&body).unwrap();
+                                g.lock().unwrap().push((path, json));
+                            }
+                            Ok::<_, std::convert::Infallible>(
+                                Response::builder()
+                                    .status(code)
+                                    .body(Full::new(Bytes::from_static(b"{}")))
+                                    .unwrap(),
+                            )
                         }
-                        Ok::<_, std::convert::Infallible>(
-                            Response::builder()
-                                .status(code)
-                                .body(Full::new(Bytes::from_static(b"{}")))
-                                .unwrap(),
-                        )
-                    }
-                });
+                    });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                     .await;
