@@ -88,6 +88,9 @@ pub struct LiveCounters {
     pub snapshots: AtomicU64,
     /// Transitions a replay produced again and the outbox recognised.
     pub replayed_transitions: AtomicU64,
+    /// The rule instances as `GET /api/rules` shows them, refreshed as
+    /// seconds close (at most ten times a second) and at least each second.
+    pub rules: std::sync::Mutex<serde_json::Value>,
 }
 
 fn wall_seconds() -> i64 {
@@ -221,6 +224,7 @@ pub fn run<W: Write>(
     let mut catching_up = true;
     let mut last_lag_report: Option<Instant> = None;
     let mut last_late_log: Option<Instant> = None;
+    let mut last_view: Option<Instant> = None;
     let mut late_unlogged = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let records = bus.read(live.offset, opts.read_records, 64 << 20)?;
@@ -305,12 +309,27 @@ pub fn run<W: Write>(
                 .store(o.replayed, Ordering::Relaxed);
         }
         let closed = live.engine.counters().seconds_closed;
-        dirty |= !records.is_empty() || closed != closed_before;
+        let seconds_closed = closed != closed_before;
+        dirty |= !records.is_empty() || seconds_closed;
         closed_before = closed;
         if dirty && now.duration_since(last_snapshot) >= opts.snapshot_every {
             take_snapshot(bus, &live, &mut pipeline, opts, counters)?;
             last_snapshot = now;
             dirty = false;
+        }
+        // The rules view follows every closed second (throttled to 10 Hz).
+        if last_view.is_none_or(|at| {
+            let age = now.duration_since(at);
+            age >= Duration::from_secs(1) || (seconds_closed && age >= Duration::from_millis(100))
+        }) {
+            let view: Vec<serde_json::Value> = pipeline
+                .rules
+                .instances()
+                .iter()
+                .map(|i| i.view())
+                .collect();
+            *counters.rules.lock().unwrap_or_else(|e| e.into_inner()) = view.into();
+            last_view = Some(now);
         }
         if records.is_empty() {
             std::thread::sleep(opts.tick);

@@ -207,6 +207,16 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         })));
     }
 
+    {
+        let live = Arc::clone(&counters);
+        let outbox = outbox.clone();
+        state.add_api(crate::ingest::ApiRoutes(Box::new(move |path| match path {
+            "/api/rules" => Some(live.rules.lock().map(|v| v.clone()).unwrap_or_default()),
+            "/api/alerts" => Some(alerts_view(&live, &outbox)),
+            _ => None,
+        })));
+    }
+
     let signals = {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -239,6 +249,39 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     pipeline.printer.flush()?;
     served.context("serving the ingest API")?;
     Ok(())
+}
+
+/// `GET /api/alerts`: the keys firing now (per rule) and the latest
+/// transitions, newest first.
+fn alerts_view(live: &LiveCounters, outbox: &crate::outbox::Outbox) -> serde_json::Value {
+    const HISTORY: u64 = 200;
+    let rules = live.rules.lock().map(|v| v.clone()).unwrap_or_default();
+    let active: Vec<serde_json::Value> = rules
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| {
+            let rule = r["name"].clone();
+            r["active"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |mut a| {
+                    a["rule"] = rule.clone();
+                    a
+                })
+        })
+        .collect();
+    let from = outbox.next_offset().saturating_sub(HISTORY);
+    let mut history: Vec<serde_json::Value> = outbox
+        .read(from, HISTORY as usize)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, t)| crate::notify::webhook_payload(&t))
+        .collect();
+    history.reverse();
+    serde_json::json!({ "active": active, "history": history })
 }
 
 /// Prometheus text for the engine, the InfluxDB writer and the notifiers.

@@ -284,6 +284,40 @@ fn lines_from_two_rotating_files_arrive_in_influxdb_exactly() {
         }
     };
     assert_eq!(stored(expected.len()), expected);
+
+    // The JSON API: the rules with their health, the alert history.
+    let body = |path: &str| -> serde_json::Value {
+        let reply = get(port, path);
+        assert!(reply.starts_with("HTTP/1.1 200"), "{path}: {reply}");
+        serde_json::from_str(reply.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+    };
+    let rules = body("/api/rules");
+    assert_eq!(rules[0]["name"], "high-traffic");
+    assert_eq!(rules[0]["params"]["threshold"], "100");
+    assert!(rules[0]["health"]["evaluations"].as_u64().unwrap() > 0);
+    assert_eq!(rules[0]["health"]["quarantined"], serde_json::Value::Null);
+    // The view follows closed seconds within a tenth of a second.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut alerts = body("/api/alerts");
+    while alerts["active"] != serde_json::json!([]) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        alerts = body("/api/alerts");
+    }
+    assert_eq!(alerts["active"], serde_json::json!([]), "all resolved");
+    let history: Vec<(String, String)> = alerts["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|a| {
+            (
+                a["state"].as_str().unwrap().to_owned(),
+                a["at_rfc3339"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(history, expected, "the API's history is what was printed");
+    assert!(get(port, "/api/nothing").starts_with("HTTP/1.1 404"));
 }
 
 fn start_collector(port: u16, data: &Path, influx: &str) -> Running {

@@ -152,6 +152,9 @@ pub(crate) async fn handle(
                 .insert(header::ALLOW, HeaderValue::from_static(allow));
             response
         }
+        (&Method::GET, _) if state.api(path).is_some() => {
+            json(StatusCode::OK, &state.api(path).unwrap_or_default())
+        }
         _ => json(
             StatusCode::NOT_FOUND,
             &serde_json::json!({ "error": "not_found" }),

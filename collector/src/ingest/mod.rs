@@ -235,6 +235,20 @@ pub struct IngestState {
     shutting_down: AtomicBool,
     /// More metric families for `/metrics` (the engine's, the writer's).
     extra_metrics: std::sync::OnceLock<ExtraMetrics>,
+    /// More read-only JSON routes (`GET /api/...`).
+    api: std::sync::OnceLock<ApiRoutes>,
+}
+
+/// Answers `GET` of a path with JSON, or `None` for an unknown path.
+pub struct ApiRoutes(pub Box<ApiFn>);
+
+/// See [`ApiRoutes`].
+pub type ApiFn = dyn Fn(&str) -> Option<serde_json::Value> + Send + Sync;
+
+impl std::fmt::Debug for ApiRoutes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiRoutes")
+    }
 }
 
 /// Renders more Prometheus text for `/metrics`.
@@ -271,6 +285,7 @@ impl IngestState {
             writer: Mutex::new(Some(writer)),
             shutting_down: AtomicBool::new(false),
             extra_metrics: std::sync::OnceLock::new(),
+            api: std::sync::OnceLock::new(),
         };
         Ok((Arc::new(state), rebuild))
     }
@@ -291,6 +306,16 @@ impl IngestState {
     /// Adds metric families to `/metrics` (set once).
     pub fn add_metrics(&self, render: ExtraMetrics) {
         let _ = self.extra_metrics.set(render);
+    }
+
+    /// Adds read-only JSON routes (set once).
+    pub fn add_api(&self, routes: ApiRoutes) {
+        let _ = self.api.set(routes);
+    }
+
+    /// The JSON for `GET path` from the added routes.
+    pub fn api(&self, path: &str) -> Option<serde_json::Value> {
+        (self.api.get()?.0)(path)
     }
 
     /// The `/metrics` text: ingest's families and any added ones.

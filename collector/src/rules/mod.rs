@@ -154,6 +154,8 @@ pub struct RuleInstance {
     pub info: wit::RuleInfo,
     guest: sandbox::Guest,
     pub health: RuleHealth,
+    /// The parameters it was configured with.
+    pub params: Vec<(String, String)>,
     active: BTreeMap<String, (f64, String)>,
 }
 
@@ -186,7 +188,37 @@ impl RuleInstance {
             info,
             guest,
             health: RuleHealth::default(),
+            params: params.to_vec(),
             active: BTreeMap::new(),
+        })
+    }
+
+    /// What `GET /api/rules` shows of the instance.
+    pub fn view(&self) -> serde_json::Value {
+        let evaluations = self.health.evaluations;
+        let busy_us = self.health.busy.as_secs_f64() * 1e6;
+        serde_json::json!({
+            "name": self.name,
+            "rule": self.info.name,
+            "description": self.info.description,
+            "version": self.info.version,
+            "params": self.params.iter().cloned().collect::<BTreeMap<_, _>>(),
+            "defaults": self.info.params.iter()
+                .map(|p| (p.name.clone(), p.default_value.clone()))
+                .collect::<BTreeMap<_, _>>(),
+            "health": {
+                "evaluations": evaluations,
+                "busy_us": busy_us,
+                "mean_us": if evaluations > 0 { busy_us / evaluations as f64 } else { 0.0 },
+                "quarantined": self.health.quarantined,
+            },
+            "active": self.active.iter()
+                .map(|(k, (v, m))| serde_json::json!({
+                    "key": k,
+                    "value": if v.is_finite() { serde_json::json!(v) } else { serde_json::Value::Null },
+                    "message": m,
+                }))
+                .collect::<Vec<_>>(),
         })
     }
 
