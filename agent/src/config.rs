@@ -27,7 +27,7 @@
 //! retry_max_ms = 30000
 //! request_timeout_ms = 10000
 //! shutdown_deadline_ms = 5000
-//! zstd_level = 3
+//! zstd_level = 1
 //! labels = { dc = "eu-1" }
 //!
 //! [[sources]]
@@ -331,7 +331,7 @@ pub struct AgentConfig {
     /// agent writes its checkpoints and exits. Default: 5000.
     #[serde(default = "AgentConfig::default_shutdown_deadline_ms")]
     pub shutdown_deadline_ms: u64,
-    /// zstd level of request bodies (1-19). Default: 3.
+    /// zstd level of request bodies (1-19). Default: 1.
     #[serde(default = "AgentConfig::default_zstd_level")]
     pub zstd_level: i32,
     /// Tailer settings for every source.

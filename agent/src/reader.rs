@@ -327,7 +327,7 @@ impl Reader {
         for i in 0..count {
             let line = &lines.lines[i];
             let line_end = lines.lines.get(i + 1).map_or(lines.end, |l| l.offset);
-            let state = self.sources[source]
+            let mut state = self.sources[source]
                 .streams
                 .get_mut(&fingerprint)
                 .expect("inserted above");
@@ -337,11 +337,11 @@ impl Reader {
             });
             if full {
                 self.seal(source, fingerprint);
+                state = self.sources[source]
+                    .streams
+                    .get_mut(&fingerprint)
+                    .expect("inserted above");
             }
-            let state = self.sources[source]
-                .streams
-                .get_mut(&fingerprint)
-                .expect("inserted above");
             // Lines of a file whose format could not be detected yet are
             // malformed; the batch still names a format (CLF) for the wire.
             let format = state

@@ -14,7 +14,7 @@
 //! with a plain `BufReader` loop (`wc -l`-like) in this process. To show
 //! where the agent's time goes, its own pieces also run in this process on
 //! the same file: the tailer alone, then with parsing, then with
-//! `wire::encode` of 1,000-event batches (everything but the HTTP exchange,
+//! `wire::Encoder` batches of 1,000 events (everything but the HTTP exchange,
 //! the shipper and the threads). Each run happens `BENCH_RUNS` times (2 by
 //! default), interleaved, and the best time counts.
 //!
@@ -177,7 +177,8 @@ enum Stage {
 
 /// The agent's own pieces on `log`, synchronously on this thread:
 /// `Tailer::poll` (1 MiB budget, as the agent), then `LineParser`, then
-/// `wire::encode` of batches of 1,000 events at the default level. Seconds.
+/// batches of 1,000 events encoded at the default level as the agent does
+/// (each event pushed into a `wire::Encoder`). Seconds.
 fn stage(log: &Log, stage: Stage) -> f64 {
     let started = Instant::now();
     let mut config = TailerConfig::new(vec![log.path.display().to_string()]);
@@ -185,7 +186,8 @@ fn stage(log: &Log, stage: Stage) -> f64 {
     let mut tailer = Tailer::new(config, Checkpoints::new()).expect("a tailer");
     let mut parser = LineParser::new(log.format);
     let mut event = Event::empty();
-    let mut batch = Batch {
+    let mut encoder = wire::Encoder::new();
+    let batch = Batch {
         agent_id: "bench".into(),
         host: "bench".into(),
         stream: StreamId {
@@ -196,7 +198,7 @@ fn stage(log: &Log, stage: Stage) -> f64 {
         end: 0,
         format: log.format,
         labels: Vec::new(),
-        events: Vec::with_capacity(1000),
+        events: Vec::new(),
         malformed: 0,
         caught_up: false,
         finished: false,
@@ -218,19 +220,21 @@ fn stage(log: &Log, stage: Stage) -> f64 {
                 if let Ok(Parsed::Event) = parser.parse_into(&line.text, &mut event) {
                     events += 1;
                     if stage == Stage::Encode {
-                        batch.events.push(event.clone());
-                        if batch.events.len() == 1000 {
-                            let body = wire::encode(&batch, wire::DEFAULT_LEVEL).expect("encoding");
+                        encoder.push(&event);
+                        if encoder.len() == 1000 {
+                            let body = encoder
+                                .finish(&batch, wire::DEFAULT_LEVEL)
+                                .expect("encoding");
                             bytes += body.len() as u64;
-                            batch.events.clear();
                         }
                     }
                 }
             }
         }
     }
-    if !batch.events.is_empty() {
-        bytes += wire::encode(&batch, wire::DEFAULT_LEVEL)
+    if !encoder.is_empty() {
+        bytes += encoder
+            .finish(&batch, wire::DEFAULT_LEVEL)
             .expect("encoding")
             .len() as u64;
     }
@@ -478,7 +482,7 @@ fn main() {
     let stages = [
         (Stage::Tail, "Tailer::poll"),
         (Stage::Parse, "Tailer::poll + parse"),
-        (Stage::Encode, "Tailer::poll + parse + wire::encode"),
+        (Stage::Encode, "Tailer::poll + parse + wire::Encoder"),
     ];
     let mut read_best = [f64::INFINITY; 2];
     let mut stage_best = [[f64::INFINITY; 3]; 2];
