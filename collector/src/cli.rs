@@ -30,6 +30,8 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Run the live collector: ingest API, durable bus, live engine and rules.
     Serve(ServeArgs),
+    /// Write, test and inspect alert rules: `rules new|test|list|describe`.
+    Rules(crate::rules_cli::RulesArgs),
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod output;
 pub mod replay;
 pub mod rules;
+pub mod rules_cli;
 pub mod serve;
 pub mod snapshot;
 pub mod stats;

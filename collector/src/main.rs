@@ -4,8 +4,12 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    let command = match Cli::parse().command {
+        // Its own exit codes: 1 when the rule faults, 2 for bad input.
+        Command::Rules(args) => return logmon_collector::rules_cli::main(args),
+        command => command,
+    };
+    match run(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("logmon-collector: {e:#}");
@@ -14,8 +18,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Rules(_) => unreachable!("handled in main"),
         Command::Replay(args) => {
             let opts = args.options()?;
             let stdout = std::io::stdout().lock();

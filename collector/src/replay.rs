@@ -4,7 +4,7 @@
 //! the seconds close.
 
 use crate::console::Pipeline;
-use crate::engine::EventTimeEngine;
+use crate::engine::{EventTimeEngine, SecondStats};
 use crate::output::{OutputKind, Printer, Summary};
 use crate::rules::{RuleRuntime, RuleSet, RuleSource, RuleSpec, SandboxLimits};
 use crate::stats::StatsClock;
@@ -109,6 +109,51 @@ pub fn run<W: Write>(
             writeln!(diag, "logmon: rule not started: {e}")?;
         }
     }
+    let mut pipeline = Pipeline::new(
+        rules,
+        StatsClock::new(opts.stats_every, opts.top),
+        Printer::new(opts.output, out),
+    );
+    let counts = read_log(opts, diag, &mut |s| {
+        pipeline.on_second(s);
+        pipeline.error.take().map_or(Ok(()), Err)
+    })
+    .context("writing output")?;
+    pipeline.finish_stats()?;
+    let summary = &mut pipeline.summary;
+    summary.lines = counts.lines;
+    summary.events = counts.events;
+    summary.skipped = counts.skipped;
+    summary.malformed = counts.malformed;
+    summary.late = counts.late;
+    if let Some(e) = pipeline.error.take() {
+        return Err(e).context("writing output");
+    }
+    pipeline.printer.summary(&pipeline.summary)?;
+    pipeline.printer.flush()?;
+    Ok(pipeline.summary)
+}
+
+/// What reading a log found, besides its seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogCounts {
+    pub lines: u64,
+    pub events: u64,
+    pub skipped: u64,
+    pub malformed: u64,
+    pub late: u64,
+}
+
+/// Read the log of `opts` (its input, format, lateness and malformed-line
+/// reporting) through the event-time engine, handing each closed second to
+/// `on_second` in order, every second through the end of input. Malformed
+/// lines are reported to `diag`. An error from `on_second` stops the reading
+/// (after the line being handled) and is returned.
+pub fn read_log(
+    opts: &ReplayOptions,
+    diag: &mut dyn Write,
+    on_second: &mut dyn FnMut(&SecondStats) -> std::io::Result<()>,
+) -> anyhow::Result<LogCounts> {
     let (name, reader): (String, Box<dyn Read>) = match &opts.input {
         None => ("<stdin>".into(), Box::new(std::io::stdin().lock())),
         Some(p) if p == Path::new("-") => ("<stdin>".into(), Box::new(std::io::stdin().lock())),
@@ -117,11 +162,11 @@ pub fn run<W: Write>(
             Box::new(std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?),
         ),
     };
-    let mut pipeline = Pipeline::new(
-        rules,
-        StatsClock::new(opts.stats_every, opts.top),
-        Printer::new(opts.output, out),
-    );
+    let mut counts = LogCounts::default();
+    let mut closed = Closed {
+        on_second,
+        failed: None,
+    };
     let mut engine = EventTimeEngine::new(opts.lateness);
     let mut input = LineReader::new(BufReader::with_capacity(1 << 20, reader));
 
@@ -155,9 +200,9 @@ pub fn run<W: Write>(
     let mut event = Event::empty();
     let mut line_no = 0u64;
     let mut handle =
-        |bytes: &[u8], pipeline: &mut Pipeline<W>, diag: &mut dyn Write| -> std::io::Result<()> {
+        |bytes: &[u8], closed: &mut Closed<'_>, diag: &mut dyn Write| -> std::io::Result<()> {
             line_no += 1;
-            pipeline.summary.lines += 1;
+            counts.lines += 1;
             let result = match std::str::from_utf8(bytes) {
                 Ok(text) => parser
                     .parse_into(text, &mut event)
@@ -166,13 +211,13 @@ pub fn run<W: Write>(
             };
             match result {
                 Ok(Parsed::Event) => {
-                    pipeline.summary.events += 1;
-                    engine.observe(&event, &mut |s| pipeline.on_second(s));
+                    counts.events += 1;
+                    engine.observe(&event, &mut |s| closed.second(s));
                 }
-                Ok(Parsed::Skipped) => pipeline.summary.skipped += 1,
+                Ok(Parsed::Skipped) => counts.skipped += 1,
                 Err(reason) => {
-                    pipeline.summary.malformed += 1;
-                    if pipeline.summary.malformed <= opts.report_malformed {
+                    counts.malformed += 1;
+                    if counts.malformed <= opts.report_malformed {
                         writeln!(diag, "{name}:{line_no}: malformed line skipped: {reason}")?;
                     }
                 }
@@ -180,31 +225,46 @@ pub fn run<W: Write>(
             Ok(())
         };
     for line in &head {
-        handle(line, &mut pipeline, diag)?;
+        handle(line, &mut closed, diag)?;
     }
     drop(head);
     while let Some(line) = input.next_line()? {
-        handle(line, &mut pipeline, diag)?;
-        if let Some(e) = pipeline.error.take() {
-            return Err(e).context("writing output");
+        handle(line, &mut closed, diag)?;
+        if closed.failed.is_some() {
+            break;
         }
     }
-    engine.finish(&mut |s| pipeline.on_second(s));
-    pipeline.finish_stats()?;
-    pipeline.summary.late = engine.counters().late;
-    if pipeline.summary.malformed > opts.report_malformed {
+    if closed.failed.is_none() {
+        engine.finish(&mut |s| closed.second(s));
+    }
+    counts.late = engine.counters().late;
+    if counts.malformed > opts.report_malformed {
         writeln!(
             diag,
             "{name}: {} more malformed lines not shown",
-            pipeline.summary.malformed - opts.report_malformed
+            counts.malformed - opts.report_malformed
         )?;
     }
-    if let Some(e) = pipeline.error.take() {
-        return Err(e).context("writing output");
+    match closed.failed {
+        Some(e) => Err(e.into()),
+        None => Ok(counts),
     }
-    pipeline.printer.summary(&pipeline.summary)?;
-    pipeline.printer.flush()?;
-    Ok(pipeline.summary)
+}
+
+/// Hands closed seconds on until the receiver fails once.
+struct Closed<'a> {
+    on_second: &'a mut dyn FnMut(&SecondStats) -> std::io::Result<()>,
+    failed: Option<std::io::Error>,
+}
+
+impl Closed<'_> {
+    fn second(&mut self, s: &SecondStats) {
+        if self.failed.is_none()
+            && let Err(e) = (self.on_second)(s)
+        {
+            self.failed = Some(e);
+        }
+    }
 }
 
 /// Lines from a reader, without their `\n`, reusing one buffer.

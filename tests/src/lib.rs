@@ -136,6 +136,38 @@ pub fn generate(dir: &Path, spec: &GenSpec) -> PathBuf {
     path
 }
 
+/// One request of a hand-built log: client, path, how many times.
+pub type Requests = (&'static str, &'static str, u64);
+
+/// Writes `access.csv` in `dir`, an exercise-CSV log of `seconds` seconds
+/// from `start`: second `s` holds the requests `requests(s)`, in order.
+pub fn csv_by_second(
+    dir: &Path,
+    start: i64,
+    seconds: i64,
+    requests: impl Fn(i64) -> Vec<Requests>,
+) -> PathBuf {
+    use std::fmt::Write as _;
+    let mut log = String::from(
+        "\"remotehost\",\"rfc931\",\"authuser\",\"date\",\"request\",\"status\",\"bytes\"\n",
+    );
+    for s in 0..seconds {
+        for (client, path, n) in requests(s) {
+            for _ in 0..n {
+                writeln!(
+                    log,
+                    "\"{client}\",\"-\",\"apache\",{},\"GET {path} HTTP/1.0\",200,1234",
+                    start + s
+                )
+                .expect("writing to a String");
+            }
+        }
+    }
+    let path = dir.join("access.csv");
+    std::fs::write(&path, log).expect("writing the log");
+    path
+}
+
 // --- replay -------------------------------------------------------------------
 
 /// Arguments of `logmon-collector replay`.

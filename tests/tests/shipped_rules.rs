@@ -2,8 +2,7 @@
 //! `logmon-collector replay` over hand-built logs whose outage and floods are
 //! known to the second.
 
-use logmon_tests::{AlertLine, ReplayRun, State, collector_bin, parse_json_output};
-use std::fmt::Write as _;
+use logmon_tests::{AlertLine, ReplayRun, State, collector_bin, csv_by_second, parse_json_output};
 use std::path::Path;
 use std::process::Command;
 
@@ -13,24 +12,13 @@ const T0: i64 = 1_549_573_860;
 /// A CSV log of `seconds` seconds from `T0`; `clients(s)` lists the requests
 /// of second `s` by client.
 fn csv_log(dir: &Path, seconds: i64, clients: impl Fn(i64) -> Vec<(&'static str, u64)>) -> String {
-    let mut log = String::from(
-        "\"remotehost\",\"rfc931\",\"authuser\",\"date\",\"request\",\"status\",\"bytes\"\n",
-    );
-    for s in 0..seconds {
-        for (client, hits) in clients(s) {
-            for _ in 0..hits {
-                writeln!(
-                    log,
-                    "\"{client}\",\"-\",\"apache\",{},\"GET /api/user HTTP/1.0\",200,1234",
-                    T0 + s
-                )
-                .unwrap();
-            }
-        }
-    }
-    let path = dir.join("access.csv");
-    std::fs::write(&path, log).expect("writing the log");
-    path.to_str().expect("UTF-8 path").to_owned()
+    let log = csv_by_second(dir, T0, seconds, |s| {
+        clients(s)
+            .into_iter()
+            .map(|(client, hits)| (client, "/api/user", hits))
+            .collect()
+    });
+    log.to_str().expect("UTF-8 path").to_owned()
 }
 
 /// Four steady clients, one request a second each: 4 req/s.
