@@ -92,6 +92,10 @@ pub struct ServeArgs {
     /// order, retried until delivered.
     #[arg(long = "notify", value_name = "TARGET")]
     pub notify: Vec<crate::notify::Target>,
+    /// A TOML file of rule instances (lifecycle, severity, routing) and
+    /// notification targets; see the README. Adds to --rule and --notify.
+    #[arg(long, env = "LOGMON_CONFIG")]
+    pub config: Option<PathBuf>,
     /// InfluxDB database (v1), created when absent.
     #[arg(long, env = "LOGMON_INFLUX_DB", default_value = "logmon")]
     pub influx_db: String,
@@ -110,8 +114,20 @@ impl ServeArgs {
             max_backlog_bytes: self.max_backlog_mib << 20,
             ..crate::ingest::IngestConfig::default()
         };
+        let configured = match &self.config {
+            Some(path) => crate::config::CollectorConfig::load(path)?
+                .resolve()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            None => crate::config::Configured::default(),
+        };
+        let mut rules = self.rule;
+        rules.extend(configured.rules);
+        let mut notify = self.notify;
+        notify.extend(configured.targets);
         Ok(crate::serve::ServeOptions {
             data_dir: self.data_dir.clone(),
+            severity: configured.severity,
+            routes: configured.routes,
             ingest,
             live: crate::live::LiveOptions {
                 lateness: self.lateness,
@@ -123,8 +139,8 @@ impl ServeArgs {
             },
             threshold: self.threshold,
             window: self.window,
-            rules: self.rule,
-            notify: self.notify,
+            rules,
+            notify,
             output: self.output,
             stats_every: self.stats_every,
             top: self.top,

@@ -4,6 +4,7 @@
 
 pub mod bus;
 pub mod cli;
+pub mod config;
 pub mod console;
 pub mod engine;
 pub mod generate;

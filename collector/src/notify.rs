@@ -112,6 +112,10 @@ pub struct NotifySettings {
     pub resend_every: Duration,
     /// Where per-target state (Alertmanager's active set) is kept.
     pub state_dir: Option<PathBuf>,
+    /// Rule instance → the only targets it notifies (absent: every target).
+    pub routes: BTreeMap<String, Vec<String>>,
+    /// Rule instance → severity label.
+    pub severity: BTreeMap<String, String>,
 }
 
 impl Default for NotifySettings {
@@ -122,6 +126,8 @@ impl Default for NotifySettings {
             request_timeout: Duration::from_secs(10),
             resend_every: Duration::from_secs(60),
             state_dir: None,
+            routes: BTreeMap::new(),
+            severity: BTreeMap::new(),
         }
     }
 }
@@ -173,11 +179,19 @@ fn rfc3339(unix: i64) -> String {
 
 /// An Alertmanager alert for a transition; `ends_at` is when it resolves
 /// (firing: a little ahead, refreshed by re-sending).
-fn alertmanager_alert(t: &Transition, starts_at: i64, ends_at: i64) -> serde_json::Value {
+fn alertmanager_alert(
+    t: &Transition,
+    severity: &str,
+    starts_at: i64,
+    ends_at: i64,
+) -> serde_json::Value {
     let mut labels = serde_json::Map::new();
     labels.insert("alertname".into(), json!(t.rule));
     if !t.key.is_empty() {
         labels.insert("key".into(), json!(t.key));
+    }
+    if !severity.is_empty() {
+        labels.insert("severity".into(), json!(severity));
     }
     labels.insert("source".into(), json!("logmon"));
     json!({
@@ -342,19 +356,34 @@ pub async fn run(
                 .expect("the read task does not panic")?
         };
         for (at, t) in &batch {
+            let routed_elsewhere = settings
+                .routes
+                .get(&t.rule)
+                .is_some_and(|only| !only.contains(&target.name));
+            if routed_elsewhere {
+                offset = at + 1;
+                continue;
+            }
+            let severity = settings.severity.get(&t.rule).map_or("", String::as_str);
             let (url, body) = match target.kind {
-                TargetKind::Webhook => (target.url.as_str(), webhook_payload(t)),
+                TargetKind::Webhook => {
+                    let mut body = webhook_payload(t);
+                    if !severity.is_empty() {
+                        body["severity"] = json!(severity);
+                    }
+                    (target.url.as_str(), body)
+                }
                 TargetKind::Slack => (target.url.as_str(), slack_payload(t)),
                 TargetKind::Alertmanager => {
                     let key = am_key(t);
                     let body = match t.state {
                         AlertState::Firing => {
                             am.active.insert(key, (t.clone(), t.at));
-                            alertmanager_alert(t, t.at, ahead(unix_now()))
+                            alertmanager_alert(t, severity, t.at, ahead(unix_now()))
                         }
                         AlertState::Resolved => {
                             let started = am.active.remove(&key).map_or(t.at, |(_, s)| s);
-                            alertmanager_alert(t, started, t.at)
+                            alertmanager_alert(t, severity, started, t.at)
                         }
                     };
                     (am_url.as_str(), json!([body]))
@@ -394,7 +423,10 @@ pub async fn run(
             let alerts: Vec<_> = am
                 .active
                 .values()
-                .map(|(t, started)| alertmanager_alert(t, *started, ahead(unix_now())))
+                .map(|(t, started)| {
+                    let severity = settings.severity.get(&t.rule).map_or("", String::as_str);
+                    alertmanager_alert(t, severity, *started, ahead(unix_now()))
+                })
                 .collect();
             if let Some(Sent::Accepted) = sender
                 .deliver(&target, &am_url, &json!(alerts), &counters, &shutdown)

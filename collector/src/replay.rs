@@ -87,10 +87,11 @@ pub fn rule_specs(opts: &ReplayOptions) -> anyhow::Result<Vec<RuleSpec>> {
             .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
             .collect();
         files.sort();
-        specs.extend(files.into_iter().map(|path| RuleSpec {
-            source: RuleSource::File(path),
-            params: Vec::new(),
-        }));
+        specs.extend(
+            files
+                .into_iter()
+                .map(|path| RuleSpec::new(RuleSource::File(path), Vec::new())),
+        );
     }
     specs.extend(opts.rules.iter().cloned());
     Ok(specs)

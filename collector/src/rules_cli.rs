@@ -179,10 +179,7 @@ fn start(
     component: &str,
     params: &[(String, String)],
 ) -> Result<usize, Failure> {
-    // Any spec with the host's defaults, then this component and parameters.
-    let mut spec = RuleSpec::high_traffic(10.0, 120);
-    spec.source = source(component);
-    spec.params = params.to_vec();
+    let spec = RuleSpec::new(source(component), params.to_vec());
     match rules.add(&spec) {
         Ok(_) => Ok(rules.instances().len() - 1),
         Err(e @ RuleLoadError::Fault(..)) => Err(Failure::Failed(e.into())),

@@ -37,6 +37,10 @@ pub struct ServeOptions {
     pub gc_every: Duration,
     /// Where transitions are sent besides the console and InfluxDB.
     pub notify: Vec<crate::notify::Target>,
+    /// Rule instance → severity label (from the config file).
+    pub severity: std::collections::BTreeMap<String, String>,
+    /// Rule instance → the only targets it notifies.
+    pub routes: std::collections::BTreeMap<String, Vec<String>>,
     /// Where events, rollups and alerts are stored; `None` runs without.
     pub influx: Option<crate::influx::InfluxConfig>,
 }
@@ -184,6 +188,8 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             let outbox = outbox.clone();
             let settings = crate::notify::NotifySettings {
                 state_dir: Some(opts.data_dir.clone()),
+                routes: opts.routes.clone(),
+                severity: opts.severity.clone(),
                 ..crate::notify::NotifySettings::default()
             };
             let shutdown = shutdown.clone();

@@ -166,7 +166,16 @@ mod tests {
             rules: vec![SavedRule {
                 name: "high-traffic".into(),
                 state: vec![1, 2, 3],
-                active: vec![(String::new(), 12.25, "High traffic".into())],
+                keys: [(
+                    String::new(),
+                    crate::rules::lifecycle::KeyState::Firing {
+                        since: 100,
+                        value: 12.25,
+                        message: "High traffic".into(),
+                        quiet: None,
+                    },
+                )]
+                .into(),
             }],
             taken_at_ms: 1,
         }

@@ -85,7 +85,7 @@ fn settings() -> NotifySettings {
         retry_max: Duration::from_millis(100),
         request_timeout: Duration::from_secs(2),
         resend_every: Duration::from_millis(300),
-        state_dir: None,
+        ..NotifySettings::default()
     }
 }
 
@@ -235,6 +235,46 @@ async fn alertmanager_gets_firing_alerts_again_until_they_resolve() {
     assert_eq!(
         last["annotations"]["summary"],
         "client-flood 10.0.0.9 Resolved at 1800000060"
+    );
+}
+
+#[tokio::test]
+async fn routes_and_severity_decide_what_a_target_gets() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(dir.path()).unwrap();
+    let rx = receiver().await;
+    let target: Target = format!("ops:webhook={}/ops", rx.url).parse().unwrap();
+    let mut s = settings();
+    s.routes.insert("elsewhere".into(), vec!["chat".into()]);
+    s.routes.insert("mine".into(), vec!["ops".into()]);
+    s.severity.insert("mine".into(), "page".into());
+    outbox
+        .append(&[
+            t("elsewhere", "", AlertState::Firing, 1),
+            t("mine", "", AlertState::Firing, 2),
+            t("anyone", "", AlertState::Firing, 3),
+        ])
+        .unwrap();
+    let stop = start(&target, &outbox, s);
+    wait_until("two", || rx.got().len() >= 2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.cancel();
+    let got: Vec<(String, String)> = rx
+        .got()
+        .iter()
+        .map(|(_, b)| {
+            (
+                b["rule"].as_str().unwrap().to_owned(),
+                b["severity"].as_str().unwrap_or("-").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("mine".to_string(), "page".to_string()),
+            ("anyone".to_string(), "-".to_string())
+        ]
     );
 }
 

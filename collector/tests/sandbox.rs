@@ -9,13 +9,13 @@ use logmon_collector::rules::{
 use std::time::Duration;
 
 fn spec(source: RuleSource, params: &[(&str, &str)]) -> RuleSpec {
-    RuleSpec {
+    RuleSpec::new(
         source,
-        params: params
+        params
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
-    }
+    )
 }
 
 fn high_traffic() -> RuleSpec {
@@ -221,4 +221,46 @@ fn state_moves_between_instances_through_save_and_restore() {
     assert_eq!(ta, tb);
     assert_eq!(tb.len(), 3);
     assert!(q.is_empty());
+}
+
+/// The host's lifecycle on a real rule: with `for` 3 s the first burst
+/// (firing 1003–1006 by the rule's account) fires at 1006, the second
+/// (1012–1015) at 1015; `keep_firing_for` 2 s delays each resolution by 2 s;
+/// a pending key that stops before `for` never fires.
+#[test]
+fn for_and_keep_firing_for_shape_the_transitions() {
+    let got = |spec: RuleSpec| -> Vec<(AlertState, i64)> {
+        run(&[spec]).0.iter().map(|t| (t.state, t.at)).collect()
+    };
+    let mut pending = high_traffic();
+    pending.pending_for = 3;
+    assert_eq!(
+        got(pending),
+        [
+            (AlertState::Firing, 1006),
+            (AlertState::Resolved, 1007),
+            (AlertState::Firing, 1015),
+            (AlertState::Resolved, 1016),
+        ]
+    );
+    let mut long = high_traffic();
+    long.pending_for = 4;
+    assert_eq!(got(long), [], "neither burst fires for 4 s");
+    let mut kept = high_traffic();
+    kept.keep_firing_for = 2;
+    assert_eq!(
+        got(kept),
+        [
+            (AlertState::Firing, 1003),
+            (AlertState::Resolved, 1009),
+            (AlertState::Firing, 1012),
+            (AlertState::Resolved, 1018),
+        ]
+    );
+    // The same from the command-line form.
+    let parsed: RuleSpec = "high-traffic:threshold=2,window=5,for=3s,keep_firing_for=2"
+        .parse()
+        .unwrap();
+    assert_eq!((parsed.pending_for, parsed.keep_firing_for), (3, 2));
+    assert_eq!(parsed.params, high_traffic().params);
 }

@@ -7,6 +7,7 @@
 //! cannot fire twice without resolving in between, because transitions are
 //! the host's diff of consecutive firing sets.
 
+pub mod lifecycle;
 mod sandbox;
 pub mod shipped;
 
@@ -69,24 +70,62 @@ pub enum RuleSource {
     File(PathBuf),
 }
 
-/// One rule instance to run: a component and its parameters.
+/// One rule instance to run: a component, its parameters and how the host
+/// runs its alerts' lifecycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleSpec {
     pub source: RuleSource,
     pub params: Vec<(String, String)>,
+    /// The instance's name; by default the rule's own (`name#2`, … when taken).
+    pub name: Option<String>,
+    /// Seconds a key must fire before it is firing (pending meanwhile).
+    pub pending_for: u32,
+    /// Seconds a key keeps firing after the rule stops reporting it.
+    pub keep_firing_for: u32,
 }
 
 impl RuleSpec {
+    /// An instance of `source` with `params` and no lifecycle durations.
+    pub fn new(source: RuleSource, params: Vec<(String, String)>) -> RuleSpec {
+        RuleSpec {
+            source,
+            params,
+            name: None,
+            pending_for: 0,
+            keep_firing_for: 0,
+        }
+    }
+
     /// The exercise's rule, `high-traffic`, with its threshold and window.
     pub fn high_traffic(threshold: f64, window: u32) -> RuleSpec {
-        RuleSpec {
-            source: RuleSource::Shipped("high-traffic".into()),
-            params: vec![
+        RuleSpec::new(
+            RuleSource::Shipped("high-traffic".into()),
+            vec![
                 ("threshold".into(), threshold.to_string()),
                 ("window".into(), window.to_string()),
             ],
-        }
+        )
     }
+}
+
+/// A duration in seconds: `90`, `90s`, `5m`, `2h`.
+pub fn parse_seconds(s: &str) -> Result<u32, String> {
+    let s = s.trim();
+    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, ""),
+    };
+    let n: u32 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (90, 90s, 5m, 2h)"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("`{s}`: the units are s, m and h")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("`{s}` is too long"))
 }
 
 impl std::str::FromStr for RuleSpec {
@@ -107,7 +146,7 @@ impl std::str::FromStr for RuleSpec {
         } else {
             RuleSource::Shipped(source.to_owned())
         };
-        let params = params
+        let params: Vec<(String, String)> = params
             .split(',')
             .filter(|p| !p.is_empty())
             .map(|p| {
@@ -116,7 +155,17 @@ impl std::str::FromStr for RuleSpec {
                     .ok_or_else(|| format!("parameter `{p}` is not key=value"))
             })
             .collect::<Result<_, _>>()?;
-        Ok(RuleSpec { source, params })
+        // `for`, `keep_firing_for` and `name` are the host's, not the rule's.
+        let mut spec = RuleSpec::new(source, Vec::new());
+        for (k, v) in params {
+            match k.as_str() {
+                "for" => spec.pending_for = parse_seconds(&v)?,
+                "keep_firing_for" => spec.keep_firing_for = parse_seconds(&v)?,
+                "name" => spec.name = Some(v),
+                _ => spec.params.push((k, v)),
+            }
+        }
+        Ok(spec)
     }
 }
 
@@ -156,7 +205,8 @@ pub struct RuleInstance {
     pub health: RuleHealth,
     /// The parameters it was configured with.
     pub params: Vec<(String, String)>,
-    active: BTreeMap<String, (f64, String)>,
+    /// Each key's place in the alert lifecycle.
+    pub lifecycle: lifecycle::Lifecycle,
 }
 
 impl std::fmt::Debug for RuleInstance {
@@ -189,7 +239,7 @@ impl RuleInstance {
             guest,
             health: RuleHealth::default(),
             params: params.to_vec(),
-            active: BTreeMap::new(),
+            lifecycle: lifecycle::Lifecycle::default(),
         })
     }
 
@@ -212,8 +262,17 @@ impl RuleInstance {
                 "mean_us": if evaluations > 0 { busy_us / evaluations as f64 } else { 0.0 },
                 "quarantined": self.health.quarantined,
             },
-            "active": self.active.iter()
-                .map(|(k, (v, m))| serde_json::json!({
+            "for": self.lifecycle.pending_for,
+            "keep_firing_for": self.lifecycle.keep_firing_for,
+            "pending": self.lifecycle.keys.iter()
+                .filter_map(|(k, s)| match s {
+                    lifecycle::KeyState::Pending { since, value, .. } =>
+                        Some(serde_json::json!({ "key": k, "since": since, "value": value })),
+                    lifecycle::KeyState::Firing { .. } => None,
+                })
+                .collect::<Vec<_>>(),
+            "active": self.lifecycle.firing()
+                .map(|(k, v, m)| serde_json::json!({
                     "key": k,
                     "value": if v.is_finite() { serde_json::json!(v) } else { serde_json::Value::Null },
                     "message": m,
@@ -263,47 +322,29 @@ impl RuleInstance {
             let into = if a.firing { &mut firing } else { &mut quiet };
             into.entry(a.key).or_insert((a.value, a.message));
         }
-        for (key, (value, _)) in &self.active {
-            if !firing.contains_key(key) {
-                let (value, message) = quiet.remove(key).unwrap_or_else(|| {
+        let name = &self.name;
+        self.lifecycle.step(
+            name,
+            at,
+            &firing,
+            |key, last| {
+                quiet.remove(key).unwrap_or_else(|| {
                     let what = if key.is_empty() {
-                        self.name.clone()
+                        name.clone()
                     } else {
-                        format!("{} {key}", self.name)
+                        format!("{name} {key}")
                     };
                     let when = crate::output::utc(at);
-                    (*value, format!("{what} resolved at {when} ({at})"))
-                });
-                out.push(Transition {
-                    rule: self.name.clone(),
-                    key: key.clone(),
-                    state: AlertState::Resolved,
-                    at,
-                    value,
-                    message,
-                });
-            }
-        }
-        for (key, (value, message)) in &firing {
-            if !self.active.contains_key(key) {
-                out.push(Transition {
-                    rule: self.name.clone(),
-                    key: key.clone(),
-                    state: AlertState::Firing,
-                    at,
-                    value: *value,
-                    message: message.clone(),
-                });
-            }
-        }
-        self.active = firing;
+                    (last, format!("{what} resolved at {when} ({at})"))
+                })
+            },
+            out,
+        );
     }
 
     /// Keys firing now, with their latest value and message.
     pub fn active(&self) -> impl Iterator<Item = (&str, f64, &str)> {
-        self.active
-            .iter()
-            .map(|(k, (v, m))| (k.as_str(), *v, m.as_str()))
+        self.lifecycle.firing()
     }
 
     pub fn save(&mut self) -> Result<Vec<u8>, RuleFault> {
@@ -330,8 +371,8 @@ pub struct Quarantine {
 pub struct SavedRule {
     pub name: String,
     pub state: Vec<u8>,
-    /// Firing keys with their latest value and message.
-    pub active: Vec<(String, f64, String)>,
+    /// Each pending or firing key's lifecycle state.
+    pub keys: BTreeMap<String, lifecycle::KeyState>,
 }
 
 /// Every rule instance of a run, evaluated together on each closed second.
@@ -377,6 +418,10 @@ impl RuleSet {
             .compile(&bytes)
             .map_err(|e| RuleLoadError::Compile(label.clone(), e))?;
         let mut instance = RuleInstance::start(&self.runtime, &component, &label, &spec.params)?;
+        instance.lifecycle = lifecycle::Lifecycle::new(spec.pending_for, spec.keep_firing_for);
+        if let Some(name) = &spec.name {
+            instance.name.clone_from(name);
+        }
         let base = instance.name.clone();
         let mut n = 1;
         while self.instances.iter().any(|i| i.name == instance.name) {
@@ -397,11 +442,7 @@ impl RuleSet {
                 Ok(state) => saved.push(SavedRule {
                     name: instance.name.clone(),
                     state,
-                    active: instance
-                        .active
-                        .iter()
-                        .map(|(k, (v, m))| (k.clone(), *v, m.clone()))
-                        .collect(),
+                    keys: instance.lifecycle.keys.clone(),
                 }),
                 Err(fault) => {
                     instance.health.quarantined = Some(fault.to_string());
@@ -432,11 +473,7 @@ impl RuleSet {
             };
             match instance.restore(&s.state) {
                 Ok(Ok(())) => {
-                    instance.active = s
-                        .active
-                        .iter()
-                        .map(|(k, v, m)| (k.clone(), (*v, m.clone())))
-                        .collect();
+                    instance.lifecycle.keys = s.keys.clone();
                 }
                 Ok(Err(reason)) => {
                     fresh.push(format!(
