@@ -92,6 +92,11 @@ pub struct ServeArgs {
     /// order, retried until delivered.
     #[arg(long = "notify", value_name = "TARGET")]
     pub notify: Vec<crate::notify::Target>,
+    /// A directory of rule components (`*.wasm`), watched: adding,
+    /// replacing or removing a file starts, swaps or stops its instance
+    /// within seconds, without a restart.
+    #[arg(long)]
+    pub rules_dir: Option<PathBuf>,
     /// A TOML file of rule instances (lifecycle, severity, routing) and
     /// notification targets; see the README. Adds to --rule and --notify.
     #[arg(long, env = "LOGMON_CONFIG")]
@@ -135,6 +140,7 @@ impl ServeArgs {
                 silent_after: Duration::from_secs(self.silent_after),
                 snapshot_dir: Some(self.data_dir.clone()),
                 snapshot_every: Duration::from_secs(self.snapshot_every.max(1)),
+                rules_dir: self.rules_dir.clone(),
                 ..crate::live::LiveOptions::default()
             },
             threshold: self.threshold,

@@ -54,6 +54,8 @@ pub struct LiveOptions {
     /// committed offset with a fresh engine).
     pub snapshot_dir: Option<PathBuf>,
     pub snapshot_every: Duration,
+    /// A watched directory of rule components (see [`crate::rules::reload`]).
+    pub rules_dir: Option<PathBuf>,
 }
 
 impl Default for LiveOptions {
@@ -68,6 +70,7 @@ impl Default for LiveOptions {
             limits: Limits::default(),
             snapshot_dir: None,
             snapshot_every: Duration::from_secs(5),
+            rules_dir: None,
         }
     }
 }
@@ -216,6 +219,18 @@ pub fn run<W: Write>(
     counters: &LiveCounters,
     stop: &AtomicBool,
 ) -> anyhow::Result<Pipeline<W>> {
+    // The watched rules load before the snapshot is restored, so they get
+    // their saved state back too.
+    let mut rules_dir = opts
+        .rules_dir
+        .as_ref()
+        .map(crate::rules::reload::RulesDir::new);
+    if let Some(d) = &mut rules_dir {
+        for line in d.poll(&mut pipeline.rules) {
+            eprintln!("logmon: {line}");
+        }
+    }
+    let mut last_reload = Instant::now();
     let mut live = resume(bus, outbox, &mut pipeline, opts)?;
     let max_future = opts.max_future.as_secs() as i64;
     let mut last_snapshot = Instant::now();
@@ -316,6 +331,14 @@ pub fn run<W: Write>(
             take_snapshot(bus, &live, &mut pipeline, opts, counters)?;
             last_snapshot = now;
             dirty = false;
+        }
+        if let Some(d) = &mut rules_dir
+            && now.duration_since(last_reload) >= Duration::from_secs(2)
+        {
+            for line in d.poll(&mut pipeline.rules) {
+                eprintln!("logmon: {line}");
+            }
+            last_reload = now;
         }
         // The rules view follows every closed second (throttled to 10 Hz).
         if last_view.is_none_or(|at| {

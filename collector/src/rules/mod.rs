@@ -8,6 +8,7 @@
 //! the host's diff of consecutive firing sets.
 
 pub mod lifecycle;
+pub mod reload;
 mod sandbox;
 pub mod shipped;
 
@@ -356,6 +357,27 @@ impl RuleInstance {
     }
 }
 
+/// Hand `saved` to `instance`; `None` when it took it, else why it starts fresh.
+fn restore_one(instance: &mut RuleInstance, saved: &SavedRule) -> Option<String> {
+    match instance.restore(&saved.state) {
+        Ok(Ok(())) => {
+            instance.lifecycle.keys = saved.keys.clone();
+            None
+        }
+        Ok(Err(reason)) => Some(format!(
+            "{}: saved state refused ({reason}), starting fresh",
+            instance.name
+        )),
+        Err(fault) => {
+            instance.health.quarantined = Some(fault.to_string());
+            Some(format!(
+                "{}: quarantined while restoring: {fault}",
+                instance.name
+            ))
+        }
+    }
+}
+
 /// A rule that was quarantined, reported once.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Quarantine {
@@ -471,26 +493,52 @@ impl RuleSet {
                 fresh.push(format!("{}: no saved state, starting fresh", instance.name));
                 continue;
             };
-            match instance.restore(&s.state) {
-                Ok(Ok(())) => {
-                    instance.lifecycle.keys = s.keys.clone();
-                }
-                Ok(Err(reason)) => {
-                    fresh.push(format!(
-                        "{}: saved state refused ({reason}), starting fresh",
-                        instance.name
-                    ));
-                }
-                Err(fault) => {
-                    instance.health.quarantined = Some(fault.to_string());
-                    fresh.push(format!(
-                        "{}: quarantined while restoring: {fault}",
-                        instance.name
-                    ));
-                }
+            if let Some(why) = restore_one(instance, s) {
+                fresh.push(why);
             }
         }
         if fresh.is_empty() { Ok(()) } else { Err(fresh) }
+    }
+
+    /// Stop and forget the instance `name`.
+    pub fn remove(&mut self, name: &str) -> Option<RuleInstance> {
+        let i = self.instances.iter().position(|i| i.name == name)?;
+        Some(self.instances.remove(i))
+    }
+
+    /// Replace the instance `name` with a new one from `spec` (same name),
+    /// handing it the old one's state. `Ok(None)`: the new rule took the
+    /// state; `Ok(Some(why))`: it starts fresh, and why.
+    pub fn replace(
+        &mut self,
+        name: &str,
+        spec: &RuleSpec,
+    ) -> Result<Option<String>, RuleLoadError> {
+        let saved = match self.instances.iter_mut().find(|i| i.name == name) {
+            Some(old) if !old.is_quarantined() => old.save().ok().map(|state| SavedRule {
+                name: name.to_owned(),
+                state,
+                keys: old.lifecycle.keys.clone(),
+            }),
+            _ => None,
+        };
+        let mut spec = spec.clone();
+        spec.name = Some(name.to_owned());
+        // Start the new one first: a component that does not load leaves the
+        // old instance running.
+        let position = self.instances.iter().position(|i| i.name == name);
+        let old = position.map(|i| self.instances.remove(i));
+        if let Err(e) = self.add(&spec) {
+            if let (Some(i), Some(old)) = (position, old) {
+                self.instances.insert(i, old);
+            }
+            return Err(e);
+        }
+        let new = self.instances.last_mut().expect("just added");
+        Ok(match saved {
+            Some(s) => restore_one(new, &s),
+            None => Some(format!("{name}: no state to carry over, starting fresh")),
+        })
     }
 
     /// Evaluate a closed second on every live instance.

@@ -1,0 +1,91 @@
+//! The watched rules directory: components added, replaced and removed while
+//! seconds are evaluated.
+
+use logmon_collector::engine::SecondStats;
+use logmon_collector::rules::reload::RulesDir;
+use logmon_collector::rules::shipped::{ERROR_RATE, HIGH_TRAFFIC};
+use logmon_collector::rules::{AlertState, RuleRuntime, RuleSet, SandboxLimits, Transition};
+use std::path::Path;
+
+fn second(time: i64, hits: u64) -> SecondStats {
+    SecondStats {
+        time,
+        hits,
+        ..SecondStats::default()
+    }
+}
+
+fn evaluate(rules: &mut RuleSet, from: i64, hits: &[u64]) -> Vec<(String, AlertState, i64)> {
+    let mut out: Vec<Transition> = Vec::new();
+    let mut quarantined = Vec::new();
+    for (i, &h) in hits.iter().enumerate() {
+        rules.evaluate(&second(from + i as i64, h), &mut out, &mut quarantined);
+    }
+    assert!(quarantined.is_empty(), "{quarantined:?}");
+    out.into_iter().map(|t| (t.rule, t.state, t.at)).collect()
+}
+
+/// Writes `bytes` as `path`, making sure the file looks changed.
+fn write(path: &Path, bytes: &[u8]) {
+    let before = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    loop {
+        std::fs::write(path, bytes).unwrap();
+        let after = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        if after != before {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn added_replaced_and_removed_components_take_effect_at_the_next_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rules = RuleSet::new(RuleRuntime::new(SandboxLimits::default()).unwrap());
+    let mut watched = RulesDir::new(dir.path());
+    assert!(watched.poll(&mut rules).is_empty());
+
+    // Added: runs with its defaults (high-traffic: 10 req/s over 120 s).
+    write(&dir.path().join("busy.wasm"), HIGH_TRAFFIC);
+    let log = watched.poll(&mut rules);
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(log[0].starts_with("rule busy started from"), "{log:?}");
+    assert_eq!(
+        evaluate(&mut rules, 1_000, &[2_000]),
+        vec![("busy".to_string(), AlertState::Firing, 1_000)]
+    );
+    assert!(watched.poll(&mut rules).is_empty(), "nothing changed");
+
+    // Replaced by the same rule: it takes the old state, so it neither fires
+    // again nor forgets the burst in its window.
+    write(&dir.path().join("busy.wasm"), HIGH_TRAFFIC);
+    assert_eq!(
+        watched.poll(&mut rules),
+        vec!["rule busy replaced; its state carried over".to_string()]
+    );
+    assert_eq!(evaluate(&mut rules, 1_001, &[0; 10]), vec![]);
+
+    // Replaced by another rule: the old state is refused, it starts fresh.
+    write(&dir.path().join("busy.wasm"), ERROR_RATE);
+    let log = watched.poll(&mut rules);
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(
+        log[0].starts_with("rule busy replaced; busy: saved state refused"),
+        "{log:?}"
+    );
+    assert!(log[0].ends_with("starting fresh"), "{log:?}");
+
+    // A broken file: reported, nothing else disturbed.
+    write(&dir.path().join("broken.wasm"), b"not a component");
+    let log = watched.poll(&mut rules);
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(log[0].starts_with("rule from"), "{log:?}");
+    assert_eq!(rules.instances().len(), 1);
+
+    // Removed.
+    std::fs::remove_file(dir.path().join("busy.wasm")).unwrap();
+    let log = watched.poll(&mut rules);
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(log[0].starts_with("rule busy stopped"), "{log:?}");
+    assert!(rules.instances().is_empty());
+}
