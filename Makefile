@@ -29,6 +29,7 @@ demo: build
 bench: setup
 	$(CARGO) build --release -p logmon-collector -p logmon-agent
 	$(CARGO) bench -p logmon-collector --bench replay
+	$(CARGO) bench -p logmon-collector --bench rules
 	$(CARGO) bench -p logmon-collector --bench wire
 	$(CARGO) bench -p logmon-collector --bench ingest
 	$(CARGO) bench -p logmon-tests --bench agent
