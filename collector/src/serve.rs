@@ -442,6 +442,55 @@ fn pipeline_metrics(
             &per_target(|c| &c.resent),
         );
     }
+    // Per rule instance, from the engine's view of its rules.
+    let rules = live.rules.lock().map(|v| v.clone()).unwrap_or_default();
+    let rules = rules.as_array().cloned().unwrap_or_default();
+    if !rules.is_empty() {
+        let label = |r: &serde_json::Value| {
+            let name = r["name"].as_str().unwrap_or_default();
+            format!(
+                "{{rule=\"{}\"}}",
+                name.replace('\\', "\\\\").replace('"', "\\\"")
+            )
+        };
+        let mut per_rule =
+            |name: &str, kind: &str, help: &str, value: &dyn Fn(&serde_json::Value) -> f64| {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                for r in &rules {
+                    let _ = writeln!(out, "{name}{} {}", label(r), value(r));
+                }
+            };
+        per_rule(
+            "logmon_rule_evaluations_total",
+            "counter",
+            "Seconds the rule instance evaluated.",
+            &|r| r["health"]["evaluations"].as_f64().unwrap_or(0.0),
+        );
+        per_rule(
+            "logmon_rule_busy_seconds_total",
+            "counter",
+            "Time spent evaluating the rule instance.",
+            &|r| r["health"]["busy_us"].as_f64().unwrap_or(0.0) / 1e6,
+        );
+        per_rule(
+            "logmon_rule_quarantined",
+            "gauge",
+            "1 when the rule instance is quarantined.",
+            &|r| f64::from(u8::from(!r["health"]["quarantined"].is_null())),
+        );
+        per_rule(
+            "logmon_rule_firing_keys",
+            "gauge",
+            "Alert keys firing now.",
+            &|r| r["active"].as_array().map_or(0.0, |a| a.len() as f64),
+        );
+        per_rule(
+            "logmon_rule_pending_keys",
+            "gauge",
+            "Alert keys pending (waiting out `for`).",
+            &|r| r["pending"].as_array().map_or(0.0, |a| a.len() as f64),
+        );
+    }
     out
 }
 

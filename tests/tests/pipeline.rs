@@ -225,6 +225,8 @@ fn lines_from_two_rotating_files_arrive_in_influxdb_exactly() {
         metric("logmon_engine_heartbeats_total") > 0,
         "quiet files heartbeat"
     );
+    assert!(metric("logmon_rule_evaluations_total{rule=\"high-traffic\"}") > 0);
+    assert_eq!(metric("logmon_rule_quarantined{rule=\"high-traffic\"}"), 0);
     let rollups =
         influx.scalar(r#"SELECT sum("hits") FROM "logmon"."logmon_rollups"."http_traffic""#);
     assert_eq!(rollups, total as i64, "the per-second rollups add up");
