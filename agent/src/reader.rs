@@ -96,6 +96,14 @@ struct OpenBatch {
     opened: Instant,
 }
 
+impl OpenBatch {
+    /// Whether the batch reached its size limit in events or bytes.
+    fn full(&self, settings: &Settings) -> bool {
+        self.encoder.len() >= settings.batch_max_events
+            || self.end - self.start >= settings.batch_max_bytes
+    }
+}
+
 /// What the reader knows of one file.
 #[derive(Debug, Default)]
 struct StreamState {
@@ -331,11 +339,7 @@ impl Reader {
                 .streams
                 .get_mut(&fingerprint)
                 .expect("inserted above");
-            let full = state.open.as_ref().is_some_and(|o| {
-                o.encoder.len() >= settings.batch_max_events
-                    || o.end - o.start >= settings.batch_max_bytes
-            });
-            if full {
+            if state.open.as_ref().is_some_and(|o| o.full(&settings)) {
                 self.seal(source, fingerprint);
                 state = self.sources[source]
                     .streams
@@ -384,11 +388,7 @@ impl Reader {
             .streams
             .get_mut(&fingerprint)
             .expect("inserted above");
-        let full = state.open.as_ref().is_some_and(|o| {
-            o.encoder.len() >= settings.batch_max_events
-                || o.end - o.start >= settings.batch_max_bytes
-        });
-        if full {
+        if state.open.as_ref().is_some_and(|o| o.full(&settings)) {
             self.seal(source, fingerprint);
         }
         Metrics::add(&self.metrics.events_parsed, parsed);

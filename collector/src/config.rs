@@ -97,8 +97,7 @@ impl CollectorConfig {
     pub fn resolve(&self) -> Result<Configured, String> {
         let mut out = Configured::default();
         for n in &self.notify {
-            let target: Target = format!("{}:{}={}", n.name, kind_name(n.kind), n.url)
-                .parse()
+            let target = Target::new(n.name.clone(), n.kind, &n.url)
                 .map_err(|e| format!("notify {}: {e}", n.name))?;
             if out.targets.iter().any(|t| t.name == target.name) {
                 return Err(format!("notify {}: the name is used twice", n.name));
@@ -141,14 +140,6 @@ impl CollectorConfig {
             out.rules.push(spec);
         }
         Ok(out)
-    }
-}
-
-fn kind_name(kind: TargetKind) -> &'static str {
-    match kind {
-        TargetKind::Webhook => "webhook",
-        TargetKind::Slack => "slack",
-        TargetKind::Alertmanager => "alertmanager",
     }
 }
 

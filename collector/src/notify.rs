@@ -79,6 +79,13 @@ impl std::str::FromStr for Target {
                 ));
             }
         };
+        Target::new(name, kind, url)
+    }
+}
+
+impl Target {
+    /// A target, with its name and URL checked.
+    pub fn new(name: String, kind: TargetKind, url: &str) -> Result<Target, String> {
         let uri: hyper::Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
         if uri.scheme_str() != Some("http") {
             return Err(format!(

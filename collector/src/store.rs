@@ -148,13 +148,13 @@ pub async fn run(
             let bus = bus.clone();
             tokio::task::spawn_blocking(move || bus.read(offset, 64, 32 << 20)).await??
         };
+        if unsaved && last_snapshot.elapsed() >= SNAPSHOT_EVERY {
+            checkpoint(offset, &encoder, &rollup).await??;
+            counters.offset.store(offset, Ordering::Relaxed);
+            last_snapshot = std::time::Instant::now();
+            unsaved = false;
+        }
         let Some(&(last, _)) = records.last() else {
-            if unsaved && last_snapshot.elapsed() >= SNAPSHOT_EVERY {
-                checkpoint(offset, &encoder, &rollup).await??;
-                counters.offset.store(offset, Ordering::Relaxed);
-                last_snapshot = std::time::Instant::now();
-                unsaved = false;
-            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
@@ -189,12 +189,6 @@ pub async fn run(
         counters.points.fetch_add(points, Ordering::Relaxed);
         offset = last + 1;
         unsaved = true;
-        if last_snapshot.elapsed() >= SNAPSHOT_EVERY {
-            checkpoint(offset, &encoder, &rollup).await??;
-            counters.offset.store(offset, Ordering::Relaxed);
-            last_snapshot = std::time::Instant::now();
-            unsaved = false;
-        }
     }
     if unsaved {
         checkpoint(offset, &encoder, &rollup).await??;

@@ -180,16 +180,6 @@ impl Watermarks {
         self.streams.get(stream).and_then(|c| c.newest)
     }
 
-    /// Streams currently holding time back, and all streams known.
-    pub fn holding(&self, now: Instant) -> (usize, usize) {
-        let n = self
-            .streams
-            .iter()
-            .filter(|(k, c)| self.holds(k, c, now))
-            .count();
-        (n, self.streams.len())
-    }
-
     /// Forget agents silent for longer than `older_than`, with their streams.
     pub fn expire(&mut self, now: Instant, older_than: Duration) {
         self.agents

@@ -65,28 +65,41 @@ fn append(path: &Path, tag: &str, first: u64, n: u64) {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
+    let stamp = clf_time(now - 2);
+    let mut text = String::new();
+    for i in first..first + n {
+        text.push_str(&format!(
+            "10.0.{}.{} - - [{stamp}] \"GET /{tag}/item/{i} HTTP/1.1\" 200 {}\n",
+            i % 7,
+            i % 200,
+            100 + i
+        ));
+    }
+    append_text(path, &text);
+}
+
+/// A unix second as a CLF timestamp (UTC).
+fn clf_time(second: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(second).unwrap();
+    format!(
+        "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
+        t.day(),
+        [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"
+        ][usize::from(u8::from(t.month())) - 1],
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+fn append_text(path: &Path, text: &str) {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .unwrap();
-    let mut text = String::new();
-    for i in first..first + n {
-        let t = time::OffsetDateTime::from_unix_timestamp(now - 2).unwrap();
-        text.push_str(&format!(
-            "10.0.{}.{} - - [{:02}/{}/{}:{:02}:{:02}:{:02} +0000] \"GET /{tag}/item/{i} HTTP/1.1\" 200 {}\n",
-            i % 7,
-            i % 200,
-            t.day(),
-            ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-                [usize::from(u8::from(t.month())) - 1],
-            t.year(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            100 + i
-        ));
-    }
     f.write_all(text.as_bytes()).unwrap();
 }
 
@@ -578,18 +591,7 @@ fn unix_now() -> f64 {
 
 /// `n` CLF lines stamped `second`.
 fn append_at(path: &Path, second: i64, first: u64, n: u64) {
-    let t = time::OffsetDateTime::from_unix_timestamp(second).unwrap();
-    let stamp = format!(
-        "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
-        t.day(),
-        [
-            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"
-        ][usize::from(u8::from(t.month())) - 1],
-        t.year(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
+    let stamp = clf_time(second);
     let mut text = String::new();
     for i in first..first + n {
         text.push_str(&format!(
@@ -599,12 +601,7 @@ fn append_at(path: &Path, second: i64, first: u64, n: u64) {
             200 + i % 1000
         ));
     }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
+    append_text(path, &text);
 }
 
 /// What a scenario left in InfluxDB.
