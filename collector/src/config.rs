@@ -85,6 +85,34 @@ fn seconds(v: &Option<toml::Value>, what: &str, rule: &str) -> Result<u32, Strin
     }
 }
 
+impl RuleConfig {
+    /// The instance this entry describes. A relative component path is taken
+    /// relative to `base` when given (a file in the watched rules directory).
+    pub fn spec(&self, base: Option<&Path>) -> Result<RuleSpec, String> {
+        let label = self.name.clone().unwrap_or_else(|| self.component.clone());
+        let source = if self.component.contains('/') || self.component.ends_with(".wasm") {
+            let path = Path::new(&self.component);
+            RuleSource::File(match base {
+                Some(base) if path.is_relative() => base.join(path),
+                _ => path.to_path_buf(),
+            })
+        } else {
+            RuleSource::Shipped(self.component.clone())
+        };
+        let mut spec = RuleSpec::new(
+            source,
+            self.params
+                .iter()
+                .map(|(k, v)| (k.clone(), scalar(v)))
+                .collect(),
+        );
+        spec.name.clone_from(&self.name);
+        spec.pending_for = seconds(&self.pending_for, "for", &label)?;
+        spec.keep_firing_for = seconds(&self.keep_firing_for, "keep_firing_for", &label)?;
+        Ok(spec)
+    }
+}
+
 impl CollectorConfig {
     /// Read and parse `path`.
     pub fn load(path: &Path) -> anyhow::Result<CollectorConfig> {
@@ -105,22 +133,8 @@ impl CollectorConfig {
             out.targets.push(target);
         }
         for r in &self.rules {
-            let source = if r.component.contains('/') || r.component.ends_with(".wasm") {
-                RuleSource::File(r.component.clone().into())
-            } else {
-                RuleSource::Shipped(r.component.clone())
-            };
             let label = r.name.clone().unwrap_or_else(|| r.component.clone());
-            let mut spec = RuleSpec::new(
-                source,
-                r.params
-                    .iter()
-                    .map(|(k, v)| (k.clone(), scalar(v)))
-                    .collect(),
-            );
-            spec.name.clone_from(&r.name);
-            spec.pending_for = seconds(&r.pending_for, "for", &label)?;
-            spec.keep_firing_for = seconds(&r.keep_firing_for, "keep_firing_for", &label)?;
+            let spec = r.spec(None)?;
             if (!r.severity.is_empty() || r.notify.is_some()) && r.name.is_none() {
                 return Err(format!(
                     "rule {label}: give it a `name` to set its severity or routing"

@@ -71,7 +71,23 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Snapsh
 
 /// Write `snapshot` into `dir` atomically.
 pub fn save(dir: &Path, snapshot: &Snapshot) -> Result<(), SnapshotError> {
-    save_json(dir, FILE, snapshot)
+    write_json(dir, FILE, snapshot, pause_in_write())
+}
+
+/// Fault injection for the crash tests: with `LOGMON_FAULT_SNAPSHOT_PAUSE_MS`
+/// set, every engine snapshot write stops this long halfway through the
+/// temporary file (written and synced up to there), so a test can see the
+/// temporary file and SIGKILL the collector in the middle of a write.
+/// Read once; unset (always, outside tests) it costs nothing.
+pub const PAUSE_ENV: &str = "LOGMON_FAULT_SNAPSHOT_PAUSE_MS";
+
+fn pause_in_write() -> Option<std::time::Duration> {
+    static PAUSE: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    *PAUSE.get_or_init(|| {
+        let ms: u64 = std::env::var(PAUSE_ENV).ok()?.parse().ok()?;
+        eprintln!("logmon: fault injection: engine snapshot writes pause {ms} ms halfway");
+        Some(std::time::Duration::from_millis(ms))
+    })
 }
 
 /// The snapshot in `dir`, if there is one.
@@ -82,6 +98,15 @@ pub fn load(dir: &Path) -> Result<Option<Snapshot>, SnapshotError> {
 /// Write `value` as `dir/name` atomically (temp file, fsync, rename, fsync
 /// of the directory), in a checksummed envelope.
 pub fn save_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), SnapshotError> {
+    write_json(dir, name, value, None)
+}
+
+fn write_json<T: Serialize>(
+    dir: &Path,
+    name: &str,
+    value: &T,
+    pause: Option<std::time::Duration>,
+) -> Result<(), SnapshotError> {
     let path = dir.join(name);
     let body = serde_json::to_string(value).map_err(|e| SnapshotError::Damaged {
         path: path.clone(),
@@ -96,7 +121,15 @@ pub fn save_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), 
     let temp = dir.join(format!("{name}.tmp"));
     {
         let mut f = File::create(&temp).map_err(io_err("creating", &temp))?;
-        f.write_all(&bytes).map_err(io_err("writing", &temp))?;
+        let mut rest = &bytes[..];
+        if let Some(pause) = pause {
+            let (head, tail) = bytes.split_at(bytes.len() / 2);
+            f.write_all(head).map_err(io_err("writing", &temp))?;
+            f.sync_all().map_err(io_err("syncing", &temp))?;
+            std::thread::sleep(pause);
+            rest = tail;
+        }
+        f.write_all(rest).map_err(io_err("writing", &temp))?;
         f.sync_all().map_err(io_err("syncing", &temp))?;
     }
     fs::rename(&temp, &path).map_err(io_err("renaming to", &path))?;

@@ -89,3 +89,101 @@ fn added_replaced_and_removed_components_take_effect_at_the_next_poll() {
     assert!(log[0].starts_with("rule busy stopped"), "{log:?}");
     assert!(rules.instances().is_empty());
 }
+
+#[test]
+fn instance_files_run_a_component_with_parameters_and_lifecycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rules = RuleSet::new(RuleRuntime::new(SandboxLimits::default()).unwrap());
+    let mut watched = RulesDir::new(dir.path());
+
+    // A shipped rule with its parameters and `for`; named after the file.
+    let spiky = dir.path().join("spiky.toml");
+    write(
+        &spiky,
+        b"component = \"high-traffic\"\nparams = { threshold = 5, window = 1 }\nfor = \"1s\"\n",
+    );
+    assert_eq!(
+        watched.poll(&mut rules),
+        vec![format!("rule spiky started from {}", spiky.display())]
+    );
+    let instance = &rules.instances()[0];
+    assert_eq!(
+        (instance.name.as_str(), instance.lifecycle.pending_for),
+        ("spiky", 1)
+    );
+    // Pending one second, then firing: `for` applies.
+    assert_eq!(
+        evaluate(&mut rules, 2_000, &[6, 6, 6, 0]),
+        vec![
+            ("spiky".to_string(), AlertState::Firing, 2_001),
+            ("spiky".to_string(), AlertState::Resolved, 2_003)
+        ]
+    );
+
+    // A component by a path relative to the directory, under another name.
+    std::fs::create_dir(dir.path().join("components")).unwrap();
+    let component = dir.path().join("components/busy.wasm");
+    write(&component, HIGH_TRAFFIC);
+    write(
+        &dir.path().join("site.toml"),
+        b"component = \"components/busy.wasm\"\nname = \"site-busy\"\nparams = { threshold = 100 }\n",
+    );
+    let log = watched.poll(&mut rules);
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(log[0].starts_with("rule site-busy started from"), "{log:?}");
+    // The component replaced under the instance file: the instance reloads,
+    // here with a component that refuses the instance's parameters, so the
+    // old one keeps running.
+    write(&component, ERROR_RATE);
+    let log = watched.poll(&mut rules);
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(
+        log[0].starts_with("rule site-busy: the new ")
+            && log[0].ends_with(
+                "refused its configuration: threshold must be within 0 ..= 1, got 100); \
+                 the old one keeps running"
+            ),
+        "{log:?}"
+    );
+
+    // Severity and routing belong to the configuration file; a typo is named;
+    // the running instances carry on.
+    write(
+        &dir.path().join("paged.toml"),
+        b"component = \"high-traffic\"\nseverity = \"page\"\n",
+    );
+    write(
+        &dir.path().join("typo.toml"),
+        b"component = \"high-traffic\"\nparms = {}\n",
+    );
+    let log = watched.poll(&mut rules);
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert!(
+        log[0].contains("paged.toml: `severity` and `notify`"),
+        "{log:?}"
+    );
+    assert!(
+        log[1].contains("typo.toml: ") && log[1].contains("parms"),
+        "{log:?}"
+    );
+    assert_eq!(rules.instances().len(), 2);
+
+    // Parameters changed: replaced in place, state carried over.
+    write(
+        &spiky,
+        b"component = \"high-traffic\"\nparams = { threshold = 7, window = 1 }\n",
+    );
+    assert_eq!(
+        watched.poll(&mut rules),
+        vec!["rule spiky replaced; its state carried over".to_string()]
+    );
+    std::fs::remove_file(&spiky).unwrap();
+    assert_eq!(
+        watched.poll(&mut rules),
+        vec![format!(
+            "rule spiky stopped: {} was removed",
+            spiky.display()
+        )]
+    );
+    assert_eq!(rules.instances().len(), 1);
+}
