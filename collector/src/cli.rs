@@ -104,6 +104,16 @@ pub struct ServeArgs {
     /// InfluxDB database (v1), created when absent.
     #[arg(long, env = "LOGMON_INFLUX_DB", default_value = "logmon")]
     pub influx_db: String,
+    /// A read-only token for the dashboard's API (`/api/*`), given as
+    /// `Authorization: Bearer TOKEN` or `?token=TOKEN`; the page and its
+    /// assets stay public. Without it the API is open. It must differ from
+    /// every ingest token: neither opens the other's routes.
+    #[arg(long, env = "LOGMON_DASHBOARD_TOKEN")]
+    pub dashboard_token: Option<String>,
+    /// A path prefix (`/logmon`) under which the dashboard is served too,
+    /// for a reverse proxy that forwards it instead of stripping it.
+    #[arg(long, env = "LOGMON_DASHBOARD_PREFIX")]
+    pub dashboard_prefix: Option<String>,
 }
 
 impl ServeArgs {
@@ -113,6 +123,21 @@ impl ServeArgs {
             self.stats_every > 0,
             "--stats-every must be at least 1 second"
         );
+        if let Some(token) = &self.dashboard_token {
+            anyhow::ensure!(!token.is_empty(), "--dashboard-token must not be empty");
+            anyhow::ensure!(
+                !self.tokens.contains(token),
+                "--dashboard-token must differ from the ingest tokens"
+            );
+        }
+        let dashboard = crate::dashboard::DashboardOptions {
+            token: self.dashboard_token,
+            prefix: match &self.dashboard_prefix {
+                Some(raw) => crate::dashboard::DashboardOptions::parse_prefix(raw)
+                    .map_err(anyhow::Error::msg)?,
+                None => None,
+            },
+        };
         let ingest = crate::ingest::IngestConfig {
             listen: self.listen,
             tokens: self.tokens,
@@ -152,6 +177,7 @@ impl ServeArgs {
             top: self.top,
             limits: SandboxLimits::default(),
             gc_every: Duration::from_secs(5),
+            dashboard,
             influx: self.influx_url.map(|url| crate::influx::InfluxConfig {
                 url,
                 api: crate::influx::InfluxApi::V1(crate::influx::V1Config {

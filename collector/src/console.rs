@@ -1,6 +1,7 @@
 //! What happens to each closed second, in replay and live alike: the rules
 //! evaluate it, their transitions and quarantines are printed, and it joins
-//! the statistics interval, which is printed when complete.
+//! the statistics interval, which is printed when complete. In `serve`, the
+//! dashboard's hub gets the second, the new transitions and the blocks too.
 
 use crate::engine::SecondStats;
 use crate::output::{Printer, Summary};
@@ -21,6 +22,9 @@ pub struct Pipeline<W: Write> {
     /// The durable alert outbox (live mode): transitions enter it once, and
     /// only those it takes as new are printed.
     pub outbox: Option<crate::outbox::OutboxWriter>,
+    /// The dashboard (live mode): every closed second, every transition the
+    /// outbox took and every statistics block.
+    pub dashboard: Option<std::sync::Arc<crate::dashboard::Hub>>,
 }
 
 impl<W: Write> Pipeline<W> {
@@ -34,6 +38,7 @@ impl<W: Write> Pipeline<W> {
             summary: Summary::default(),
             error: None,
             outbox: None,
+            dashboard: None,
         }
     }
 
@@ -48,6 +53,9 @@ impl<W: Write> Pipeline<W> {
     /// A closed second: rules first, then statistics.
     pub fn on_second(&mut self, s: &SecondStats) {
         self.summary.seconds += 1;
+        if let Some(hub) = &self.dashboard {
+            hub.second(s);
+        }
         self.rules
             .evaluate(s, &mut self.transitions, &mut self.quarantined);
         let mut result = Ok(());
@@ -63,10 +71,17 @@ impl<W: Write> Pipeline<W> {
         }
         for t in self.transitions.drain(..) {
             self.summary.transitions += 1;
+            if let Some(hub) = &self.dashboard {
+                hub.transition(&t);
+            }
             result = result.and_then(|()| self.printer.transition(&t));
         }
         let printer = &mut self.printer;
+        let dashboard = self.dashboard.as_deref();
         self.clock.second(s, |r| {
+            if let Some(hub) = dashboard {
+                hub.stats(&r);
+            }
             result = std::mem::replace(&mut result, Ok(())).and_then(|()| printer.stats(&r));
         });
         if let Err(e) = result {

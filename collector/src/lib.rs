@@ -6,6 +6,7 @@ pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod dashboard;
 pub mod engine;
 pub mod generate;
 pub mod influx;

@@ -262,6 +262,8 @@ pub fn run<W: Write>(
             let stream = (batch.agent_id.clone(), batch.stream.fingerprint);
             let mut late = 0u64;
             let mut oldest_late = i64::MAX;
+            let mut counted = 0u64;
+            let mut newest = None;
             live.watermarks
                 .heard(&stream, batch.sent_at, batch.caught_up, now);
             if batch.finished {
@@ -275,10 +277,25 @@ pub fn run<W: Write>(
                 }
                 live.watermarks.observe(&stream, second);
                 counters.events.fetch_add(1, Ordering::Relaxed);
+                counted += 1;
+                newest = newest.max(Some(second));
                 if live.engine.insert(event) == Observed::Late {
                     late += 1;
                     oldest_late = oldest_late.min(second);
                 }
+            }
+            if let Some(hub) = &pipeline.dashboard {
+                hub.batch(&crate::dashboard::BatchSeen {
+                    agent: &batch.agent_id,
+                    host: &batch.host,
+                    fingerprint: batch.stream.fingerprint,
+                    path: &batch.stream.path,
+                    sent_at: batch.sent_at,
+                    caught_up: batch.caught_up,
+                    finished: batch.finished,
+                    events: counted,
+                    newest,
+                });
             }
             if late > 0 {
                 counters.late.fetch_add(late, Ordering::Relaxed);

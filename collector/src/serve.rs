@@ -1,7 +1,8 @@
 //! `logmon-collector serve`: the live collector in one process (the embedded
 //! deployment): the ingest API makes batches durable in the local bus; the
 //! live engine consumes the bus and prints the same statistics and alert lines
-//! as `replay`; segments every consumer has passed are deleted.
+//! as `replay`, and feeds the web dashboard served on the same listener;
+//! segments every consumer has passed are deleted.
 //!
 //! Shutdown (SIGINT/SIGTERM): stop intake and drain requests, stop the bus
 //! writer (answering what was queued), stop the engine, persist dedup state.
@@ -43,6 +44,8 @@ pub struct ServeOptions {
     pub routes: std::collections::BTreeMap<String, Vec<String>>,
     /// Where events, rollups and alerts are stored; `None` runs without.
     pub influx: Option<crate::influx::InfluxConfig>,
+    /// The web dashboard's token and path prefix.
+    pub dashboard: crate::dashboard::DashboardOptions,
 }
 
 fn rule_set(opts: &ServeOptions) -> anyhow::Result<RuleSet> {
@@ -95,17 +98,19 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
 
     // The engine: its own thread, since rules and the engine are synchronous.
     let rules = rule_set(&opts)?;
+    let hub = crate::dashboard::Hub::new(opts.live.lateness);
     let engine = {
         let state = Arc::clone(&state);
         let stop = Arc::clone(&stop_engine);
         let counters = Arc::clone(&counters);
         let live_opts = opts.live.clone();
         let outbox = outbox.clone();
-        let pipeline = Pipeline::new(
+        let mut pipeline = Pipeline::new(
             rules,
             StatsClock::new(opts.stats_every, opts.top),
             Printer::new(opts.output, std::io::LineWriter::new(std::io::stdout())),
         );
+        pipeline.dashboard = Some(Arc::clone(&hub));
         std::thread::Builder::new()
             .name("engine".into())
             .spawn(move || {
@@ -213,15 +218,16 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         })));
     }
 
-    {
-        let live = Arc::clone(&counters);
-        let outbox = outbox.clone();
-        state.add_api(crate::ingest::ApiRoutes(Box::new(move |path| match path {
-            "/api/rules" => Some(live.rules.lock().map(|v| v.clone()).unwrap_or_default()),
-            "/api/alerts" => Some(alerts_view(&live, &outbox)),
-            _ => None,
-        })));
-    }
+    let dashboard = crate::dashboard::Dashboard::new(
+        hub,
+        opts.dashboard.clone(),
+        Arc::clone(&counters),
+        outbox.clone(),
+        opts.influx.as_ref(),
+        opts.live.lateness,
+        shutdown.clone(),
+    )?;
+    state.add_api(Arc::new(dashboard).routes());
 
     let signals = {
         let shutdown = shutdown.clone();
@@ -255,39 +261,6 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     pipeline.printer.flush()?;
     served.context("serving the ingest API")?;
     Ok(())
-}
-
-/// `GET /api/alerts`: the keys firing now (per rule) and the latest
-/// transitions, newest first.
-fn alerts_view(live: &LiveCounters, outbox: &crate::outbox::Outbox) -> serde_json::Value {
-    const HISTORY: u64 = 200;
-    let rules = live.rules.lock().map(|v| v.clone()).unwrap_or_default();
-    let active: Vec<serde_json::Value> = rules
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|r| {
-            let rule = r["name"].clone();
-            r["active"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .map(move |mut a| {
-                    a["rule"] = rule.clone();
-                    a
-                })
-        })
-        .collect();
-    let from = outbox.next_offset().saturating_sub(HISTORY);
-    let mut history: Vec<serde_json::Value> = outbox
-        .read(from, HISTORY as usize)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(_, t)| crate::notify::webhook_payload(&t))
-        .collect();
-    history.reverse();
-    serde_json::json!({ "active": active, "history": history })
 }
 
 /// Prometheus text for the engine, the InfluxDB writer and the notifiers.

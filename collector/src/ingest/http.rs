@@ -1,4 +1,6 @@
-//! The HTTP routes: `POST /v1/batches`, `GET /health`, `GET /metrics`.
+//! The HTTP routes: `POST /v1/batches`, `GET /health`, `GET /metrics`, and
+//! whatever [`super::ApiRoutes`] were added (the dashboard); anything else is
+//! a 404 JSON answer.
 //!
 //! Every refusal is a `Refusal`, mapped to its status in one place
 //! (`Refusal::status`); bodies are short JSON objects.
@@ -23,7 +25,7 @@ use super::writer::{Job, Stored, WriteError};
 /// answers to `POST /v1/batches`: every byte of the stream below it is stored.
 pub const STORED_OFFSET_HEADER: &str = "logmon-stored-offset";
 
-pub(crate) type Body = Full<Bytes>;
+pub(crate) type Body = super::ResponseBody;
 
 /// Why a batch was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -111,8 +113,12 @@ impl Refusal {
     }
 }
 
+fn whole(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
+
 fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
+    let mut response = Response::new(whole(value.to_string()));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -134,7 +140,7 @@ pub(crate) async fn handle(
         },
         (&Method::GET, "/health") => health(&state),
         (&Method::GET, "/metrics") => {
-            let mut response = Response::new(Full::new(Bytes::from(state.render_metrics())));
+            let mut response = Response::new(whole(state.render_metrics()));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -152,13 +158,24 @@ pub(crate) async fn handle(
                 .insert(header::ALLOW, HeaderValue::from_static(allow));
             response
         }
-        (&Method::GET, _) if state.api(path).is_some() => {
-            json(StatusCode::OK, &state.api(path).unwrap_or_default())
+        _ => {
+            let (parts, _body) = request.into_parts();
+            let offered = super::ApiRequest {
+                method: parts.method,
+                uri: parts.uri,
+                headers: parts.headers,
+            };
+            let answer = match state.api(offered) {
+                Some(answer) => answer.await,
+                None => None,
+            };
+            answer.unwrap_or_else(|| {
+                json(
+                    StatusCode::NOT_FOUND,
+                    &serde_json::json!({ "error": "not_found" }),
+                )
+            })
         }
-        _ => json(
-            StatusCode::NOT_FOUND,
-            &serde_json::json!({ "error": "not_found" }),
-        ),
     };
     Ok(response)
 }

@@ -235,15 +235,36 @@ pub struct IngestState {
     shutting_down: AtomicBool,
     /// More metric families for `/metrics` (the engine's, the writer's).
     extra_metrics: std::sync::OnceLock<ExtraMetrics>,
-    /// More read-only JSON routes (`GET /api/...`).
+    /// More routes (the dashboard's).
     api: std::sync::OnceLock<ApiRoutes>,
 }
 
-/// Answers `GET` of a path with JSON, or `None` for an unknown path.
+/// More routes on the ingest listener (the dashboard, its JSON API and its
+/// event stream): every request that is not for `/v1/batches`, `/health` or
+/// `/metrics` is offered to them; `None` means the path is not theirs (404).
+/// They get the request's method, URI (with its query string) and headers,
+/// not its body, and answer with any status, headers and body, streamed or
+/// whole.
 pub struct ApiRoutes(pub Box<ApiFn>);
 
 /// See [`ApiRoutes`].
-pub type ApiFn = dyn Fn(&str) -> Option<serde_json::Value> + Send + Sync;
+pub type ApiFn = dyn Fn(ApiRequest) -> ApiFuture + Send + Sync;
+
+/// What [`ApiRoutes`] answer, some time later.
+pub type ApiFuture =
+    std::pin::Pin<Box<dyn Future<Output = Option<hyper::Response<ResponseBody>>> + Send>>;
+
+/// The body of every response: whole (with a `Content-Length`) or streamed.
+pub type ResponseBody =
+    http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>;
+
+/// A request offered to [`ApiRoutes`]: everything but the body.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    pub method: hyper::Method,
+    pub uri: hyper::Uri,
+    pub headers: hyper::HeaderMap,
+}
 
 impl std::fmt::Debug for ApiRoutes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -308,14 +329,14 @@ impl IngestState {
         let _ = self.extra_metrics.set(render);
     }
 
-    /// Adds read-only JSON routes (set once).
+    /// Adds routes (set once).
     pub fn add_api(&self, routes: ApiRoutes) {
         let _ = self.api.set(routes);
     }
 
-    /// The JSON for `GET path` from the added routes.
-    pub fn api(&self, path: &str) -> Option<serde_json::Value> {
-        (self.api.get()?.0)(path)
+    /// The added routes' answer to `request`, `None` when no route takes it.
+    pub fn api(&self, request: ApiRequest) -> Option<ApiFuture> {
+        Some((self.api.get()?.0)(request))
     }
 
     /// The `/metrics` text: ingest's families and any added ones.
@@ -379,7 +400,7 @@ impl IngestState {
 }
 
 /// Compares without stopping at the first difference (the length is not secret).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -1,0 +1,282 @@
+//! What `/api/agents` shows: every agent the engine has read from, with its
+//! streams (one per file), from the bus records as the engine reads them.
+//!
+//! A stream's watermark is what [`crate::watermark`] computes for it: its
+//! newest event second, or the second of its latest heartbeat if newer, minus
+//! the lateness. The view is bounded: agents not heard from for an hour are
+//! forgotten, and past [`MAX_STREAMS`] streams the least recently heard one
+//! goes.
+
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+/// Streams the view holds at most.
+pub const MAX_STREAMS: usize = 10_000;
+/// Agents silent for this long are forgotten.
+const FORGET_AFTER: Duration = Duration::from_secs(3600);
+const NANOS: i64 = 1_000_000_000;
+
+/// One bus record as the engine read it.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchSeen<'a> {
+    pub agent: &'a str,
+    pub host: &'a str,
+    pub fingerprint: u64,
+    pub path: &'a str,
+    /// The agent's clock when it cut the batch (unix nanoseconds).
+    pub sent_at: i64,
+    pub caught_up: bool,
+    pub finished: bool,
+    /// Events the engine counted (on time or late).
+    pub events: u64,
+    /// The newest of their seconds.
+    pub newest: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+struct StreamView {
+    path: String,
+    newest: Option<i64>,
+    heartbeat: Option<i64>,
+    caught_up: bool,
+    finished: bool,
+    events: u64,
+    heard: Instant,
+}
+
+impl StreamView {
+    /// The newest event or heartbeat second (`None` sorts first).
+    fn mark(&self) -> Option<i64> {
+        self.newest.max(self.heartbeat)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct AgentView {
+    host: String,
+    /// Newest `sent_at` (agent clock, nanoseconds).
+    sent_at: i64,
+    heard: Instant,
+    streams: HashMap<u64, StreamView>,
+}
+
+/// Agents and their streams. See the module documentation.
+#[derive(Debug)]
+pub struct AgentsView {
+    lateness: i64,
+    agents: BTreeMap<String, AgentView>,
+    streams: usize,
+    last_expiry: Option<Instant>,
+}
+
+impl AgentsView {
+    pub fn new(lateness: u32) -> AgentsView {
+        AgentsView {
+            lateness: i64::from(lateness),
+            agents: BTreeMap::new(),
+            streams: 0,
+            last_expiry: None,
+        }
+    }
+
+    /// A record the engine read at `now`.
+    pub fn seen(&mut self, b: &BatchSeen<'_>, now: Instant) {
+        if self
+            .last_expiry
+            .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(60))
+        {
+            self.expire(now);
+            self.last_expiry = Some(now);
+        }
+        let agent = match self.agents.get_mut(b.agent) {
+            Some(a) => a,
+            None => self
+                .agents
+                .entry(b.agent.to_owned())
+                .or_insert_with(|| AgentView {
+                    host: String::new(),
+                    sent_at: b.sent_at,
+                    heard: now,
+                    streams: HashMap::new(),
+                }),
+        };
+        if agent.host != b.host {
+            b.host.clone_into(&mut agent.host);
+        }
+        agent.sent_at = agent.sent_at.max(b.sent_at);
+        agent.heard = now;
+        let stream = agent.streams.entry(b.fingerprint).or_insert_with(|| {
+            self.streams += 1;
+            StreamView {
+                path: b.path.to_owned(),
+                newest: None,
+                heartbeat: None,
+                caught_up: false,
+                finished: false,
+                events: 0,
+                heard: now,
+            }
+        });
+        if stream.path != b.path {
+            b.path.clone_into(&mut stream.path);
+        }
+        stream.heard = now;
+        stream.events += b.events;
+        if let Some(n) = b.newest {
+            stream.newest = Some(stream.newest.map_or(n, |m| m.max(n)));
+        }
+        if b.caught_up {
+            let second = b.sent_at.div_euclid(NANOS);
+            stream.heartbeat = Some(stream.heartbeat.map_or(second, |h| h.max(second)));
+        }
+        stream.caught_up = b.caught_up;
+        stream.finished |= b.finished;
+        if self.streams > MAX_STREAMS {
+            self.evict_one();
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        self.agents
+            .retain(|_, a| now.saturating_duration_since(a.heard) < FORGET_AFTER);
+        self.streams = self.agents.values().map(|a| a.streams.len()).sum();
+    }
+
+    /// Drops the least recently heard stream (and its agent when that was
+    /// its last).
+    fn evict_one(&mut self) {
+        let oldest = self
+            .agents
+            .iter()
+            .flat_map(|(id, a)| a.streams.iter().map(move |(fp, s)| (s.heard, id, *fp)))
+            .min();
+        let Some((_, id, fp)) = oldest else { return };
+        let id = id.clone();
+        if let Some(a) = self.agents.get_mut(&id) {
+            a.streams.remove(&fp);
+            self.streams -= 1;
+            if a.streams.is_empty() {
+                self.agents.remove(&id);
+            }
+        }
+    }
+
+    /// The `/api/agents` JSON at wall-clock second `wall`: agents by id,
+    /// streams by file then fingerprint.
+    pub fn json(&self, wall: i64) -> serde_json::Value {
+        let agents: Vec<serde_json::Value> = self
+            .agents
+            .iter()
+            .map(|(id, a)| {
+                let mut streams: Vec<(&u64, &StreamView)> = a.streams.iter().collect();
+                streams.sort_by(|x, y| x.1.path.cmp(&y.1.path).then(x.0.cmp(y.0)));
+                let streams: Vec<serde_json::Value> = streams
+                    .into_iter()
+                    .map(|(fp, s)| {
+                        let mark = s.mark();
+                        json!({
+                            "stream": format!("{fp:016x}"),
+                            "file": (!s.path.is_empty()).then_some(&s.path),
+                            "watermark": mark.map(|m| m - self.lateness),
+                            "lag_seconds": mark.map(|m| (wall - m).max(0)),
+                            "caught_up": s.caught_up,
+                            "finished": s.finished,
+                            "events": s.events,
+                        })
+                    })
+                    .collect();
+                json!({
+                    "agent": id,
+                    "host": a.host,
+                    "last_seen": a.sent_at.div_euclid(NANOS),
+                    "streams": streams,
+                })
+            })
+            .collect();
+        agents.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch<'a>(agent: &'a str, fp: u64, path: &'a str, sent: i64) -> BatchSeen<'a> {
+        BatchSeen {
+            agent,
+            host: "web-1",
+            fingerprint: fp,
+            path,
+            sent_at: sent * NANOS,
+            caught_up: false,
+            finished: false,
+            events: 0,
+            newest: None,
+        }
+    }
+
+    #[test]
+    fn streams_show_their_watermark_lag_and_state() {
+        let mut view = AgentsView::new(5);
+        let now = Instant::now();
+        view.seen(
+            &BatchSeen {
+                events: 3,
+                newest: Some(1000),
+                ..batch("a1", 0xbeef, "/var/log/b.log", 1001)
+            },
+            now,
+        );
+        view.seen(
+            &BatchSeen {
+                caught_up: true,
+                ..batch("a1", 0xbeef, "/var/log/b.log", 1010)
+            },
+            now,
+        );
+        view.seen(
+            &BatchSeen {
+                finished: true,
+                ..batch("a1", 0x1, "/var/log/a.log", 1003)
+            },
+            now,
+        );
+        view.seen(&batch("a0", 0x2, "", 900), now);
+        let json = view.json(1020);
+        assert_eq!(
+            json,
+            json!([
+                {"agent": "a0", "host": "web-1", "last_seen": 900, "streams": [
+                    {"stream": "0000000000000002", "file": null, "watermark": null,
+                     "lag_seconds": null, "caught_up": false, "finished": false, "events": 0}
+                ]},
+                {"agent": "a1", "host": "web-1", "last_seen": 1010, "streams": [
+                    {"stream": "0000000000000001", "file": "/var/log/a.log", "watermark": null,
+                     "lag_seconds": null, "caught_up": false, "finished": true, "events": 0},
+                    {"stream": "000000000000beef", "file": "/var/log/b.log", "watermark": 1005,
+                     "lag_seconds": 10, "caught_up": true, "finished": false, "events": 3}
+                ]}
+            ])
+        );
+    }
+
+    #[test]
+    fn the_view_is_bounded() {
+        let mut view = AgentsView::new(5);
+        let start = Instant::now();
+        for i in 0..MAX_STREAMS as u64 + 10 {
+            let now = start + Duration::from_millis(i);
+            view.seen(&batch("a", i, "f", 1), now);
+        }
+        assert_eq!(view.streams, MAX_STREAMS);
+        let a = &view.agents["a"];
+        assert!(!a.streams.contains_key(&9), "the least recently heard went");
+        assert!(a.streams.contains_key(&10));
+        // An hour of silence: forgotten at the next record.
+        let later = start + FORGET_AFTER + Duration::from_secs(61);
+        view.seen(&batch("b", 1, "f", 2), later);
+        assert_eq!(view.agents.len(), 1);
+        assert_eq!(view.streams, 1);
+    }
+}
