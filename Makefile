@@ -3,10 +3,15 @@
 
 CARGO ?= cargo
 
-.PHONY: setup build test lint unit demo bench clean
+.PHONY: setup setup-browser build test lint unit demo bench clean
 
 setup:
 	@bash scripts/setup.sh
+
+# The dashboard's browser test and bench: Debian's chromium and
+# playwright-core (tests/browser) as well.
+setup-browser:
+	@bash scripts/setup.sh --browser
 
 build: setup
 	$(CARGO) build --release -p logmon-collector -p logmon-agent
@@ -17,7 +22,7 @@ lint: setup
 
 # `cargo test` builds the collector binary before any test runs (the
 # collector has integration tests), so the end-to-end tests find it.
-test: lint
+test: lint setup-browser
 	$(CARGO) test --workspace
 
 demo: build
@@ -26,7 +31,7 @@ demo: build
 # Every figure is printed next to a baseline measured in the same run. The
 # agent and alert-latency benches run the release binaries, built first; the
 # InfluxDB bench starts its own influxd.
-bench: setup
+bench: setup-browser
 	$(CARGO) build --release -p logmon-collector -p logmon-agent
 	$(CARGO) bench -p logmon-collector --bench replay
 	$(CARGO) bench -p logmon-collector --bench rules
@@ -35,6 +40,7 @@ bench: setup
 	$(CARGO) bench -p logmon-tests --bench agent
 	$(CARGO) bench -p logmon-tests --bench influx
 	$(CARGO) bench -p logmon-tests --bench alert_latency
+	$(CARGO) bench -p logmon-tests --bench dashboard
 
 clean:
 	$(CARGO) clean

@@ -130,10 +130,10 @@ fn dashboard_assets(web: &Path, out: &Path) {
 
     let files = dashboard_files(web);
     let missing = || files.iter().find(|(_, _, path)| !path.is_file());
-    if missing().is_some() {
-        if let Err(why) = npm_ci(web) {
-            println!("cargo:warning=dashboard assets not built: {why}");
-        }
+    if missing().is_some()
+        && let Err(why) = npm_ci(web)
+    {
+        println!("cargo:warning=dashboard assets not built: {why}");
     }
     let assets: Vec<(&str, &str, PathBuf)> = match missing() {
         None => files.into_iter().collect(),

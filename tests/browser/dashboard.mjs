@@ -3,9 +3,9 @@
 // the bench (tests/benches/dashboard.rs). Prints one JSON object on stdout;
 // exits 1 with the reason on stderr when a check fails.
 //
-//   node dashboard.mjs check --url URL --rule NAME --screenshot FILE [--timeout S]
-//       waits until the charts hold data points and the alert NAME is shown
-//       firing, then saves a screenshot
+//   node dashboard.mjs check --url URL [--rule NAME] --screenshot FILE [--timeout S]
+//       waits until the charts hold data points, a 10-s statistics block is
+//       shown (and, with --rule, the alert NAME firing), then saves a screenshot
 //   node dashboard.mjs unauthorized --url URL [--timeout S]
 //       waits until the page says its API requests were refused (401)
 //   node dashboard.mjs measure --url URL [--runs N] [--data] [--screenshot FILE]
@@ -60,7 +60,7 @@ async function openPage(browser) {
   const errors = [];
   page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
   page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(`console: ${m.text()}`);
+    if (m.type() === 'error') errors.push(`console: ${m.text()} (${m.location().url || 'no url'})`);
   });
   await page.addInitScript(() => {
     window.__longtasks = [];
@@ -98,11 +98,15 @@ function pageSummary() {
     error: document.getElementById('error').hidden ? '' : document.getElementById('error').textContent,
     conn: document.getElementById('conn').textContent,
     marks: L.marks(),
+    // The last 300 points of the total requests series, [t, req/s].
+    totals: c.requests
+      ? c.requests.data[0].slice(-300).map((t, i, ts) => [t, c.requests.data[1][c.requests.data[0].length - ts.length + i]])
+      : [],
   };
 }
 
 async function check(browser, opts) {
-  if (!opts.rule || !opts.screenshot) fail('check needs --rule and --screenshot');
+  if (!opts.screenshot) fail('check needs --screenshot');
   const { page, errors } = await openPage(browser);
   await page.goto(opts.url);
   const waitFor = async (what, fn, arg) => {
@@ -117,10 +121,13 @@ async function check(browser, opts) {
   await waitFor('no chart data points',
     () => window.__logmon && window.__logmon.nonZero() > 0 &&
       window.__logmon.charts.status.data[0].length > 0 && window.__logmon.charts.bytes.data[0].length > 0);
-  await waitFor(`no firing alert of ${opts.rule}`, (rule) => {
-    const text = document.getElementById('active-alerts').textContent;
-    return text.includes(rule) && text.includes('firing');
-  }, opts.rule);
+  await waitFor('no 10-s statistics block', () => document.querySelector('#stats .kpis') !== null);
+  if (opts.rule) {
+    await waitFor(`no firing alert of ${opts.rule}`, (rule) => {
+      const text = document.getElementById('active-alerts').textContent;
+      return text.includes(rule) && text.includes('firing');
+    }, opts.rule);
+  }
   // Let the polled panels (rules, agents) and the next live second land.
   await page.waitForTimeout(1500);
   await screenshot(page, opts.screenshot);

@@ -3,7 +3,9 @@
 //! brute-force model of the `high-traffic` rule to check it against.
 
 pub mod bench;
+pub mod browser;
 pub mod influx;
+pub mod live;
 
 use logmon_protocol::{Event, Format, LineParser, Parsed};
 use serde_json::Value;
