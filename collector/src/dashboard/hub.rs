@@ -6,7 +6,7 @@
 //! Nothing here waits on a client: the engine takes a mutex held only for
 //! in-memory copies, and publishes to a broadcast channel, which never
 //! blocks (see [`super::sse`]). Events are serialized only while someone
-//! listens.
+//! listens, and published only after what they announce can be read.
 
 use super::agents::{AgentsView, BatchSeen};
 use super::series::{STATUS_CLASSES, SecondPoint, SeriesRing};
@@ -85,15 +85,20 @@ impl Hub {
     /// A closed second (silent ones too).
     pub fn second(&self, s: &SecondStats) {
         let point = SecondPoint::from_stats(s);
-        self.publish("second", || second_json(&point));
+        let data = (self.events.receiver_count() > 0).then(|| second_json(&point));
+        // Kept before it is published: a client that saw the event finds
+        // the second in `/api/series`.
         lock(&self.series).insert(point);
+        if let Some(data) = data {
+            let _ = self.events.send(sse::frame("second", &data.to_string()));
+        }
     }
 
     /// A completed statistics block.
     pub fn stats(&self, r: &StatsReport) {
         let json = Arc::new(stats_json(r));
+        *lock(&self.stats) = Some(Arc::clone(&json));
         self.publish("stats", || (*json).clone());
-        *lock(&self.stats) = Some(json);
     }
 
     /// A transition the outbox took as new.
