@@ -383,15 +383,13 @@ impl Dashboard {
                 }
             }
         }
-        let (mut sums, top) = {
-            let ring = self.hub.series();
-            let mut totals = ring.section_totals(&grid, split);
-            for (name, n) in stored.iter().flat_map(|s| &s.sections) {
-                *totals.entry(name.clone()).or_default() += n;
-            }
-            let top = busiest(&totals, TOP_PER_RANGE);
-            (ring.sums(&grid, split, &top), top)
-        };
+        let memory = self.hub.series().window(&grid, split);
+        let mut totals = memory.section_totals();
+        for (name, n) in stored.iter().flat_map(|s| &s.sections) {
+            *totals.entry(name.clone()).or_default() += n;
+        }
+        let top = busiest(&totals, TOP_PER_RANGE);
+        let mut sums = memory.sums(&grid, &top);
         if let (Some(rollups), Some(mut stored)) = (&self.rollups, stored) {
             match rollups.sections(&grid, split, &top).await {
                 Ok((sections, partial)) => {

@@ -10,10 +10,13 @@
 //! A [`Grid`] cuts a range ending at the newest closed second into buckets
 //! aligned to multiples of the resolution; [`Sums`] adds seconds up per
 //! bucket, and [`Sums::per_second`] turns them into per-second averages over
-//! the seconds of each bucket that have closed.
+//! the seconds of each bucket that have closed. Readers take the points they
+//! need as a [`Window`] of shared pointers (microseconds under the ring's
+//! lock) and add them up after, so the engine never waits on a sum.
 
 use crate::engine::SecondStats;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Seconds held in memory: the last hour.
 pub const MEMORY_SECONDS: i64 = 3600;
@@ -76,7 +79,7 @@ impl SecondPoint {
 /// The last [`MEMORY_SECONDS`] closed seconds, one slot per second.
 #[derive(Debug)]
 pub struct SeriesRing {
-    slots: Vec<Option<SecondPoint>>,
+    slots: Vec<Option<Arc<SecondPoint>>>,
     /// The newest second held.
     newest: Option<i64>,
     /// The first second handed over since the collector started: memory
@@ -115,13 +118,13 @@ impl SeriesRing {
         }
         self.first = Some(self.first.map_or(t, |f| f.min(t)));
         self.newest = Some(self.newest.map_or(t, |n| n.max(t)));
-        self.slots[Self::slot(t)] = Some(point);
+        self.slots[Self::slot(t)] = Some(Arc::new(point));
     }
 
     /// The point of second `t`, if memory holds it (silent seconds the
     /// engine closed are held as zero points).
     pub fn get(&self, t: i64) -> Option<&SecondPoint> {
-        self.slots[Self::slot(t)].as_ref().filter(|p| p.t == t)
+        self.slots[Self::slot(t)].as_deref().filter(|p| p.t == t)
     }
 
     pub fn newest(&self) -> Option<i64> {
@@ -134,11 +137,26 @@ impl SeriesRing {
         Some(self.first?.max(self.newest? - MEMORY_SECONDS + 1))
     }
 
-    /// Requests per section over the seconds of `grid`'s buckets `from..`,
-    /// from the sections each second kept.
-    pub fn section_totals(&self, grid: &Grid, from: usize) -> HashMap<Box<str>, u64> {
+    /// The points memory holds for `grid`'s buckets `from..`.
+    pub fn window(&self, grid: &Grid, from: usize) -> Window {
+        let start = grid.bucket_start(from).max(grid.last - MEMORY_SECONDS + 1);
+        Window(
+            (start..=grid.last)
+                .filter_map(|t| self.slots[Self::slot(t)].clone().filter(|p| p.t == t))
+                .collect(),
+        )
+    }
+}
+
+/// Points taken from a [`SeriesRing`], in time order.
+#[derive(Debug, Clone, Default)]
+pub struct Window(Vec<Arc<SecondPoint>>);
+
+impl Window {
+    /// Requests per section, from the sections each second kept.
+    pub fn section_totals(&self) -> HashMap<Box<str>, u64> {
         let mut totals: HashMap<Box<str>, u64> = HashMap::new();
-        for p in self.points(grid, from) {
+        for p in &self.0 {
             for (name, n) in &p.sections {
                 match totals.get_mut(name) {
                     Some(v) => *v += n,
@@ -151,11 +169,11 @@ impl SeriesRing {
         totals
     }
 
-    /// The sums of `grid`'s buckets `from..`, with the series of the
-    /// `sections` named.
-    pub fn sums(&self, grid: &Grid, from: usize, sections: &[Box<str>]) -> Sums {
+    /// The sums per bucket of `grid`, with the series of the `sections`
+    /// named.
+    pub fn sums(&self, grid: &Grid, sections: &[Box<str>]) -> Sums {
         let mut sums = Sums::new(grid.len, sections);
-        for p in self.points(grid, from) {
+        for p in &self.0 {
             let Some(i) = grid.index(p.t) else { continue };
             sums.total[i] += p.total;
             sums.bytes[i] += p.bytes;
@@ -169,11 +187,6 @@ impl SeriesRing {
             }
         }
         sums
-    }
-
-    fn points<'a>(&'a self, grid: &Grid, from: usize) -> impl Iterator<Item = &'a SecondPoint> {
-        let start = grid.bucket_start(from);
-        (start..=grid.last).filter_map(|t| self.get(t))
     }
 }
 
@@ -350,7 +363,7 @@ mod tests {
             ring.insert(point(t, 7, &[("/a", 7)]));
         }
         let grid = Grid::new(900, 1, 1011);
-        let sums = ring.sums(&grid, 0, &["/a".into()]);
+        let sums = ring.window(&grid, 0).sums(&grid, &["/a".into()]);
         let tail = &sums.total[grid.len - 13..];
         assert_eq!(tail, &[0, 5, 5, 5, 5, 5, 7, 7, 7, 7, 7, 7, 7]);
         assert_eq!(sums.total.iter().sum::<u64>(), 5 * 5 + 7 * 7);
@@ -438,12 +451,13 @@ mod tests {
             ring.insert(point(t, 3 + extra, &[("/a", 2), ("/b", 1 + extra)]));
         }
         let grid = Grid::new(86400, 60, 1234);
-        let totals = ring.section_totals(&grid, 0);
+        let window = ring.window(&grid, 0);
+        let totals = window.section_totals();
         let top = busiest(&totals, TOP_PER_RANGE);
         assert_eq!(top, vec![Box::<str>::from("/a"), "/b".into()]);
         assert_eq!(totals["/a"], 2 * 635);
         assert_eq!(totals["/b"], 635 + 20);
-        let sums = ring.sums(&grid, 0, &top);
+        let sums = window.sums(&grid, &top);
         let json = sums.per_second(&grid, &top);
         let n = grid.len;
         let total = json["total"].as_array().unwrap();
