@@ -350,3 +350,40 @@ async fn overview_agents_and_alerts() {
     let a = f.get("/api/alerts?limit=ten").await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
 }
+
+#[test]
+fn serve_flags_check_the_token_and_the_prefix() {
+    use clap::Parser as _;
+    let options = |extra: &[&str]| {
+        let mut args = vec!["logmon-collector", "serve", "--token", "ingest"];
+        args.extend_from_slice(extra);
+        let cli = crate::cli::Cli::try_parse_from(args).unwrap();
+        let crate::cli::Command::Serve(serve) = cli.command else {
+            unreachable!()
+        };
+        serve.options().map(|o| o.dashboard)
+    };
+    assert_eq!(options(&[]).unwrap(), DashboardOptions::default());
+    assert_eq!(
+        options(&[
+            "--dashboard-token",
+            "look",
+            "--dashboard-prefix",
+            "/logmon/"
+        ])
+        .unwrap(),
+        DashboardOptions {
+            token: Some("look".into()),
+            prefix: Some("/logmon".into()),
+        }
+    );
+    let refused = |extra: &[&str]| options(extra).unwrap_err().to_string();
+    assert_eq!(
+        refused(&["--dashboard-token", "ingest"]),
+        "--dashboard-token must differ from the ingest tokens"
+    );
+    assert_eq!(
+        refused(&["--dashboard-prefix", "logmon"]),
+        "--dashboard-prefix `logmon` must start with `/`"
+    );
+}
