@@ -81,7 +81,6 @@ async function screenshot(page, file) {
 /** What the page shows, for the test's assertions. */
 function pageSummary() {
   const L = window.__logmon;
-  const rows = (id) => document.querySelectorAll(`#${id} tr`).length;
   const c = L.charts;
   return {
     points: L.points(),
@@ -90,7 +89,8 @@ function pageSummary() {
     statusPoints: c.status ? c.status.data[0].length : 0,
     bytesPoints: c.bytes ? c.bytes.data[0].length : 0,
     activeText: document.getElementById('active-alerts').textContent.replace(/\s+/g, ' ').trim(),
-    historyRows: rows('history'),
+    historyRows: document.querySelectorAll('#history tr.row').length,
+    historyEntries: L.state.history.length,
     historyText: document.getElementById('history').textContent.replace(/\s+/g, ' ').trim().slice(0, 2000),
     rulesText: document.getElementById('rules').textContent.replace(/\s+/g, ' ').trim(),
     agentsText: document.getElementById('agents').textContent.replace(/\s+/g, ' ').trim(),
@@ -170,12 +170,19 @@ async function measureOnce(browser, opts, shot) {
   await cdp.send('HeapProfiler.collectGarbage');
   const metrics = Object.fromEntries(
     (await cdp.send('Performance.getMetrics')).metrics.map((m) => [m.name, m.value]));
-  const shown = await page.evaluate(() => ({
-    historyRows: document.querySelectorAll('#history tr').length,
+  const shown = await page.evaluate((firstRender) => ({
+    // When the last API answer of the first render arrived: the rest of
+    // first render is the page's own work.
+    apiMs: Math.max(0, ...performance.getEntriesByType('resource')
+      .filter((e) => e.name.includes('/api/') && !e.name.includes('/api/stream'))
+      .map((e) => e.responseEnd)
+      .filter((end) => end <= firstRender)),
+    historyRows: document.querySelectorAll('#history tr.row').length,
+    historyEntries: window.__logmon.state.history.length,
     series: window.__logmon.charts.requests ? window.__logmon.charts.requests.series.length - 1 : 0,
     points: window.__logmon.points(),
     longestTask: Math.max(0, ...window.__longtasks),
-  }));
+  }), marks['first-render']);
   // Responsiveness: a click on "1 h" until the charts show that range.
   const switched = await page.evaluate(() => new Promise((resolve) => {
     const started = performance.now();

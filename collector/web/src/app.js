@@ -14,6 +14,8 @@
 
   const RANGES = [900, 3600, 21600, 86400];
   const HISTORY_CAP = 1000; // alert history rows kept in the DOM
+  const ACTIVE_CAP = 50; // active and pending alert cards shown
+  const TOP_SECTIONS = 10; // section lines in the requests chart, as api/series
   const POLL_MS = 3000; // rules, agents, overview
   const RESYNC_MS = 120000; // refetch the series: the top sections move
   const SECTION_COLORS = [
@@ -54,12 +56,20 @@
 
   const clock = (t) => utc(t).slice(11);
 
+  // One formatter per precision: `toLocaleString` builds one per call, and
+  // a thousand history rows and 50 sections call it thousands of times.
+  const numberFormats = new Map();
   function num(v, digits) {
     if (v == null || !isFinite(v)) return '–';
     if (digits == null) digits = Math.abs(v) >= 100 ? 0 : Math.abs(v) >= 10 ? 1 : 2;
-    return Number(v).toLocaleString('en-US', {
-      minimumFractionDigits: digits, maximumFractionDigits: digits,
-    });
+    let format = numberFormats.get(digits);
+    if (!format) {
+      format = new Intl.NumberFormat('en-US', {
+        minimumFractionDigits: digits, maximumFractionDigits: digits,
+      });
+      numberFormats.set(digits, format);
+    }
+    return format.format(v);
   }
 
   function bytes(v) {
@@ -257,6 +267,7 @@
     for (const [name, c] of Object.entries(charts)) {
       if (c) c.setSize(chartSize($('chart-' + name), c.height));
     }
+    scheduleHistory();
   }).observe(document.querySelector('.grid'));
 
   // --- series: fetched, then extended live ------------------------------------
@@ -285,6 +296,7 @@
       sectionNames,
       sections: Object.fromEntries(sectionNames.map((n) => [n, body.sections[n].slice()])),
       bucket: null, // the live bucket being summed when resolution > 1
+      rebuild: false, // a section was added: the charts are made again
     };
     state.liveFrom = body.t.length ? body.t[body.t.length - 1] : -Infinity;
     const same = old && old.resolution === state.series.resolution &&
@@ -316,6 +328,15 @@
       }
       pushBucket(s, at);
       s.bucket = { t: at, n: 0, total: 0, bytes: 0, status: {}, sections: {} };
+    }
+    // Sections the range did not have yet get a line, up to the API's ten
+    // (on a fresh collector the series starts with none).
+    for (const n of Object.keys(sec.sections || {})) {
+      if (s.sectionNames.length >= TOP_SECTIONS) break;
+      if (n in s.sections) continue;
+      s.sectionNames.push(n);
+      s.sections[n] = s.t.map(() => 0);
+      s.rebuild = true;
     }
     // A bucket's value is the per-second average over its closed seconds so far.
     const b = s.bucket;
@@ -360,7 +381,8 @@
     state.pending = [];
     for (const sec of seconds) applySecond(s, sec);
     trim(s);
-    renderCharts(false);
+    renderCharts(s.rebuild);
+    s.rebuild = false;
   }
 
   // --- the 10-second statistics block -----------------------------------------
@@ -389,13 +411,13 @@
         <div class="c4xx"><b>${num(st.client_error || 0, 0)}</b><span>4xx</span></div>
         <div class="c5xx"><b>${num(st.server_error || 0, 0)}</b><span>5xx</span></div>
       </div>
-      <table class="table compact">
+      <div class="scroll short"><table class="table compact">
         <thead><tr><th>section</th><th class="num">hits</th><th>share</th><th class="num">5xx rate</th><th class="num">bytes</th></tr></thead>
         <tbody>${sections || '<tr><td class="empty" colspan="5">no requests</td></tr>'}</tbody>
-      </table>
+      </table></div>
       <div class="two">
-        <table class="table compact"><thead><tr><th>method</th><th class="num">hits</th></tr></thead><tbody>${counts(r.methods)}</tbody></table>
-        <table class="table compact"><thead><tr><th>client</th><th class="num">hits</th></tr></thead><tbody>${counts(r.clients)}</tbody></table>
+        <div class="scroll shorter"><table class="table compact"><thead><tr><th>method</th><th class="num">hits</th></tr></thead><tbody>${counts(r.methods)}</tbody></table></div>
+        <div class="scroll shorter"><table class="table compact"><thead><tr><th>client</th><th class="num">hits</th></tr></thead><tbody>${counts(r.clients)}</tbody></table></div>
       </div>`;
   }
 
@@ -405,36 +427,71 @@
 
   function historyRow(a) {
     const firing = a.state === 'firing';
-    return `<tr class="${firing ? 'firing' : 'resolved'}">
-      <td class="mono nowrap">${esc(utc(a.at))}</td>
+    return `<tr class="row ${firing ? 'firing' : 'resolved'}">
+      <td class="mono">${esc(utc(a.at))}</td>
       <td><span class="badge ${firing ? 'red' : 'green'}">${esc(a.state)}</span></td>
-      <td class="nowrap">${esc(a.rule)}</td>
-      <td class="mono">${esc(a.key || '–')}</td>
+      <td title="${esc(a.rule)}">${esc(a.rule)}</td>
+      <td class="mono" title="${esc(a.key)}">${esc(a.key || '–')}</td>
       <td class="num">${num(a.value)}</td>
-      <td class="msg">${esc(a.message)}</td></tr>`;
+      <td class="msg" title="${esc(a.message)}">${esc(a.message)}</td></tr>`;
   }
+
+  function historyCount() {
+    const n = state.history.length;
+    $('history-count').textContent = n ? n + (n >= HISTORY_CAP ? ' (latest)' : '') : '';
+  }
+
+  // The history holds up to HISTORY_CAP transitions but only the rows in
+  // view (and a margin) are in the DOM, between two spacer rows as tall as
+  // the rows left out: a thousand transitions cost a few dozen rows of
+  // layout, and scrolling re-renders the window once a frame.
+  const HISTORY_MARGIN = 15;
+  let historyRowHeight = 0; // measured from the first row rendered
+  let historyFrame = 0;
+
+  const spacer = (rows) => (rows > 0
+    ? `<tr class="spacer" style="height:${rows * (historyRowHeight || 28)}px"><td colspan="6"></td></tr>`
+    : '');
 
   function renderHistory() {
+    historyFrame = 0;
     const body = $('history');
-    body.innerHTML = state.history.length
-      ? state.history.map(historyRow).join('')
-      : '<tr><td class="empty" colspan="6">No alert transitions yet</td></tr>';
-    $('history-count').textContent = state.history.length
-      ? state.history.length + (state.history.length >= HISTORY_CAP ? ' (latest)' : '') : '';
+    const n = state.history.length;
+    historyCount();
+    if (n === 0) {
+      body.innerHTML = '<tr><td class="empty" colspan="6">No alert transitions yet</td></tr>';
+      return;
+    }
+    const scroller = $('history-scroll');
+    const height = historyRowHeight || 28;
+    const first = Math.max(0, Math.floor(scroller.scrollTop / height) - HISTORY_MARGIN);
+    const shown = Math.ceil((scroller.clientHeight || 420) / height) + 2 * HISTORY_MARGIN;
+    const last = Math.min(n, first + shown);
+    body.innerHTML = spacer(first) + state.history.slice(first, last).map(historyRow).join('') +
+      spacer(n - last);
+    if (!historyRowHeight) {
+      const row = body.querySelector('tr.row');
+      // Fractional: rounding would add up over a thousand rows.
+      const measured = row ? row.getBoundingClientRect().height : 0;
+      if (measured > 0) {
+        historyRowHeight = measured;
+        renderHistory(); // the spacers at the measured height
+      }
+    }
   }
 
-  /** A live transition: one row on top, the oldest dropped past the cap. */
+  function scheduleHistory() {
+    if (!historyFrame) historyFrame = requestAnimationFrame(renderHistory);
+  }
+
+  /** A live transition: on top; the oldest leaves past the cap. */
   function prependHistory(a) {
-    const body = $('history');
-    if (state.history.length === 0) body.textContent = '';
     state.history.unshift(a);
-    body.insertAdjacentHTML('afterbegin', historyRow(a));
-    while (state.history.length > HISTORY_CAP) {
-      state.history.pop();
-      body.lastElementChild.remove();
-    }
-    $('history-count').textContent = state.history.length +
-      (state.history.length >= HISTORY_CAP ? ' (latest)' : '');
+    if (state.history.length > HISTORY_CAP) state.history.length = HISTORY_CAP;
+    // Someone reading further down keeps the same rows in view.
+    const scroller = $('history-scroll');
+    if (scroller.scrollTop > 0) scroller.scrollTop += historyRowHeight || 28;
+    scheduleHistory();
   }
 
   /** When each active key last fired, from the history. */
@@ -445,21 +502,29 @@
 
   function renderActive() {
     const el = $('active-alerts');
-    const active = [...state.active.values()];
-    if (active.length === 0 && state.pendingKeys.length === 0) {
+    const all = [...state.active.values()].sort((a, b) => (b.since ?? 0) - (a.since ?? 0));
+    if (all.length === 0 && state.pendingKeys.length === 0) {
       el.className = 'alerts-now';
       el.innerHTML = '<div class="none">No active alerts</div>';
       return;
     }
-    el.className = 'alerts-now' + (active.length ? ' has-firing' : '');
-    el.innerHTML = active.map((a) => `
+    // A flapping rule keyed by client can fire for thousands of keys: the
+    // newest are shown as cards, the rest counted.
+    const active = all.slice(0, ACTIVE_CAP);
+    const pending = state.pendingKeys.slice(0, Math.max(0, ACTIVE_CAP - active.length));
+    const hidden = all.length - active.length + state.pendingKeys.length - pending.length;
+    el.className = 'alerts-now' + (all.length ? ' has-firing' : '');
+    el.innerHTML = `<div class="alerts-summary">${all.length} firing` +
+      (state.pendingKeys.length ? ` · ${state.pendingKeys.length} pending` : '') +
+      (hidden ? ` <span class="dim">(newest ${active.length + pending.length} shown)</span>` : '') +
+      '</div>' + active.map((a) => `
       <div class="alert-card">
         <div class="alert-head"><span class="badge red">firing</span>
           <b class="rule">${esc(a.rule)}</b>${a.key ? ` <span class="mono key">${esc(a.key)}</span>` : ''}
           <span class="value">value ${num(a.value)}</span>
           <span class="since">${a.since != null ? 'since ' + esc(utc(a.since)) + ' UTC' : ''}</span></div>
         <div class="alert-msg">${esc(a.message)}</div>
-      </div>`).join('') + state.pendingKeys.map((p) => `
+      </div>`).join('') + pending.map((p) => `
       <div class="alert-card pending">
         <div class="alert-head"><span class="badge amber">pending</span>
           <b class="rule">${esc(p.rule)}</b>${p.key ? ` <span class="mono key">${esc(p.key)}</span>` : ''}
@@ -657,14 +722,14 @@
 
   async function start() {
     renderRanges();
+    $('history-scroll').addEventListener('scroll', scheduleHistory, { passive: true });
     connect(); // first, so no second falls between the series and the stream
-    const initial = [
+    const results = await Promise.allSettled([
       loadSeries(),
       loadAlerts(),
       getJSON('api/stats').then((s) => { if (s) { state.stats = s; renderStats(); } }),
-    ];
-    const results = await Promise.allSettled(initial);
-    await poll();
+      poll(),
+    ]);
     const failed = results.find((r) => r.status === 'rejected');
     if (failed) showError(String(failed.reason.message || failed.reason));
     loaded = true;
