@@ -148,9 +148,14 @@ pub struct TargetCounters {
     pub resent: AtomicU64,
 }
 
-/// The JSON a generic webhook receives.
+/// The JSON a generic webhook receives. `id` names the transition (the same
+/// for every delivery of it, also sent as the `Idempotency-Key` header):
+/// delivery is at-least-once — a collector killed after the receiver took a
+/// transition but before the notifier recorded it sends it again — so a
+/// receiver that must act once de-duplicates on it.
 pub fn webhook_payload(t: &Transition) -> serde_json::Value {
     json!({
+        "id": transition_id(t),
         "rule": t.rule,
         "key": t.key,
         "state": t.state,
@@ -159,6 +164,26 @@ pub fn webhook_payload(t: &Transition) -> serde_json::Value {
         "value": if t.value.is_finite() { json!(t.value) } else { serde_json::Value::Null },
         "message": t.message,
     })
+}
+
+/// A stable 64-bit FNV-1a digest of (rule, key, state, event time), in hex.
+pub fn transition_id(t: &Transition) -> String {
+    let state = match t.state {
+        AlertState::Firing => "firing",
+        AlertState::Resolved => "resolved",
+    };
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [
+        t.rule.as_bytes(),
+        t.key.as_bytes(),
+        state.as_bytes(),
+        &t.at.to_le_bytes(),
+    ] {
+        for &b in part.iter().chain(&[0x1f]) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
 }
 
 fn slack_payload(t: &Transition) -> serde_json::Value {
@@ -236,9 +261,13 @@ struct Sender {
 
 impl Sender {
     async fn post(&self, url: &str, body: &serde_json::Value) -> Result<Sent, String> {
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(url)
+        let mut req = Request::builder().method(Method::POST).uri(url);
+        if let Some(id) = body.get("id").and_then(|v| v.as_str())
+            && let Ok(id) = HeaderValue::from_str(id)
+        {
+            req = req.header("idempotency-key", id);
+        }
+        let req = req
             .header(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),

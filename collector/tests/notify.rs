@@ -12,11 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// What the receiver answers and what it got: (path, JSON body).
+/// What the receiver answers and what it got: (path, JSON body), and the
+/// `Idempotency-Key` header of each.
 struct Receiver {
     url: String,
     status: Arc<AtomicU16>,
     got: Arc<Mutex<Vec<(String, serde_json::Value)>>>,
+    keys: Arc<Mutex<Vec<Option<String>>>>,
 }
 
 async fn receiver() -> Receiver {
@@ -24,22 +26,29 @@ async fn receiver() -> Receiver {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let status = Arc::new(AtomicU16::new(200));
     let got = Arc::new(Mutex::new(Vec::new()));
-    let (s, g) = (Arc::clone(&status), Arc::clone(&got));
+    let keys = Arc::new(Mutex::new(Vec::new()));
+    let (s, g, k) = (Arc::clone(&status), Arc::clone(&got), Arc::clone(&keys));
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
-            let (s, g) = (Arc::clone(&s), Arc::clone(&g));
+            let (s, g, k) = (Arc::clone(&s), Arc::clone(&g), Arc::clone(&k));
             tokio::spawn(async move {
                 let service =
                     hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let (s, g) = (Arc::clone(&s), Arc::clone(&g));
+                        let (s, g, k) = (Arc::clone(&s), Arc::clone(&g), Arc::clone(&k));
                         async move {
                             let path = req.uri().path().to_string();
+                            let key = req
+                                .headers()
+                                .get("idempotency-key")
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned);
                             let body = req.into_body().collect().await.unwrap().to_bytes();
                             let code = s.load(Ordering::SeqCst);
                             if code == 200 {
                                 let json = serde_json::from_slice(&body).unwrap();
                                 g.lock().unwrap().push((path, json));
+                                k.lock().unwrap().push(key);
                             }
                             Ok::<_, std::convert::Infallible>(
                                 Response::builder()
@@ -55,7 +64,12 @@ async fn receiver() -> Receiver {
             });
         }
     });
-    Receiver { url, status, got }
+    Receiver {
+        url,
+        status,
+        got,
+        keys,
+    }
 }
 
 impl Receiver {
@@ -160,6 +174,14 @@ async fn a_target_that_was_down_gets_everything_in_order_once() {
     assert_eq!(got, expected);
     assert_eq!(got[1].1["state"], "resolved");
     assert_eq!(got[1].1["at_rfc3339"], "1970-01-01T00:01:41Z");
+    // Each transition has its own id, sent as the Idempotency-Key header too.
+    let ids: Vec<Option<String>> = got
+        .iter()
+        .map(|(_, body)| body["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(*rx.keys.lock().unwrap(), ids);
+    let distinct: std::collections::BTreeSet<_> = ids.iter().flatten().collect();
+    assert_eq!(distinct.len(), 6, "{ids:?}");
 }
 
 #[tokio::test]

@@ -342,3 +342,13 @@ pub fn encode(s: &str) -> String {
     }
     out
 }
+
+/// A row's `time` column (RFC 3339, as InfluxDB answers) in unix seconds.
+pub fn unix_seconds(time: &Value) -> i64 {
+    let text = time
+        .as_str()
+        .unwrap_or_else(|| panic!("not a time: {time}"));
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("not RFC 3339: {text}: {e}"))
+        .unix_timestamp()
+}

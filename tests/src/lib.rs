@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod browser;
 pub mod influx;
+pub mod harness;
 pub mod live;
 
 use logmon_protocol::{Event, Format, LineParser, Parsed};

@@ -3,60 +3,15 @@
 
 use logmon_tests::agent_bin;
 use logmon_tests::collector_bin;
+use logmon_tests::harness::{
+    Running, WebhookSink, append_text, clf_time, free_port, http_get as get, unix_now,
+    wait_for_health,
+};
 use logmon_tests::influx::InfluxServer;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// Kills the process when dropped, so a failing test leaves nothing behind.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn get(port: u16, path: &str) -> String {
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    let _ = write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    );
-    let mut reply = String::new();
-    let _ = std::io::Read::read_to_string(&mut s, &mut reply);
-    reply
-}
-
-fn wait_for_health(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            let _ = write!(
-                s,
-                "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-            );
-            let mut reply = String::new();
-            let _ = std::io::Read::read_to_string(&mut s, &mut reply);
-            if reply.starts_with("HTTP/1.1 200") {
-                return;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("the collector on port {port} never became healthy");
-}
 
 /// Appends `n` CLF lines numbered from `first`, stamped a few seconds ago
 /// (recent, so InfluxDB's 30-day retention keeps them).
@@ -76,31 +31,6 @@ fn append(path: &Path, tag: &str, first: u64, n: u64) {
         ));
     }
     append_text(path, &text);
-}
-
-/// A unix second as a CLF timestamp (UTC).
-fn clf_time(second: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(second).unwrap();
-    format!(
-        "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
-        t.day(),
-        [
-            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"
-        ][usize::from(u8::from(t.month())) - 1],
-        t.year(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
-fn append_text(path: &Path, text: &str) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
 }
 
 #[test]
@@ -497,69 +427,6 @@ fn pipe(
     let _ = to.shutdown(std::net::Shutdown::Both);
 }
 
-/// A webhook receiver: keeps the JSON body of every POST, answers 200 and
-/// closes the connection.
-struct WebhookSink {
-    port: u16,
-    got: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
-}
-
-impl WebhookSink {
-    fn start() -> WebhookSink {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = std::sync::Arc::clone(&got);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
-                let mut length = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0 {
-                        break;
-                    }
-                    let line = line.trim_end();
-                    if line.is_empty() {
-                        break;
-                    }
-                    if let Some((name, value)) = line.split_once(':')
-                        && name.eq_ignore_ascii_case("content-length")
-                    {
-                        length = value.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0u8; length];
-                if std::io::Read::read_exact(&mut reader, &mut body).is_ok()
-                    && let Ok(json) = serde_json::from_slice(&body)
-                {
-                    sink.lock().unwrap().push(json);
-                    let _ = stream.write_all(
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                    );
-                }
-            }
-        });
-        WebhookSink { port, got }
-    }
-
-    /// (state, event second relative to `t0`) of every transition received.
-    fn transitions(&self, t0: i64) -> Vec<(String, i64)> {
-        self.got
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|v| {
-                (
-                    v["state"].as_str().unwrap_or_default().to_owned(),
-                    v["at"].as_i64().unwrap_or_default() - t0,
-                )
-            })
-            .collect()
-    }
-}
-
 /// What a fault scenario does to the running pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
@@ -581,13 +448,6 @@ fn scenario_rate(s: u64) -> u64 {
     if s % 8 < 4 { 60 } else { 10 }
 }
 const SCENARIO_SECONDS: u64 = 48;
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
 
 /// `n` CLF lines stamped `second`.
 fn append_at(path: &Path, second: i64, first: u64, n: u64) {
@@ -765,12 +625,7 @@ fn run_scenario(
             ))
             .into_iter()
             .map(|r| {
-                let at = time::OffsetDateTime::parse(
-                    r[0].as_str().unwrap(),
-                    &time::format_description::well_known::Rfc3339,
-                )
-                .unwrap()
-                .unix_timestamp();
+                let at = logmon_tests::influx::unix_seconds(&r[0]);
                 (r[1].as_str().unwrap().to_owned(), at - t0)
             })
             .collect()
@@ -794,7 +649,11 @@ fn run_scenario(
         stored,
         rolled_up,
         transitions: transitions(),
-        notified: webhook.transitions(t0),
+        notified: webhook
+            .transitions(t0)
+            .into_iter()
+            .map(|n| (n.state, n.at))
+            .collect(),
     };
     drop(agent);
     drop(collector);

@@ -27,12 +27,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+/// A file's modification time and size.
+type Stamp = (Option<SystemTime>, u64);
+
 /// What a file looked like when last loaded (or tried).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Seen {
     /// Modification time and size of the file, and of the component an
     /// instance file names.
-    stamp: Vec<(Option<SystemTime>, u64)>,
+    stamp: Vec<Stamp>,
     /// The instance it runs as, when it loaded.
     instance: Option<String>,
 }
@@ -60,8 +63,7 @@ impl RulesDir {
     /// returns one line per change, for the log.
     pub fn poll(&mut self, rules: &mut RuleSet) -> Vec<String> {
         let mut log = Vec::new();
-        let mut now: BTreeMap<PathBuf, (Vec<(Option<SystemTime>, u64)>, Result<RuleSpec, String>)> =
-            BTreeMap::new();
+        let mut now: BTreeMap<PathBuf, (Vec<Stamp>, Result<RuleSpec, String>)> = BTreeMap::new();
         match std::fs::read_dir(&self.dir) {
             Ok(entries) => {
                 for e in entries.flatten() {
@@ -192,6 +194,6 @@ impl RulesDir {
     }
 }
 
-fn stamp(path: &Path) -> (Option<SystemTime>, u64) {
+fn stamp(path: &Path) -> Stamp {
     std::fs::metadata(path).map_or((None, 0), |m| (m.modified().ok(), m.len()))
 }
