@@ -4,8 +4,8 @@
 
 pub mod bench;
 pub mod browser;
-pub mod influx;
 pub mod harness;
+pub mod influx;
 pub mod live;
 
 use logmon_protocol::{Event, Format, LineParser, Parsed};
