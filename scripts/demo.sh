@@ -2,8 +2,10 @@
 # The live demo: a private InfluxDB, the collector (ingest, durable bus, live
 # engine with the WebAssembly rules, InfluxDB writer), a traffic generator
 # writing a live access log with bursts and a quiet spell, and an agent
-# tailing it. Statistics and alerts print here as they happen; Ctrl-C stops
-# everything. DEMO_SECONDS=N stops after N seconds.
+# tailing it. Statistics and alerts print here as they happen, and the web
+# dashboard (served by the collector) shows them live; Ctrl-C stops
+# everything. DEMO_SECONDS=N stops after N seconds; DEMO_DASHBOARD_TOKEN=T
+# puts the dashboard's API behind a read-only token.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=target/release
@@ -22,9 +24,15 @@ trap cleanup EXIT INT TERM
 bash scripts/influxd.sh "$work/influx" "$influx_port"
 echo "demo: InfluxDB on http://127.0.0.1:$influx_port (database logmon)"
 
+dashboard_flags=()
+dashboard_url="http://127.0.0.1:$collector_port/"
+if [ -n "${DEMO_DASHBOARD_TOKEN:-}" ]; then
+    dashboard_flags=(--dashboard-token "$DEMO_DASHBOARD_TOKEN")
+    dashboard_url="${dashboard_url}?token=$DEMO_DASHBOARD_TOKEN"
+fi
 "$bin/logmon-collector" serve --listen "127.0.0.1:$collector_port" --data-dir "$work/collector" \
     --token demo-token --influx-url "http://127.0.0.1:$influx_port" \
-    --rule error-rate:threshold=0.1,window=60,min_requests=100 &
+    --rule error-rate:threshold=0.1,window=60,min_requests=100 "${dashboard_flags[@]}" &
 pids+=($!)
 echo "demo: collector on http://127.0.0.1:$collector_port (/metrics, /health)"
 
@@ -42,6 +50,8 @@ pids+=($!)
 pids+=($!)
 echo "demo: agent tailing $work/logs/access.log (metrics on http://127.0.0.1:9180/metrics)"
 echo "demo: statistics every 10 s of event time; the high-traffic alert fires about 2 minutes in"
+echo
+echo "demo: dashboard: $dashboard_url"
 echo
 
 if [ -n "${DEMO_SECONDS:-}" ]; then

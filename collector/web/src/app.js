@@ -314,12 +314,14 @@
     for (const n of s.sectionNames) s.sections[n].push(0);
   }
 
+  const newBucket = (t) => ({ t, n: 0, total: 0, bytes: 0, status: {}, sections: {} });
+
   /** Adds one closed second (an `event: second`) to the series. */
   function applySecond(s, sec) {
     const res = s.resolution;
     const at = Math.floor(sec.t / res) * res;
     if (at <= state.liveFrom) return; // the fetched series holds it already
-    let last = s.t.length ? s.t[s.t.length - 1] : null;
+    const last = s.t.length ? s.t[s.t.length - 1] : null;
     if (last != null && at < last) return; // out of order: cannot happen, ignore
     if (last == null || at > last) {
       // Zero-filled, like the API: silent buckets are buckets.
@@ -327,7 +329,11 @@
         for (let b = last + res; b < at; b += res) pushBucket(s, b);
       }
       pushBucket(s, at);
-      s.bucket = { t: at, n: 0, total: 0, bytes: 0, status: {}, sections: {} };
+      s.bucket = newBucket(at);
+    } else if (res === 1) {
+      // The same second again (the engine closes the seconds since its last
+      // snapshot again after a restart): it replaces the first.
+      s.bucket = newBucket(at);
     }
     // Sections the range did not have yet get a line, up to the API's ten
     // (on a fresh collector the series starts with none).
@@ -610,6 +616,7 @@
       streams.forEach((s, i) => {
         const head = i === 0
           ? `<td rowspan="${streams.length}"><b class="mono">${esc(a.agent)}</b>
+               ${a.host && a.host !== a.agent ? `<div class="dim mono">${esc(a.host)}</div>` : ''}
                <div class="dim">seen ${esc(ago(now - a.last_seen))} ago</div></td>`
           : '';
         if (!s) {
