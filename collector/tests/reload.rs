@@ -74,6 +74,12 @@ fn added_replaced_and_removed_components_take_effect_at_the_next_poll() {
         "{log:?}"
     );
     assert!(log[0].ends_with("starting fresh"), "{log:?}");
+    // The alert high-traffic raised still stands; error-rate does not
+    // report it, so it resolves at the next second (and only once).
+    assert_eq!(
+        evaluate(&mut rules, 1_011, &[0, 0]),
+        vec![("busy".to_string(), AlertState::Resolved, 1_011)]
+    );
 
     // A broken file: reported, nothing else disturbed.
     write(&dir.path().join("broken.wasm"), b"not a component");
@@ -186,4 +192,43 @@ fn instance_files_run_a_component_with_parameters_and_lifecycle() {
         )]
     );
     assert_eq!(rules.instances().len(), 1);
+}
+
+#[test]
+fn a_removed_rule_resolves_what_it_had_firing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rules = RuleSet::new(RuleRuntime::new(SandboxLimits::default()).unwrap());
+    let mut watched = RulesDir::new(dir.path());
+    write(
+        &dir.path().join("spiky.toml"),
+        b"component = \"high-traffic\"\nparams = { threshold = 5, window = 1 }\n",
+    );
+    write(
+        &dir.path().join("calm.toml"),
+        b"component = \"high-traffic\"\nparams = { threshold = 500, window = 1 }\n",
+    );
+    assert_eq!(watched.poll(&mut rules).len(), 2);
+    assert_eq!(
+        evaluate(&mut rules, 3_000, &[9]),
+        vec![("spiky".to_string(), AlertState::Firing, 3_000)]
+    );
+    std::fs::remove_file(dir.path().join("spiky.toml")).unwrap();
+    assert_eq!(watched.poll(&mut rules).len(), 1);
+    let mut out: Vec<Transition> = Vec::new();
+    rules.evaluate(&second(3_001, 9), &mut out, &mut Vec::new());
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(
+        (
+            out[0].rule.as_str(),
+            out[0].key.as_str(),
+            out[0].state,
+            out[0].at
+        ),
+        ("spiky", "", AlertState::Resolved, 3_001)
+    );
+    assert_eq!(
+        out[0].message,
+        "Rule spiky was removed; its alert is resolved"
+    );
+    assert_eq!(evaluate(&mut rules, 3_002, &[9, 9]), vec![]);
 }

@@ -576,6 +576,11 @@ fn crashes_a_receiver_outage_and_hot_reload_change_no_alert() {
         removed.iter().all(|n| n.at <= REMOVE_AT),
         "reload-a evaluated after it was removed: {removed:#?}"
     );
+    assert_eq!(
+        removed.last().map(|n| n.state.as_str()),
+        Some("resolved"),
+        "a removed rule leaves no alert firing"
+    );
     let before: Vec<&Notified> = of(&reference.stored_transitions, "reload-a")
         .into_iter()
         .filter(|n| n.at < REMOVE_AT - 10)

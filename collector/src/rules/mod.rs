@@ -406,6 +406,10 @@ pub struct RuleSet {
     /// Compiled components by their bytes: instances of one component
     /// share one compilation (about 0.2 s each).
     compiled: Vec<(Vec<u8>, RuleComponent)>,
+    /// Keys that were firing in instances since removed: resolved at the
+    /// next evaluated second, so every consumer of the transitions (outbox,
+    /// InfluxDB, notifiers, Alertmanager's active set) sees the alert end.
+    retired: Vec<(String, String, f64)>,
 }
 
 impl RuleSet {
@@ -415,6 +419,7 @@ impl RuleSet {
             instances: Vec::new(),
             second: empty_second(0),
             compiled: Vec::new(),
+            retired: Vec::new(),
         }
     }
 
@@ -514,10 +519,17 @@ impl RuleSet {
         if fresh.is_empty() { Ok(()) } else { Err(fresh) }
     }
 
-    /// Stop and forget the instance `name`.
+    /// Stop and forget the instance `name`. Its firing keys resolve at the
+    /// next evaluated second; pending ones never fired and just end.
     pub fn remove(&mut self, name: &str) -> Option<RuleInstance> {
         let i = self.instances.iter().position(|i| i.name == name)?;
-        Some(self.instances.remove(i))
+        let gone = self.instances.remove(i);
+        for (key, state) in &gone.lifecycle.keys {
+            if let lifecycle::KeyState::Firing { value, .. } = state {
+                self.retired.push((gone.name.clone(), key.clone(), *value));
+            }
+        }
+        Some(gone)
     }
 
     /// Replace the instance `name` with a new one from `spec` (same name),
@@ -550,7 +562,17 @@ impl RuleSet {
         }
         let new = self.instances.last_mut().expect("just added");
         Ok(match saved {
-            Some(s) => restore_one(new, &s),
+            Some(s) => {
+                let why = restore_one(new, &s);
+                // Starting fresh, the alerts already sent still stand: the
+                // host keeps their keys, so the new rule either reports them
+                // again (nothing sent) or they resolve, as with any key a
+                // rule stops reporting.
+                if why.is_some() && !new.is_quarantined() {
+                    new.lifecycle.keys = s.keys;
+                }
+                why
+            }
             None => Some(format!("{name}: no state to carry over, starting fresh")),
         })
     }
@@ -563,6 +585,21 @@ impl RuleSet {
         quarantined: &mut Vec<Quarantine>,
     ) {
         fill_second(&mut self.second, stats);
+        for (rule, key, value) in self.retired.drain(..) {
+            let on = if key.is_empty() {
+                String::new()
+            } else {
+                format!(" for {key}")
+            };
+            transitions.push(Transition {
+                message: format!("Rule {rule} was removed; its alert{on} is resolved"),
+                rule,
+                key,
+                state: AlertState::Resolved,
+                at: stats.time,
+                value,
+            });
+        }
         for instance in self.instances.iter_mut().filter(|i| !i.is_quarantined()) {
             if let Err(fault) = instance.evaluate(&self.second, transitions) {
                 quarantined.push(Quarantine {
