@@ -220,3 +220,16 @@ fn dechunk(mut rest: &[u8]) -> Vec<u8> {
     }
     body
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dechunk_joins_chunks_and_stops_at_the_last() {
+        let body = b"4\r\n{\"a\"\r\n5;ext=1\r\n: 1}\n\r\n0\r\n\r\n";
+        assert_eq!(dechunk(body), b"{\"a\": 1}\n");
+        // A cut answer keeps what arrived whole.
+        assert_eq!(dechunk(b"2\r\nok\r\n9\r\nshort"), b"ok");
+    }
+}
