@@ -121,7 +121,12 @@
   }
 
   async function getJSON(path) {
-    const res = await fetch(api(path), { cache: 'no-store' });
+    let res;
+    try {
+      res = await fetch(api(path), { cache: 'no-store' });
+    } catch (e) {
+      throw new Error('the collector does not answer (' + (e.message || e) + ')');
+    }
     if (!res.ok) {
       let reason = res.status + ' ' + res.statusText;
       try {
@@ -687,6 +692,13 @@
     source.addEventListener('error', () => {
       conn.dataset.state = 'down';
       conn.textContent = 'reconnecting';
+      // The browser retries after a network error by itself, but gives up
+      // on an HTTP error (a 401, or 503 when the collector has too many
+      // streams open): try again in a while, then refetch what was missed.
+      if (source.readyState === EventSource.CLOSED) {
+        source = null;
+        setTimeout(() => { connect(); resync(); }, 10000);
+      }
     });
     source.addEventListener('second', (e) => {
       state.pending.push(JSON.parse(e.data));
