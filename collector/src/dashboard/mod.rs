@@ -20,6 +20,16 @@
 //! that forwards the prefix), and `/P` redirects to `/P/` so that the page's
 //! relative URLs resolve under it.
 //!
+//! Every answer carries `X-Content-Type-Options: nosniff` and
+//! `Referrer-Policy: no-referrer` (the token may be in the page's URL); the
+//! page carries [`PAGE_CSP`], which allows only the collector's own scripts.
+//! `HEAD` is answered wherever `GET` is.
+//!
+//! Event streams are capped at [`MAX_STREAMS`] (then 503) and do not count
+//! against the listener's `max_connections`: a connection carrying one gives
+//! its place back while it does (see [`crate::ingest::ConnectionSlot`]), so
+//! dashboards never take the places agents connect with.
+//!
 //! The engine feeds the [`Hub`]; nothing the HTTP side does can make the
 //! engine wait on a client.
 
@@ -33,11 +43,11 @@ pub mod sse;
 pub use agents::BatchSeen;
 pub use hub::Hub;
 
-use crate::ingest::{ApiRequest, ApiRoutes, ResponseBody, constant_time_eq};
+use crate::ingest::http::{error, json, method_not_allowed, whole};
+use crate::ingest::{ApiRequest, ApiRoutes, ResponseBody, bearer, constant_time_eq};
 use crate::live::LiveCounters;
 use crate::outbox::{Outbox, OutboxError};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 use rollups::RollupSource;
@@ -56,6 +66,11 @@ pub const ALERTS_DEFAULT: u64 = 200;
 pub const ALERTS_MAX: u64 = 5000;
 /// Event streams open at once; more are answered 503.
 pub const MAX_STREAMS: usize = 256;
+/// The page's `Content-Security-Policy`: scripts, styles and connections
+/// from the collector only (uPlot sets inline styles; the icon is a
+/// `data:` URL).
+pub const PAGE_CSP: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'; \
+                            img-src 'self' data:; connect-src 'self'";
 
 /// `serve`'s dashboard flags.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -94,6 +109,7 @@ pub struct Dashboard {
     lateness: u32,
     shutdown: CancellationToken,
     streams: Arc<Semaphore>,
+    max_streams: usize,
     keep_alive: Duration,
 }
 
@@ -101,26 +117,6 @@ fn wall_seconds() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
-}
-
-fn whole(bytes: impl Into<Bytes>) -> ResponseBody {
-    Full::new(bytes.into()).boxed()
-}
-
-fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ResponseBody> {
-    let mut response = Response::new(whole(value.to_string()));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-fn error(status: StatusCode, code: &str, reason: &str) -> Response<ResponseBody> {
-    json_response(status, &json!({ "error": code, "reason": reason }))
 }
 
 /// The first value of query parameter `name`, percent-decoded.
@@ -178,8 +174,17 @@ impl Dashboard {
             lateness,
             shutdown,
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+            max_streams: MAX_STREAMS,
             keep_alive: sse::KEEP_ALIVE,
         })
+    }
+
+    /// The same with another cap on event streams (tests reach it cheaply).
+    #[cfg(test)]
+    pub(crate) fn with_max_streams(mut self, max: usize) -> Dashboard {
+        self.streams = Arc::new(Semaphore::new(max));
+        self.max_streams = max;
+        self
     }
 
     /// The routes to add to the ingest listener.
@@ -193,6 +198,23 @@ impl Dashboard {
     /// The answer to `request`, or `None` when the path is not the
     /// dashboard's.
     pub async fn handle(&self, request: ApiRequest) -> Option<Response<ResponseBody>> {
+        let mut response = self.route(&request).await?;
+        let headers = response.headers_mut();
+        headers
+            .entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+        Some(response)
+    }
+
+    async fn route(&self, request: &ApiRequest) -> Option<Response<ResponseBody>> {
         let raw = request.uri.path();
         let path = match &self.options.prefix {
             Some(prefix) if raw == prefix => {
@@ -209,30 +231,39 @@ impl Dashboard {
                 .unwrap_or(raw),
             None => raw,
         };
-        let response = match path {
-            "/" | "/dashboard" | "/index.html" => self.asset(&request, "index.html"),
-            _ if path.starts_with("/assets/") => self.asset(&request, &path["/assets/".len()..]),
-            _ if path == "/api" || path.starts_with("/api/") => self.api(&request, path).await,
-            _ => return None,
+        let file = match path {
+            "/" | "/dashboard" | "/index.html" => Some("index.html"),
+            _ => path.strip_prefix("/assets/"),
         };
-        Some(response)
+        if file.is_none() && path != "/api" && !path.starts_with("/api/") {
+            return None;
+        }
+        if request.method != Method::GET && request.method != Method::HEAD {
+            return Some(method_not_allowed(
+                "GET, HEAD",
+                "the dashboard is read-only",
+            ));
+        }
+        Some(match file {
+            Some(name) => self.asset(request, name),
+            None => self.api(request, path).await,
+        })
     }
 
     fn asset(&self, request: &ApiRequest, name: &str) -> Response<ResponseBody> {
-        if request.method != Method::GET && request.method != Method::HEAD {
-            return method_not_allowed("GET, HEAD");
-        }
         let Some(asset) = assets::find(name) else {
             return error(StatusCode::NOT_FOUND, "not_found", "no such asset");
         };
-        let etag = asset.etag();
         let fresh = request
             .headers
             .get(header::IF_NONE_MATCH)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim() == asset.etag || t.trim() == "*")
+            });
         let mut response = if fresh {
-            let mut r = Response::new(Empty::new().map_err(|e| match e {}).boxed());
+            let mut r = Response::new(whole(Bytes::new()));
             *r.status_mut() = StatusCode::NOT_MODIFIED;
             r
         } else {
@@ -244,12 +275,15 @@ impl Dashboard {
             r
         };
         let headers = response.headers_mut();
-        headers.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static(asset.cache_control()),
-        );
-        if let Ok(v) = HeaderValue::from_str(&etag) {
-            headers.insert(header::ETAG, v);
+        // Every file is revalidated on each load (cheap with the ETag): a
+        // new collector serves its new files at once, under the same names.
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        headers.insert(header::ETAG, HeaderValue::from_static(asset.etag));
+        if asset.name == "index.html" {
+            headers.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(PAGE_CSP),
+            );
         }
         response
     }
@@ -259,23 +293,18 @@ impl Dashboard {
         let Some(token) = &self.options.token else {
             return true;
         };
-        let bearer = request
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.split_at_checked(7)
-                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer "))
-                    .map(|(_, t)| t.trim().to_owned())
-            });
-        let given = bearer.or_else(|| query_param(request.uri.query(), "token"));
+        let query;
+        let given = match bearer(&request.headers) {
+            Some(t) => Some(t),
+            None => {
+                query = query_param(request.uri.query(), "token");
+                query.as_deref()
+            }
+        };
         given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()))
     }
 
     async fn api(&self, request: &ApiRequest, path: &str) -> Response<ResponseBody> {
-        if request.method != Method::GET && request.method != Method::HEAD {
-            return method_not_allowed("GET");
-        }
         if !self.authorized(request) {
             let mut r = error(
                 StatusCode::UNAUTHORIZED,
@@ -287,7 +316,7 @@ impl Dashboard {
             return r;
         }
         let query = request.uri.query();
-        let ok = |v: &serde_json::Value| json_response(StatusCode::OK, v);
+        let ok = |v: &serde_json::Value| json(StatusCode::OK, v);
         match path {
             "/api/series" => self.series(query).await,
             "/api/stats" => ok(&self
@@ -298,7 +327,7 @@ impl Dashboard {
             "/api/rules" => ok(&self.rules()),
             "/api/agents" => ok(&self.hub.agents_json(wall_seconds())),
             "/api/overview" => ok(&self.overview()),
-            "/api/stream" => self.stream(),
+            "/api/stream" => self.stream(request),
             _ => error(StatusCode::NOT_FOUND, "not_found", "no such API route"),
         }
     }
@@ -411,7 +440,7 @@ impl Dashboard {
         if !warnings.is_empty() {
             body["warnings"] = warnings.into();
         }
-        json_response(StatusCode::OK, &body)
+        json(StatusCode::OK, &body)
     }
 
     async fn alerts(&self, query: Option<&str>) -> Response<ResponseBody> {
@@ -434,35 +463,45 @@ impl Dashboard {
             Ok(h) => h,
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "outbox", &e),
         };
-        json_response(
+        json(
             StatusCode::OK,
             &json!({ "active": active_alerts(&self.rules()), "history": history }),
         )
     }
 
-    fn stream(&self) -> Response<ResponseBody> {
-        let Ok(permit) = Arc::clone(&self.streams).try_acquire_owned() else {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too_many_streams",
-                "too many event streams are open",
+    fn stream(&self, request: &ApiRequest) -> Response<ResponseBody> {
+        let body = if request.method == Method::HEAD {
+            // The headers only: no stream to hold a place for.
+            whole(Bytes::new())
+        } else {
+            let Ok(permit) = Arc::clone(&self.streams).try_acquire_owned() else {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too_many_streams",
+                    &format!(
+                        "{} event streams are open, the most there can be",
+                        self.max_streams
+                    ),
+                );
+            };
+            // Counted here, not among the listener's connections.
+            let loan = request.connection.as_ref().map(|c| c.give_back());
+            // Subscribed before `hello` is built: nothing closes in between
+            // unseen.
+            let events = self.hub.subscribe();
+            let newest = self.hub.series().newest();
+            let hello = sse::frame(
+                "hello",
+                &json!({ "watermark": self.watermark(), "last": newest }).to_string(),
             );
+            sse::stream(
+                hello,
+                events,
+                self.keep_alive,
+                self.shutdown.clone(),
+                (permit, loan),
+            )
         };
-        // Subscribed before `hello` is built: nothing closes in between
-        // unseen.
-        let events = self.hub.subscribe();
-        let newest = self.hub.series().newest();
-        let hello = sse::frame(
-            "hello",
-            &json!({ "watermark": self.watermark(), "last": newest }).to_string(),
-        );
-        let body = sse::stream(
-            hello,
-            events,
-            self.keep_alive,
-            self.shutdown.clone(),
-            permit,
-        );
         let mut response = Response::new(body);
         let headers = response.headers_mut();
         headers.insert(
@@ -482,17 +521,6 @@ fn redirect(to: &str) -> Response<ResponseBody> {
     if let Ok(v) = HeaderValue::from_str(to) {
         r.headers_mut().insert(header::LOCATION, v);
     }
-    r
-}
-
-fn method_not_allowed(allow: &'static str) -> Response<ResponseBody> {
-    let mut r = error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "the dashboard is read-only",
-    );
-    r.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
     r
 }
 

@@ -1,9 +1,12 @@
 //! The dashboard's routes, answered in-process (no listener): paths and
-//! prefix, token, parameters, the series from memory.
+//! prefix, token, parameters, the series from memory, headers, the event
+//! stream and its cap; and on a real listener, streams next to agents'
+//! connections.
 
 use super::*;
 use crate::engine::{SecondStats, SectionAgg};
 use http_body_util::BodyExt;
+use std::time::Duration;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -14,6 +17,10 @@ struct Fixture {
 }
 
 fn fixture(options: DashboardOptions) -> Fixture {
+    fixture_with(options, MAX_STREAMS)
+}
+
+fn fixture_with(options: DashboardOptions, max_streams: usize) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
     let hub = Hub::new(5);
@@ -27,7 +34,8 @@ fn fixture(options: DashboardOptions) -> Fixture {
         5,
         CancellationToken::new(),
     )
-    .unwrap();
+    .unwrap()
+    .with_max_streams(max_streams);
     Fixture {
         _dir: dir,
         hub,
@@ -49,6 +57,14 @@ fn get(uri: &str, headers: &[(&str, &str)]) -> ApiRequest {
         method: Method::GET,
         uri: uri.parse().unwrap(),
         headers: map,
+        connection: None,
+    }
+}
+
+fn head(uri: &str) -> ApiRequest {
+    ApiRequest {
+        method: Method::HEAD,
+        ..get(uri, &[])
     }
 }
 
@@ -205,7 +221,11 @@ async fn the_api_needs_the_dashboard_token_when_one_is_set() {
     };
     let a = f.answer(post).await.unwrap();
     assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(a.headers[header::ALLOW], "GET");
+    assert_eq!(a.headers[header::ALLOW], "GET, HEAD");
+    assert_eq!(
+        a.json(),
+        json!({"error": "method_not_allowed", "reason": "the dashboard is read-only"})
+    );
 }
 
 #[tokio::test]
@@ -386,4 +406,315 @@ fn serve_flags_check_the_token_and_the_prefix() {
         refused(&["--dashboard-prefix", "logmon"]),
         "--dashboard-prefix `logmon` must start with `/`"
     );
+}
+
+/// The response to `request`, its body left unread (an event stream never
+/// ends).
+async fn open(f: &Fixture, request: ApiRequest) -> Response<ResponseBody> {
+    f.dashboard
+        .handle(request)
+        .await
+        .expect("a dashboard route")
+}
+
+/// The next frame of a streamed body, as text.
+async fn next_frame(body: &mut ResponseBody) -> String {
+    let frame = body.frame().await.expect("a frame").unwrap();
+    String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers_and_the_page_its_policy() {
+    let f = fixture(DashboardOptions {
+        token: Some("t0ken".into()),
+        prefix: Some("/logmon".into()),
+    });
+    let post = ApiRequest {
+        method: Method::POST,
+        ..get("/api/stats", &[])
+    };
+    let stream = open(&f, get("/api/stream?token=t0ken", &[])).await;
+    let mut answers = vec![(
+        "stream".to_owned(),
+        stream.status(),
+        stream.headers().clone(),
+    )];
+    for (what, request) in [
+        ("page", get("/", &[])),
+        ("page under the prefix", get("/logmon/dashboard", &[])),
+        ("page as an asset", get("/assets/index.html", &[])),
+        ("page revalidated", {
+            let etag = assets::find("index.html").unwrap().etag;
+            get("/", &[("if-none-match", etag)])
+        }),
+        ("missing asset", get("/assets/nope.js", &[])),
+        ("api", get("/api/stats?token=t0ken", &[])),
+        ("unauthorized", get("/api/stats", &[])),
+        ("unknown api", get("/api/nope?token=t0ken", &[])),
+        ("bad parameter", get("/api/series?range=1&token=t0ken", &[])),
+        ("post", post),
+        ("head", head("/api/rules?token=t0ken")),
+        ("redirect", get("/logmon", &[])),
+    ] {
+        let a = f.answer(request).await.unwrap();
+        answers.push((what.to_owned(), a.status, a.headers));
+    }
+    let statuses: Vec<(&str, u16)> = answers
+        .iter()
+        .map(|(what, status, _)| (what.as_str(), status.as_u16()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("stream", 200),
+            ("page", 200),
+            ("page under the prefix", 200),
+            ("page as an asset", 200),
+            ("page revalidated", 304),
+            ("missing asset", 404),
+            ("api", 200),
+            ("unauthorized", 401),
+            ("unknown api", 404),
+            ("bad parameter", 400),
+            ("post", 405),
+            ("head", 200),
+            ("redirect", 308),
+        ]
+    );
+    for (what, _, headers) in &answers {
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{what}");
+        assert_eq!(headers[header::REFERRER_POLICY], "no-referrer", "{what}");
+        let csp = headers
+            .get(header::CONTENT_SECURITY_POLICY)
+            .map(|v| v.to_str().unwrap());
+        if what.starts_with("page") {
+            assert_eq!(
+                csp,
+                Some(
+                    "default-src 'self'; style-src 'self' 'unsafe-inline'; \
+                     img-src 'self' data:; connect-src 'self'"
+                ),
+                "{what}"
+            );
+        } else {
+            assert_eq!(csp, None, "{what}");
+        }
+        let cache = headers[header::CACHE_CONTROL].to_str().unwrap();
+        let want = if what.starts_with("page") || what == "stream" {
+            "no-cache"
+        } else {
+            "no-store"
+        };
+        assert_eq!(cache, want, "{what}");
+    }
+}
+
+#[tokio::test]
+async fn every_asset_is_revalidated_with_its_etag() {
+    let f = fixture(DashboardOptions::default());
+    for (name, _, bytes) in assets::ASSETS {
+        let a = f.get(&format!("/assets/{name}")).await;
+        assert_eq!(a.status, StatusCode::OK, "{name}");
+        assert_eq!(a.body, *bytes, "{name}");
+        assert_eq!(a.headers[header::CACHE_CONTROL], "no-cache", "{name}");
+        let etag = a.headers[header::ETAG].to_str().unwrap().to_owned();
+        assert_eq!(etag, assets::find(name).unwrap().etag, "{name}");
+        let again = f
+            .answer(get(&format!("/assets/{name}"), &[("if-none-match", &etag)]))
+            .await
+            .unwrap();
+        assert_eq!(again.status, StatusCode::NOT_MODIFIED, "{name}");
+        assert!(again.body.is_empty(), "{name}");
+        assert_eq!(again.headers[header::ETAG], etag.as_str(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn head_on_the_api_answers_the_headers_of_get() {
+    let f = fixture(DashboardOptions::default());
+    let get_rules = f.get("/api/rules").await;
+    let head_rules = f.answer(head("/api/rules")).await.unwrap();
+    assert_eq!(head_rules.status, StatusCode::OK);
+    assert_eq!(head_rules.headers, get_rules.headers);
+    assert_eq!(head_rules.headers[header::CONTENT_TYPE], "application/json");
+    // hyper leaves the body out on the wire; in-process it is GET's.
+    assert_eq!(head_rules.body, get_rules.body);
+
+    // HEAD of the stream: its headers, an empty body, and no stream
+    // opened: the one stream allowed is still there for GET.
+    let f = fixture_with(DashboardOptions::default(), 1);
+    let a = f.answer(head("/api/stream")).await.unwrap();
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.headers[header::CONTENT_TYPE], "text/event-stream");
+    assert!(a.body.is_empty());
+    let stream = open(&f, get("/api/stream", &[])).await;
+    assert_eq!(stream.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_stream_says_hello_first_then_what_the_engine_closes() {
+    let f = fixture(DashboardOptions::default());
+    let mut body = open(&f, get("/api/stream", &[])).await.into_body();
+    assert_eq!(
+        next_frame(&mut body).await,
+        "event: hello\ndata: {\"last\":null,\"watermark\":null}\n\n"
+    );
+    f.second(100, &[("/api", 2)]);
+    f.live.watermark.store(106, Ordering::Relaxed);
+    let mut second = open(&f, get("/api/stream", &[])).await.into_body();
+    assert_eq!(
+        next_frame(&mut second).await,
+        "event: hello\ndata: {\"last\":100,\"watermark\":106}\n\n"
+    );
+    f.second(101, &[]);
+    let want = "event: second\ndata: {\"bytes\":0,\"other\":0,\"sections\":{},\
+                \"status\":{\"2xx\":0,\"3xx\":0,\"4xx\":0,\"5xx\":0},\"t\":101,\"total\":0}\n\n";
+    // The first stream saw 100 and 101, the second only 101.
+    assert!(next_frame(&mut body).await.contains("\"t\":100,"));
+    assert_eq!(next_frame(&mut body).await, want);
+    assert_eq!(next_frame(&mut second).await, want);
+}
+
+#[tokio::test]
+async fn streams_past_the_cap_are_answered_503() {
+    let f = fixture(DashboardOptions::default());
+    let mut open_streams = Vec::new();
+    for _ in 0..MAX_STREAMS {
+        let r = open(&f, get("/api/stream", &[])).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        open_streams.push(r.into_body());
+    }
+    let a = f.get("/api/stream").await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(a.headers[header::CONTENT_TYPE], "application/json");
+    assert_eq!(
+        a.json(),
+        json!({"error": "too_many_streams",
+               "reason": "256 event streams are open, the most there can be"})
+    );
+    // Other routes are unaffected.
+    assert_eq!(f.get("/api/stats").await.status, StatusCode::OK);
+    // A client goes: its place is free once its task noticed.
+    drop(open_streams.pop());
+    let mut reopened = None;
+    for _ in 0..1000 {
+        let r = open(&f, get("/api/stream", &[])).await;
+        if r.status() == StatusCode::OK {
+            reopened = Some(r);
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let mut body = reopened.expect("a place after a client went").into_body();
+    assert!(next_frame(&mut body).await.starts_with("event: hello\n"));
+    assert_eq!(
+        f.get("/api/stream").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+/// A client connection speaking HTTP/1.1 by hand, on a real listener.
+struct Client {
+    tcp: tokio::net::TcpStream,
+    read: Vec<u8>,
+}
+
+impl Client {
+    /// Connects and sends `GET path` (kept alive). Every read below fails
+    /// the test after a minute instead of hanging it: a connection the
+    /// listener does not take is never answered.
+    async fn get(addr: std::net::SocketAddr, path: &str) -> Client {
+        use tokio::io::AsyncWriteExt as _;
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        Client {
+            tcp,
+            read: Vec::new(),
+        }
+    }
+
+    /// Reads until what was received contains `text`.
+    async fn until(&mut self, text: &str) -> String {
+        use tokio::io::AsyncReadExt as _;
+        let wait = async {
+            while !String::from_utf8_lossy(&self.read).contains(text) {
+                let mut chunk = [0u8; 4096];
+                let n = self.tcp.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "closed before {text:?}: {:?}", self.text());
+                self.read.extend_from_slice(&chunk[..n]);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), wait)
+            .await
+            .unwrap_or_else(|_| panic!("no {text:?} (received {:?})", self.text()));
+        self.text()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.read).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn open_streams_never_take_the_places_agents_connect_with() {
+    use crate::bus::{LogConfig, SegmentLog};
+    use crate::ingest::{self, IngestConfig, IngestState};
+    let f = fixture_with(DashboardOptions::default(), 2);
+    let (log, _) = SegmentLog::open(LogConfig {
+        fsync: false,
+        ..LogConfig::new(f._dir.path().join("bus"))
+    })
+    .unwrap();
+    let config = IngestConfig {
+        tokens: vec!["agent-token".into()],
+        max_connections: 2,
+        ..IngestConfig::default()
+    };
+    let (state, _) = IngestState::open(config, log).unwrap();
+    let Fixture {
+        dashboard, _dir, ..
+    } = f;
+    state.add_api(Arc::new(dashboard).routes());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(ingest::run(listener, Arc::clone(&state), shutdown.clone()));
+
+    // Two dashboards, each on its own connection, as browsers open them.
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        let mut s = Client::get(addr, "/api/stream").await;
+        s.until("event: hello\n").await;
+        streams.push(s);
+    }
+    // Both places are still free: two agents connect at once and stay.
+    let mut agents = Vec::new();
+    for _ in 0..2 {
+        let mut a = Client::get(addr, "/health").await;
+        let answer = a.until("{\"status\":\"ok\"}").await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        agents.push(a);
+    }
+    assert_eq!(state.metrics().active_connections(), 4);
+    // A third stream, once an agent left a place: past the streams' cap.
+    drop(agents.pop());
+    let mut third = Client::get(addr, "/api/stream").await;
+    let answer = third.until("the most there can be\"}").await;
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+
+    // Everyone goes: every place is free again, none leaked.
+    drop((streams, agents, third));
+    let mut again = Vec::new();
+    for _ in 0..2 {
+        let mut a = Client::get(addr, "/health").await;
+        a.until("{\"status\":\"ok\"}").await;
+        again.push(a);
+    }
+    drop(again);
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+    tokio::task::spawn_blocking(move || state.close().unwrap())
+        .await
+        .unwrap();
 }

@@ -91,8 +91,7 @@ impl Refusal {
 
     fn into_response(self, state: &IngestState) -> Response<Body> {
         state.metrics.reject(self.rejection());
-        let body = serde_json::json!({ "error": self.code(), "reason": self.to_string() });
-        let mut response = json(self.status(), &body);
+        let mut response = error(self.status(), self.code(), &self.to_string());
         let headers = response.headers_mut();
         match self {
             Refusal::Unauthorized => {
@@ -113,11 +112,13 @@ impl Refusal {
     }
 }
 
-fn whole(bytes: impl Into<Bytes>) -> Body {
+/// A body sent whole, with a `Content-Length`.
+pub fn whole(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed()
 }
 
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+/// `value` as an `application/json` answer.
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut response = Response::new(whole(value.to_string()));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -127,9 +128,27 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     response
 }
 
+/// The shape of every refusal: `{"error": CODE, "reason": TEXT}`.
+pub fn error(status: StatusCode, code: &str, reason: &str) -> Response<Body> {
+    json(
+        status,
+        &serde_json::json!({ "error": code, "reason": reason }),
+    )
+}
+
+/// 405 with the methods the path takes.
+pub fn method_not_allowed(allow: &'static str, reason: &str) -> Response<Body> {
+    let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", reason);
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
 /// Routes one request. Never fails: every error is a response.
 pub(crate) async fn handle(
     state: Arc<IngestState>,
+    connection: super::ConnectionSlot,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let path = request.uri().path();
@@ -149,31 +168,24 @@ pub(crate) async fn handle(
         }
         (_, "/v1/batches" | "/health" | "/metrics") => {
             let allow = if path == "/v1/batches" { "POST" } else { "GET" };
-            let mut response = json(
-                StatusCode::METHOD_NOT_ALLOWED,
-                &serde_json::json!({ "error": "method_not_allowed" }),
-            );
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
-            response
+            method_not_allowed(allow, &format!("{path} takes {allow}"))
         }
         _ => {
             let (parts, _body) = request.into_parts();
+            let (method, uri) = (parts.method.clone(), parts.uri.clone());
             let offered = super::ApiRequest {
                 method: parts.method,
                 uri: parts.uri,
                 headers: parts.headers,
+                connection: Some(connection),
             };
             let answer = match state.api(offered) {
                 Some(answer) => answer.await,
                 None => None,
             };
             answer.unwrap_or_else(|| {
-                json(
-                    StatusCode::NOT_FOUND,
-                    &serde_json::json!({ "error": "not_found" }),
-                )
+                let reason = format!("no route for {method} {}", uri.path());
+                error(StatusCode::NOT_FOUND, "not_found", &reason)
             })
         }
     };
@@ -195,7 +207,7 @@ async fn post_batch(
     state: &Arc<IngestState>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Refusal> {
-    if !state.authorized(request.headers().get(header::AUTHORIZATION)) {
+    if !state.authorized(request.headers()) {
         return Err(Refusal::Unauthorized);
     }
     if state.is_shutting_down() {

@@ -70,7 +70,9 @@
 //! # Serving
 //!
 //! [`run`] serves HTTP/1.1 and HTTP/2 (prior knowledge or h2c upgrade-less)
-//! on one listener, with at most `max_connections` connections. On shutdown
+//! on one listener, with at most `max_connections` connections, not counting
+//! those that carry the dashboard's event streams while they do (capped on
+//! their own; see [`ConnectionSlot`]). On shutdown
 //! it stops accepting, lets in-flight requests finish (HTTP/2 GOAWAY,
 //! HTTP/1 closes after the current response), and drops what is left after
 //! `drain_timeout_secs`.
@@ -86,14 +88,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use hyper::header::HeaderValue;
+use hyper::HeaderMap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use logmon_protocol::wire::Limits;
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -129,7 +131,9 @@ pub struct IngestConfig {
     #[serde(default = "IngestConfig::default_retry_after_secs")]
     pub retry_after_secs: u32,
     /// Most simultaneous client connections; more wait to be accepted.
-    /// Default 1024.
+    /// A connection carrying the dashboard's event streams does not count
+    /// while they are open (they have their own cap, see
+    /// [`ConnectionSlot`]). Default 1024.
     #[serde(default = "IngestConfig::default_max_connections")]
     pub max_connections: usize,
     /// How long shutdown waits for in-flight requests. Default 30.
@@ -258,12 +262,98 @@ pub type ApiFuture =
 pub type ResponseBody =
     http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>;
 
-/// A request offered to [`ApiRoutes`]: everything but the body.
+/// A request offered to [`ApiRoutes`]: everything but the body, and the
+/// connection it came on (`None` when answered in-process).
 #[derive(Debug, Clone)]
 pub struct ApiRequest {
     pub method: hyper::Method,
     pub uri: hyper::Uri,
     pub headers: hyper::HeaderMap,
+    pub connection: Option<ConnectionSlot>,
+}
+
+/// A connection's place among the listener's `max_connections`: a permit
+/// of [`run`]'s semaphore, taken before the connection is accepted.
+///
+/// A route that answers with a long-lived stream capped on its own (the
+/// dashboard's event streams) takes the connection out of that budget with
+/// [`ConnectionSlot::give_back`] while the stream lives, so open streams
+/// never hold the places agents connect with: at most `max_connections`
+/// other connections, plus at most one per open stream. When the connection's
+/// last such stream ends and it is still open (HTTP/2, or HTTP/1 after a
+/// stream ended early), it takes a place again, or closes gracefully if none
+/// is free.
+#[derive(Debug, Clone)]
+pub struct ConnectionSlot(Arc<SlotShared>);
+
+#[derive(Debug)]
+struct SlotShared {
+    limit: Arc<Semaphore>,
+    state: Mutex<SlotState>,
+    /// Cancelled when the connection must close: no place was free when
+    /// its last stream ended.
+    evicted: CancellationToken,
+}
+
+#[derive(Debug)]
+struct SlotState {
+    permit: Option<OwnedSemaphorePermit>,
+    loans: usize,
+}
+
+/// While it lives, its connection does not count against
+/// `max_connections`. See [`ConnectionSlot`].
+#[derive(Debug)]
+pub struct SlotLoan(Arc<SlotShared>);
+
+impl ConnectionSlot {
+    fn new(limit: Arc<Semaphore>, permit: OwnedSemaphorePermit) -> ConnectionSlot {
+        ConnectionSlot(Arc::new(SlotShared {
+            limit,
+            state: Mutex::new(SlotState {
+                permit: Some(permit),
+                loans: 0,
+            }),
+            evicted: CancellationToken::new(),
+        }))
+    }
+
+    /// Gives the connection's place back to the listener until the loan
+    /// drops.
+    pub fn give_back(&self) -> SlotLoan {
+        let released = {
+            let mut state = self.0.lock();
+            state.loans += 1;
+            state.permit.take()
+        };
+        drop(released);
+        SlotLoan(Arc::clone(&self.0))
+    }
+
+    /// Whether the connection holds a place now.
+    pub fn counted(&self) -> bool {
+        self.0.lock().permit.is_some()
+    }
+}
+
+impl SlotShared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for SlotLoan {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.loans -= 1;
+        if state.loans > 0 {
+            return;
+        }
+        match Arc::clone(&self.0.limit).try_acquire_owned() {
+            Ok(permit) => state.permit = Some(permit),
+            Err(_) => self.0.evicted.cancel(),
+        }
+    }
 }
 
 impl std::fmt::Debug for ApiRoutes {
@@ -378,25 +468,30 @@ impl IngestState {
         self.jobs.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Whether `authorization` is `Bearer <one of the tokens>`. Every token
-    /// is compared, each in time independent of where bytes differ.
-    pub(crate) fn authorized(&self, authorization: Option<&HeaderValue>) -> bool {
-        let Some(value) = authorization.map(HeaderValue::as_bytes) else {
+    /// Whether the request carries `Authorization: Bearer <one of the
+    /// tokens>`. Every token is compared, each in time independent of where
+    /// bytes differ.
+    pub(crate) fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = bearer(headers) else {
             return false;
         };
-        let Some((scheme, token)) = value.split_at_checked(7) else {
-            return false;
-        };
-        if !scheme.eq_ignore_ascii_case(b"bearer ") {
-            return false;
-        }
-        let token = token.trim_ascii();
         let mut found = false;
         for candidate in &self.config.tokens {
-            found |= constant_time_eq(candidate.as_bytes(), token);
+            found |= constant_time_eq(candidate.as_bytes(), token.as_bytes());
         }
         found
     }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header (scheme in any
+/// case, surrounding spaces dropped), if the request has one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(hyper::header::AUTHORIZATION)?.as_bytes();
+    let (scheme, token) = value.split_at_checked(7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    std::str::from_utf8(token.trim_ascii()).ok()
 }
 
 /// Compares without stopping at the first difference (the length is not secret).
@@ -458,18 +553,22 @@ pub async fn run(
         let _ = stream.set_nodelay(true);
         state.metrics.active_connections.fetch_add(1, Relaxed);
         let guard = ConnectionGuard(Arc::clone(&state));
+        let slot = ConnectionSlot::new(Arc::clone(&limit), permit);
+        let evicted = slot.0.evicted.clone();
         let service_state = Arc::clone(&state);
-        let service = service_fn(move |request| http::handle(Arc::clone(&service_state), request));
+        let service = service_fn(move |request| {
+            http::handle(Arc::clone(&service_state), slot.clone(), request)
+        });
         let builder = builder.clone();
         let (shutdown, force) = (shutdown.clone(), force.clone());
         tracker.spawn(async move {
-            let _permit = permit;
             let _guard = guard;
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
             tokio::select! {
                 _ = connection.as_mut() => return,
                 _ = shutdown.cancelled() => {}
+                _ = evicted.cancelled() => {}
             }
             connection.as_mut().graceful_shutdown();
             tokio::select! {
@@ -488,4 +587,65 @@ pub async fn run(
         tracker.wait().await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_gives_its_connections_place_back_while_it_lives() {
+        let limit = Arc::new(Semaphore::new(1));
+        let permit = Arc::clone(&limit).try_acquire_owned().unwrap();
+        let slot = ConnectionSlot::new(Arc::clone(&limit), permit);
+        assert_eq!(limit.available_permits(), 0);
+        let first = slot.give_back();
+        let second = slot.give_back();
+        assert!(!slot.counted());
+        assert_eq!(limit.available_permits(), 1);
+        drop(first);
+        assert_eq!(limit.available_permits(), 1, "a stream is still open");
+        // The last stream ends: the connection takes a place again.
+        drop(second);
+        assert!(slot.counted());
+        assert_eq!(limit.available_permits(), 0);
+        assert!(!slot.0.evicted.is_cancelled());
+        drop(slot);
+        assert_eq!(limit.available_permits(), 1);
+    }
+
+    #[test]
+    fn a_connection_whose_stream_ended_closes_when_no_place_is_free() {
+        let limit = Arc::new(Semaphore::new(1));
+        let permit = Arc::clone(&limit).try_acquire_owned().unwrap();
+        let slot = ConnectionSlot::new(Arc::clone(&limit), permit);
+        let loan = slot.give_back();
+        // An agent connects in the place the stream gave back.
+        let agent = Arc::clone(&limit).try_acquire_owned().unwrap();
+        drop(loan);
+        assert!(!slot.counted());
+        assert!(slot.0.evicted.is_cancelled());
+        drop(agent);
+        assert_eq!(limit.available_permits(), 1);
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_from_the_authorization_header() {
+        let with = |value: &'static [u8]| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                hyper::header::AUTHORIZATION,
+                hyper::header::HeaderValue::from_bytes(value).unwrap(),
+            );
+            headers
+        };
+        assert_eq!(bearer(&with(b"Bearer abc")), Some("abc"));
+        assert_eq!(bearer(&with(b"bEARER   abc  ")), Some("abc"));
+        assert_eq!(bearer(&with(b"Bearer ")), Some(""));
+        assert_eq!(bearer(&with(b"Basic abc")), None);
+        assert_eq!(bearer(&with(b"Bearer")), None);
+        assert_eq!(bearer(&with(b"abc")), None);
+        assert_eq!(bearer(&with(b"Bearer \xff")), None);
+        assert_eq!(bearer(&HeaderMap::new()), None);
+    }
 }
