@@ -9,6 +9,8 @@
 //
 // Live seconds are batched per animation frame: a collector catching up
 // sends thousands of seconds at once, and the charts redraw once a frame.
+// A hidden tab gets no frames: past about a range of waiting seconds they
+// are dropped and the series is fetched again once the page is seen.
 (function () {
   'use strict';
 
@@ -94,9 +96,11 @@
   const state = {
     range: RANGES.includes(Number(params.get('range'))) ? Number(params.get('range')) : 900,
     series: null, // the chart data, see `loadSeries`
-    pending: [], // live seconds not yet applied
+    pending: [], // live seconds not yet applied, at most `pendingCap()`
+    stale: false, // live seconds were dropped: the series is fetched again
     frame: 0,
-    liveFrom: Infinity, // seconds up to here are in the fetched series
+    liveAfter: Infinity, // seconds up to here (the series' `last`) are in the fetched series
+    newest: null, // the newest closed second in the charts
     fetching: null,
     stats: null,
     history: [], // newest first, at most HISTORY_CAP
@@ -300,10 +304,16 @@
       status: Object.fromEntries(STATUS.map(([c]) => [c, (body.status[c] || body.t.map(() => 0)).slice()])),
       sectionNames,
       sections: Object.fromEntries(sectionNames.map((n) => [n, body.sections[n].slice()])),
-      bucket: null, // the live bucket being summed when resolution > 1
+      bucket: null, // the sums of the newest bucket, which live seconds complete
       rebuild: false, // a section was added: the charts are made again
     };
-    state.liveFrom = body.t.length ? body.t[body.t.length - 1] : -Infinity;
+    // The newest closed second the series holds: the newest bucket may hold
+    // only part of its seconds, and live seconds after `last` complete it.
+    const last = body.last ?? (body.t.length ? body.t[body.t.length - 1] : null);
+    state.liveAfter = last ?? -Infinity;
+    state.newest = last;
+    if (last != null && body.t.length) openedBucket(state.series, last);
+    state.pending = state.pending.filter((sec) => sec.t > state.liveAfter);
     const same = old && old.resolution === state.series.resolution &&
       old.sectionNames.join('\n') === sectionNames.join('\n');
     renderCharts(!same);
@@ -321,11 +331,30 @@
 
   const newBucket = (t) => ({ t, n: 0, total: 0, bytes: 0, status: {}, sections: {} });
 
+  /**
+   * The sums of the fetched series' newest bucket, from its per-second
+   * averages over the `n` seconds of it closed up to `last`, so that the
+   * live seconds after `last` add to them.
+   */
+  function openedBucket(s, last) {
+    const i = s.t.length - 1;
+    const b = newBucket(s.t[i]);
+    b.n = Math.min(s.resolution, Math.max(1, last - b.t + 1));
+    // Requests and bytes are whole numbers; the averages are not exact.
+    const sum = (perSecond) => Math.round((perSecond || 0) * b.n);
+    b.total = sum(s.total[i]);
+    b.bytes = sum(s.bytes[i]);
+    for (const [c] of STATUS) b.status[c] = sum(s.status[c][i]);
+    for (const n of s.sectionNames) b.sections[n] = sum(s.sections[n][i]);
+    s.bucket = b;
+  }
+
   /** Adds one closed second (an `event: second`) to the series. */
   function applySecond(s, sec) {
+    if (sec.t <= state.liveAfter) return; // the fetched series holds it already
+    state.newest = Math.max(state.newest ?? sec.t, sec.t);
     const res = s.resolution;
     const at = Math.floor(sec.t / res) * res;
-    if (at <= state.liveFrom) return; // the fetched series holds it already
     const last = s.t.length ? s.t[s.t.length - 1] : null;
     if (last != null && at < last) return; // out of order: cannot happen, ignore
     if (last == null || at > last) {
@@ -384,8 +413,34 @@
     if (!state.frame) state.frame = requestAnimationFrame(flush);
   }
 
+  /**
+   * How many live seconds may wait for a frame: about the range's buckets.
+   * Frames stop in a hidden tab while the stream goes on; past this, what
+   * waits is dropped and the series fetched again.
+   */
+  function pendingCap() {
+    const s = state.series;
+    return s ? Math.ceil(s.range / s.resolution) : state.range;
+  }
+
+  /** One live second from the stream: waits for the next frame. */
+  function onSecond(sec) {
+    if (state.stale) return; // the refetch will hold it
+    if (state.pending.length >= pendingCap()) {
+      state.pending = [];
+      state.stale = true;
+    } else {
+      state.pending.push(sec);
+    }
+    scheduleFlush();
+  }
+
   function flush() {
     state.frame = 0;
+    if (state.stale) {
+      resync();
+      return;
+    }
     const s = state.series;
     if (!s || state.fetching || state.pending.length === 0) return;
     const seconds = state.pending;
@@ -700,10 +755,7 @@
         setTimeout(() => { connect(); resync(); }, 10000);
       }
     });
-    source.addEventListener('second', (e) => {
-      state.pending.push(JSON.parse(e.data));
-      scheduleFlush();
-    });
+    source.addEventListener('second', (e) => onSecond(JSON.parse(e.data)));
     source.addEventListener('stats', (e) => {
       state.stats = JSON.parse(e.data);
       renderStats();
@@ -713,9 +765,16 @@
   }
 
   function resync() {
+    state.stale = false;
     state.pending = [];
     Promise.all([loadSeries(), loadAlerts()]).catch((e) => showError(e.message));
   }
+
+  // Frames resume when the tab is seen again, and with them the refetch of
+  // a series that dropped live seconds meanwhile.
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible' && state.stale) resync();
+  });
 
   // --- range selector ----------------------------------------------------------------
 
