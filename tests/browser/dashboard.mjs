@@ -3,9 +3,23 @@
 // the bench (tests/benches/dashboard.rs). Prints one JSON object on stdout;
 // exits 1 with the reason on stderr when a check fails.
 //
-//   node dashboard.mjs check --url URL [--rule NAME] --screenshot FILE [--timeout S]
+//   node dashboard.mjs check --url URL [--rule NAME] [--live-seconds N] --screenshot FILE [--timeout S]
 //       waits until the charts hold data points, a 10-s statistics block is
-//       shown (and, with --rule, the alert NAME firing), then saves a screenshot
+//       shown, with --rule until a firing (not pending) alert card of the rule
+//       NAME is on the page, with --live-seconds until the page holds N live
+//       seconds past the series it fetched; then saves a screenshot. With
+//       --rule it polls api/alerts meanwhile and reports when the card
+//       appeared, against the transition's event time and against the moment
+//       api/alerts first listed it
+//   node dashboard.mjs untrusted --url URL --section S --client C --screenshot FILE [--timeout S]
+//       waits until the statistics block lists the section S and the client
+//       C and alert cards keyed S and C fire, then reports how the page shows
+//       them (their text, whether markup from them made it into the DOM or ran)
+//   node dashboard.mjs hidden --url URL [--timeout S]
+//       loads the page, plays a hidden tab (no animation frames,
+//       visibilityState "hidden") that a range of live seconds and more
+//       reach, reports how many waited for a frame, then shows the tab again
+//       and waits until the series was fetched again and goes on live
 //   node dashboard.mjs unauthorized --url URL [--timeout S]
 //       waits until the page says its API requests were refused (401)
 //   node dashboard.mjs measure --url URL [--runs N] [--data] [--screenshot FILE]
@@ -53,9 +67,47 @@ async function launch() {
   return chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
 }
 
-/** A fresh page that records page errors, console errors and long tasks. */
+/**
+ * A fresh page that records page errors, console errors, Content-Security-
+ * Policy violations and long tasks, and when each alert card first appeared
+ * (`window.__alertCards`: rule, key, state, wall-clock ms).
+ */
 async function openPage(browser) {
   const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
+  // A tab that can play hidden: `__hide()` holds animation frames back and
+  // says "hidden", `__show()` says "visible" (visibilitychange) and runs
+  // them. `__eventSource` is the page's live stream.
+  await context.addInitScript(() => {
+    let hidden = false;
+    const held = [];
+    const raf = window.requestAnimationFrame.bind(window);
+    // Frames asked for before `__hide()` are held back too.
+    const frame = (cb) => raf((ts) => (hidden ? held.push(cb) : cb(ts)));
+    window.requestAnimationFrame = (cb) => {
+      if (!hidden) return frame(cb);
+      held.push(cb);
+      return 1e9 + held.length;
+    };
+    Object.defineProperty(document, 'visibilityState', { get: () => (hidden ? 'hidden' : 'visible') });
+    // The page's live stream, to deliver seconds to as the collector would.
+    const Source = window.EventSource;
+    window.EventSource = class extends Source {
+      constructor(...args) {
+        super(...args);
+        window.__eventSource = this;
+      }
+    };
+    Object.defineProperty(document, 'hidden', { get: () => hidden });
+    window.__hide = () => {
+      hidden = true;
+      document.dispatchEvent(new Event('visibilitychange'));
+    };
+    window.__show = () => {
+      hidden = false;
+      document.dispatchEvent(new Event('visibilitychange'));
+      for (const cb of held.splice(0)) frame(cb);
+    };
+  });
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
@@ -69,6 +121,29 @@ async function openPage(browser) {
         for (const e of list.getEntries()) window.__longtasks.push(e.duration);
       }).observe({ type: 'longtask', buffered: true });
     } catch (_) { /* no long task timing */ }
+    window.__csp = [];
+    document.addEventListener('securitypolicyviolation', (e) => {
+      window.__csp.push(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'} (${e.sourceFile}:${e.lineNumber})`);
+    });
+    // The moment each alert card is first in the DOM, before it is painted.
+    window.__alertCards = [];
+    const seen = new Set();
+    new MutationObserver(() => {
+      const box = document.getElementById('active-alerts');
+      if (!box) return;
+      for (const card of box.querySelectorAll('.alert-card')) {
+        const text = (sel) => (card.querySelector(sel) || { textContent: '' }).textContent.trim();
+        const shown = {
+          rule: text('.rule'),
+          key: text('.key'),
+          state: card.classList.contains('pending') ? 'pending' : text('.badge'),
+        };
+        const id = JSON.stringify(shown);
+        if (seen.has(id)) continue;
+        seen.add(id);
+        window.__alertCards.push({ ...shown, shownMs: Date.now() });
+      }
+    }).observe(document, { childList: true, subtree: true });
   });
   return { context, page, errors };
 }
@@ -97,19 +172,58 @@ function pageSummary() {
     statsText: document.getElementById('stats').textContent.replace(/\s+/g, ' ').trim(),
     error: document.getElementById('error').hidden ? '' : document.getElementById('error').textContent,
     conn: document.getElementById('conn').textContent,
+    csp: window.__csp,
     marks: L.marks(),
-    // The last 300 points of the total requests series, [t, req/s].
+    resolution: L.state.series ? L.state.series.resolution : null,
+    // The newest closed second of the series fetched, and of the page.
+    fetchedLast: isFinite(L.state.liveAfter) ? L.state.liveAfter : null,
+    newest: L.state.newest,
+    // The last 300 points of the requests and bytes charts, [t, req/s, bytes/s].
     totals: c.requests
-      ? c.requests.data[0].slice(-300).map((t, i, ts) => [t, c.requests.data[1][c.requests.data[0].length - ts.length + i]])
+      ? c.requests.data[0].slice(-300).map((t, i, ts) => {
+        const at = c.requests.data[0].length - ts.length + i;
+        return [t, c.requests.data[1][at], c.bytes.data[1][at]];
+      })
       : [],
   };
 }
 
-async function check(browser, opts) {
-  if (!opts.screenshot) fail('check needs --screenshot');
-  const { page, errors } = await openPage(browser);
-  await page.goto(opts.url);
-  const waitFor = async (what, fn, arg) => {
+/** `path` (relative) next to the page at `url`, with the page's `?token=`. */
+function apiUrl(url, path) {
+  const page = new URL(url);
+  const api = new URL(path, page);
+  const token = page.searchParams.get('token');
+  if (token) api.searchParams.set('token', token);
+  return api.href;
+}
+
+/**
+ * Polls api/alerts every 50 ms until it lists a firing transition of `rule`:
+ * that transition and when its answer arrived (wall-clock ms). `stop()` ends
+ * the polling.
+ */
+function watchApiAlerts(url, rule, timeoutMs) {
+  let stopped = false;
+  const deadline = Date.now() + timeoutMs;
+  const found = (async () => {
+    while (!stopped && Date.now() < deadline) {
+      try {
+        const res = await fetch(apiUrl(url, 'api/alerts?limit=50'), { cache: 'no-store' });
+        const listedMs = Date.now();
+        const body = await res.json();
+        const t = (body.history || []).find((h) => h.rule === rule && h.state === 'firing');
+        if (t) return { transition: { rule: t.rule, key: t.key, state: t.state, at: t.at }, listedMs };
+      } catch (_) { /* not up yet */ }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return null;
+  })();
+  return { found, stop: () => { stopped = true; } };
+}
+
+/** `waitFor(what, fn, arg)`: waits until `fn(arg)` is true on the page, or fails saying `what`. */
+function waiter(page, errors, opts) {
+  return async (what, fn, arg) => {
     try {
       await page.waitForFunction(fn, arg, { timeout: opts.timeout, polling: 100 });
     } catch (e) {
@@ -118,20 +232,136 @@ async function check(browser, opts) {
       fail(`${what} within ${opts.timeout / 1000} s; the page shows ${JSON.stringify(seen)}; ${errors.join('; ')}`);
     }
   };
+}
+
+async function check(browser, opts) {
+  if (!opts.screenshot) fail('check needs --screenshot');
+  const { page, errors } = await openPage(browser);
+  // From before the page loads: the moment api/alerts first lists the rule.
+  const api = opts.rule ? watchApiAlerts(opts.url, opts.rule, opts.timeout) : null;
+  const openedMs = Date.now();
+  await page.goto(opts.url);
+  const waitFor = waiter(page, errors, opts);
   await waitFor('no chart data points',
     () => window.__logmon && window.__logmon.nonZero() > 0 &&
       window.__logmon.charts.status.data[0].length > 0 && window.__logmon.charts.bytes.data[0].length > 0);
   await waitFor('no 10-s statistics block', () => document.querySelector('#stats .kpis') !== null);
+  let alert = null;
   if (opts.rule) {
-    await waitFor(`no firing alert of ${opts.rule}`, (rule) => {
-      const text = document.getElementById('active-alerts').textContent;
-      return text.includes(rule) && text.includes('firing');
-    }, opts.rule);
+    const firing = (rule) => window.__alertCards.find((c) => c.rule === rule && c.state === 'firing');
+    await waitFor(`no firing alert card of ${opts.rule}`, firing, opts.rule);
+    const card = await page.evaluate(firing, opts.rule);
+    const listed = await api.found;
+    api.stop();
+    if (!listed) fail(`api/alerts never listed a firing transition of ${opts.rule}`);
+    const loaded = await page.evaluate(() => {
+      const m = window.__logmon.marks().find((x) => x.name === 'first-render');
+      return m ? performance.timeOrigin + m.at : null;
+    });
+    alert = {
+      card,
+      transition: listed.transition,
+      listedMs: listed.listedMs,
+      // From the start of the transition's second (event time, unix s).
+      shownAfterEventMs: card.shownMs - listed.transition.at * 1000,
+      listedAfterEventMs: listed.listedMs - listed.transition.at * 1000,
+      // Negative: the page showed it before a 50-ms poll of api/alerts saw it.
+      shownAfterListedMs: card.shownMs - listed.listedMs,
+      // Whether the page was up before the alert was listed (else the delay
+      // is the page's own loading).
+      pageLoadedFirst: loaded != null && loaded < listed.listedMs,
+      pageOpenedMs: openedMs,
+    };
+  }
+  if (opts['live-seconds']) {
+    await waitFor(`fewer than ${opts['live-seconds']} live seconds after the series`, (n) => {
+      const s = window.__logmon.state;
+      return s.newest != null && s.newest - s.liveAfter >= n;
+    }, Number(opts['live-seconds']));
   }
   // Let the polled panels (rules, agents) and the next live second land.
   await page.waitForTimeout(1500);
   await screenshot(page, opts.screenshot);
   const summary = await page.evaluate(pageSummary);
+  summary.alert = alert;
+  summary.errors = errors;
+  return summary;
+}
+
+async function untrusted(browser, opts) {
+  if (!opts.screenshot || !opts.section || !opts.client) fail('untrusted needs --section, --client and --screenshot');
+  const { page, errors } = await openPage(browser);
+  await page.goto(opts.url);
+  const waitFor = waiter(page, errors, opts);
+  // Markup that ran ends the wait at once: the caller reports it.
+  await waitFor('the section and the client are not in the statistics block', ([section, client]) => {
+    const texts = [...document.querySelectorAll('#stats td.mono')].map((e) => e.textContent);
+    return window.__xss !== undefined || (texts.includes(section) && texts.includes(client));
+  }, [opts.section, opts.client]);
+  await waitFor('no firing alert cards keyed by the section and the client', ([section, client]) => {
+    const keys = window.__alertCards.filter((c) => c.state === 'firing').map((c) => c.key);
+    return window.__xss !== undefined || (keys.includes(section) && keys.includes(client));
+  }, [opts.section, opts.client]);
+  // Let the polled panels, the history and the next live seconds land.
+  await page.waitForTimeout(1500);
+  await screenshot(page, opts.screenshot);
+  const summary = await page.evaluate(pageSummary);
+  Object.assign(summary, await page.evaluate(() => {
+    const texts = (sel) => [...document.querySelectorAll(sel)].map((e) => e.textContent.trim());
+    return {
+      // Set only if markup from the log ran.
+      xss: window.__xss === undefined ? null : String(window.__xss),
+      // Elements that only markup from the log could have made.
+      injected: document.querySelectorAll('main img, main script, main svg, header img').length,
+      statsCells: texts('#stats td.mono'),
+      statsHtml: document.getElementById('stats').innerHTML,
+      cards: window.__alertCards,
+      historyKeys: texts('#history tr.row td:nth-child(4)'),
+      legend: texts('#chart-requests .u-legend .u-label'),
+    };
+  }));
+  summary.errors = errors;
+  return summary;
+}
+
+async function hidden(browser, opts) {
+  const { page, errors } = await openPage(browser);
+  await page.goto(opts.url);
+  const waitFor = waiter(page, errors, opts);
+  await waitFor('no chart data points', () => window.__logmon && window.__logmon.nonZero() > 0 &&
+    window.__logmon.marks().some((m) => m.name === 'first-render'));
+  const whileHidden = await page.evaluate(() => {
+    const s = window.__logmon.state;
+    const cap = Math.ceil(s.series.range / s.series.resolution);
+    window.__hide();
+    // A range and a hundred seconds more arrive while no frame comes, as
+    // over 15 minutes in a background tab (synthetic: a live collector
+    // cannot close that many seconds at once), each with a section the
+    // collector never saw.
+    const from = s.newest + 1000;
+    let max = s.pending.length;
+    for (let t = from; t < from + cap + 100; t++) {
+      window.__eventSource.dispatchEvent(new MessageEvent('second', {
+        data: JSON.stringify({
+          t, total: 1, bytes: 100, status: { '2xx': 1 }, sections: { '/synthetic': 1 }, other: 0,
+        }),
+      }));
+      max = Math.max(max, s.pending.length);
+    }
+    return { cap, max, pendingAfter: s.pending.length, stale: s.stale, newestHidden: s.newest };
+  });
+  // Real seconds go on arriving while hidden; the page keeps none.
+  await page.waitForTimeout(1500);
+  whileHidden.pendingLater = await page.evaluate(() => window.__logmon.state.pending.length);
+  await page.evaluate(() => window.__show());
+  await waitFor('the series was not fetched again and extended once shown', (hiddenAt) => {
+    const s = window.__logmon.state;
+    return !s.stale && !s.fetching && s.newest > hiddenAt + 1 && s.newest > s.liveAfter;
+  }, whileHidden.newestHidden);
+  const summary = await page.evaluate(pageSummary);
+  summary.hidden = whileHidden;
+  summary.legend = await page.evaluate(() => [...document.querySelectorAll('#chart-requests .u-legend .u-label')]
+    .map((e) => e.textContent.trim()));
   summary.errors = errors;
   return summary;
 }
@@ -221,8 +451,8 @@ async function measure(browser, opts) {
 }
 
 const opts = parseArgs(process.argv.slice(2));
-const modes = { check, unauthorized, measure };
-if (!modes[opts.mode]) fail(`unknown mode ${opts.mode}: check, unauthorized or measure`);
+const modes = { check, untrusted, hidden, unauthorized, measure };
+if (!modes[opts.mode]) fail(`unknown mode ${opts.mode}: check, untrusted, hidden, unauthorized or measure`);
 const browser = await launch();
 try {
   const result = await modes[opts.mode](browser, opts);

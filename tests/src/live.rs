@@ -1,13 +1,18 @@
 //! A live site for the dashboard's test and bench: the real
 //! `logmon-collector serve`, fed by the real `logmon-agent` tailing the
 //! logs in its own directory, which `logmon-collector generate` writes (live,
-//! second by second, or ahead of time). Every process is killed on drop.
+//! second by second, or ahead of time) or the test itself appends to. Every
+//! process is killed and every writer stopped on drop.
 
 use crate::bench::{Running, free_port};
+use crate::harness::{append_text, unix_now};
 use crate::{agent_bin, collector_bin};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The bearer token agents use.
@@ -17,11 +22,14 @@ pub const AGENT_TOKEN: &str = "agent-secret";
 #[derive(Debug)]
 pub struct LiveSite {
     pub port: u16,
-    dir: tempfile::TempDir,
-    // Dropped first: the feeders before the collector.
+    /// Tells the line writers to stop (on drop, before anything else).
+    stop_writers: Arc<AtomicBool>,
+    writers: Vec<JoinHandle<()>>,
+    // Dropped in order: the feeders before the collector, the files last.
     feeders: Vec<Running>,
     agent: Option<Running>,
     _collector: Running,
+    dir: tempfile::TempDir,
 }
 
 impl LiveSite {
@@ -46,10 +54,12 @@ impl LiveSite {
             .expect("starting logmon-collector serve");
         let site = LiveSite {
             port,
-            dir,
+            stop_writers: Arc::new(AtomicBool::new(false)),
+            writers: Vec::new(),
             feeders: Vec::new(),
             agent: None,
             _collector: Running(collector),
+            dir,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while http(port, "GET", "/health", &[]).0 != 200 {
@@ -113,11 +123,35 @@ impl LiveSite {
         path
     }
 
+    /// Appends `line(second)` to `logs/NAME.log` now and then every 200 ms,
+    /// stamped with the wall clock's current second, until the site is
+    /// dropped; then the agent if it is not running yet. For lines no
+    /// generator writes.
+    pub fn feed_lines(&mut self, name: &str, line: impl Fn(i64) -> String + Send + 'static) {
+        let path = self.logs_dir().join(format!("{name}.log"));
+        let now = || unix_now().floor() as i64;
+        append_text(&path, &line(now()));
+        let stop = Arc::clone(&self.stop_writers);
+        self.writers.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(200));
+                append_text(&path, &line(now()));
+            }
+        }));
+        self.start_agent();
+    }
+
     fn start_agent(&mut self) {
         if self.agent.is_some() {
             return;
         }
+        // From the beginning of every file, not the end (the default, like
+        // `tail -f`): lines written before the agent started count too.
+        let config = self.dir.path().join("agent.toml");
+        std::fs::write(&config, "[tail]\nstart_at = \"beginning\"\n").expect("the agent's config");
         let agent = Command::new(agent_bin())
+            .arg("--config")
+            .arg(&config)
             .args(["--collector", &self.url(), "--token", AGENT_TOKEN])
             .arg("--file")
             .arg(format!("{}/*.log:combined", self.logs_dir().display()))
@@ -154,6 +188,15 @@ impl LiveSite {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+}
+
+impl Drop for LiveSite {
+    fn drop(&mut self) {
+        self.stop_writers.store(true, Ordering::Relaxed);
+        for writer in self.writers.drain(..) {
+            let _ = writer.join();
+        }
     }
 }
 

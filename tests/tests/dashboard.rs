@@ -7,9 +7,11 @@
 //! fail saying what to install (`make test` installs them).
 
 use logmon_tests::browser::{artifacts_dir, drive, is_png, require_browser};
+use logmon_tests::harness::clf_time;
 use logmon_tests::influx::InfluxServer;
 use logmon_tests::live::{AGENT_TOKEN, LiveSite, http};
 use serde_json::Value;
+use std::collections::HashMap;
 
 /// 40 requests/s of Combined lines, no disorder.
 const TRAFFIC: &[&str] = &[
@@ -42,53 +44,70 @@ fn count(page: &Value, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no `{field}` in {page}"))
 }
 
-/// The page's own errors (uncaught exceptions, console errors): none.
+fn int(v: &Value) -> i64 {
+    v.as_i64().unwrap_or_else(|| panic!("not an integer: {v}"))
+}
+
+fn float(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// The page's own errors (uncaught exceptions, console errors, Content-
+/// Security-Policy violations): none.
 fn assert_no_page_errors(page: &Value) {
     let errors = page["errors"]
         .as_array()
         .expect("the errors the page logged");
     assert!(errors.is_empty(), "the page logged errors: {errors:?}");
+    let csp = page["csp"].as_array().expect("the CSP violations");
+    assert!(csp.is_empty(), "the page broke its CSP: {csp:?}");
     assert_eq!(text(page, "error"), "", "the page shows an error banner");
 }
 
-/// The page's total requests per second, (t, value), against the same seconds
-/// of `api/series`: what arrived over the live stream equals what is stored.
-fn assert_totals_match_the_api(page: &Value, series: &Value) {
-    let api: std::collections::HashMap<i64, f64> = series["t"]
-        .as_array()
-        .expect("series t")
-        .iter()
-        .zip(series["total"].as_array().expect("series total"))
-        .map(|(t, v)| (t.as_i64().unwrap(), v.as_f64().unwrap()))
+/// The page's requests and bytes per second, (t, req/s, bytes/s), against the
+/// same buckets of `api/series`: what arrived over the live stream, added to
+/// what the page fetched, equals what is stored. Only the buckets the page
+/// holds whole (all their seconds closed) are compared; the answer is the
+/// bucket starts compared.
+fn assert_totals_match_the_api(page: &Value, series: &Value) -> Vec<i64> {
+    let column = |name: &str| series[name].as_array().expect("a series column").iter();
+    let api: HashMap<i64, (f64, f64)> = column("t")
+        .zip(column("total").zip(column("bytes")))
+        .map(|(t, (v, b))| (int(t), (float(v), float(b))))
         .collect();
+    let res = int(&page["resolution"]);
+    let newest = int(&page["newest"]);
     let shown = page["totals"].as_array().expect("the page's totals");
-    let mut compared = 0;
+    let mut compared = Vec::new();
     for point in shown {
-        let (t, v) = (point[0].as_i64().unwrap(), point[1].as_f64().unwrap());
+        let (t, shown) = (int(&point[0]), (float(&point[1]), float(&point[2])));
+        if t + res - 1 > newest {
+            continue; // still open on the page
+        }
         if let Some(&stored) = api.get(&t) {
             assert_eq!(
-                v, stored,
-                "req/s at {t}: the page shows {v}, api/series {stored}"
+                shown, stored,
+                "(req/s, bytes/s) at {t}: the page shows {shown:?}, api/series {stored:?}"
             );
-            compared += 1;
+            compared.push(t);
         }
     }
-    assert!(compared > 0, "no second in common: {shown:?}");
+    assert!(!compared.is_empty(), "no bucket in common: {shown:?}");
+    compared
 }
 
-/// Opens `path` of the site until its charts hold traffic, a 10-s block
-/// is shown and, with `rule`, that rule's alert fires; a screenshot goes to
-/// the test artifacts as `shot`. Checks what every loaded page must show.
-fn check_page(site: &LiveSite, path: &str, rule: Option<&str>, shot: &str) -> Value {
+/// Opens `path` of the site with `check` and its `extra` options until its
+/// charts hold traffic and a 10-s block is shown (and whatever `extra` asks);
+/// a screenshot goes to the test artifacts as `shot`. Checks what every
+/// loaded page must show.
+fn check_page(site: &LiveSite, path: &str, extra: &[&str], shot: &str) -> Value {
     let shot = artifacts_dir().join(shot);
     let _ = std::fs::remove_file(&shot);
     let url = format!("{}{path}", site.url());
     let screenshot = shot.to_str().expect("a UTF-8 path");
     let mut args = vec!["check", "--url", &url, "--screenshot", screenshot];
     args.extend(["--timeout", "60"]);
-    if let Some(rule) = rule {
-        args.extend(["--rule", rule]);
-    }
+    args.extend(extra);
     let page =
         drive(&args).unwrap_or_else(|e| panic!("{e}\n--- collector\n{}", site.collector_log()));
     assert!(is_png(&shot), "{} is not a PNG", shot.display());
@@ -99,6 +118,17 @@ fn check_page(site: &LiveSite, path: &str, rule: Option<&str>, shot: &str) -> Va
         "no traffic in the chart: {page}"
     );
     page
+}
+
+/// The first `firing` transition of `rule` in `api/alerts`.
+fn first_firing<'a>(alerts: &'a Value, rule: &str) -> &'a Value {
+    alerts["history"]
+        .as_array()
+        .expect("the alert history")
+        .iter()
+        .rev()
+        .find(|t| t["rule"] == rule && t["state"] == "firing")
+        .unwrap_or_else(|| panic!("no firing transition of {rule}: {alerts}"))
 }
 
 #[test]
@@ -119,7 +149,7 @@ fn charts_fill_and_a_traffic_alert_shows_firing() {
     ]));
     site.feed_live("access", TRAFFIC);
 
-    let page = check_page(&site, "/", Some("site-busy"), "dashboard.png");
+    let page = check_page(&site, "/", &["--rule", "site-busy"], "dashboard.png");
     // Charts: data points in every chart.
     assert!(count(&page, "points") > 0, "{page}");
     assert!(count(&page, "statusPoints") > 0, "{page}");
@@ -130,13 +160,32 @@ fn charts_fill_and_a_traffic_alert_shows_firing() {
         (2..=11).contains(&lines),
         "{lines} lines in the requests chart"
     );
-    // The alert, prominently and in the history.
-    let active = text(&page, "activeText");
-    assert!(
-        active.contains("site-busy") && active.contains("firing"),
-        "{active}"
+    // The alert, prominently (a firing card, not a pending one) and in the
+    // history; it is the transition api/alerts lists.
+    let alert = &page["alert"];
+    let card = &alert["card"];
+    assert_eq!(
+        (&card["rule"], &card["key"], &card["state"]),
+        (&"site-busy".into(), &"".into(), &"firing".into()),
+        "{alert}"
+    );
+    let listed = &alert["transition"];
+    assert_eq!(
+        (&listed["rule"], &listed["key"], &listed["state"]),
+        (&"site-busy".into(), &"".into(), &"firing".into()),
+        "{alert}"
     );
     assert!(text(&page, "historyText").contains("site-busy"), "{page}");
+    println!(
+        "site-busy fired at {} (event time): the page showed it {:.2} s after that second began, \
+         {:+.2} s after api/alerts first listed it (polled every 50 ms, listed {:.2} s after the \
+         second began); page loaded before: {}",
+        listed["at"],
+        float(&alert["shownAfterEventMs"]) / 1000.0,
+        float(&alert["shownAfterListedMs"]) / 1000.0,
+        float(&alert["listedAfterEventMs"]) / 1000.0,
+        alert["pageLoadedFirst"],
+    );
     // Rules (both instances), the agent's file, the stats block.
     let rules = text(&page, "rulesText");
     assert!(
@@ -154,7 +203,147 @@ fn charts_fill_and_a_traffic_alert_shows_firing() {
         .filter_map(|a| a["rule"].as_str())
         .collect();
     assert_eq!(firing, ["site-busy"], "{alerts}");
+    assert_eq!(first_firing(&alerts, "site-busy")["at"], listed["at"]);
     assert_totals_match_the_api(&page, &site.json("/api/series?range=900"));
+
+    // 6 h at 10-s buckets: the newest bucket the page fetched was partly
+    // closed; the live seconds after the fetched `last` complete it.
+    let page = check_page(
+        &site,
+        "/?range=21600",
+        &["--live-seconds", "11"],
+        "dashboard-6h.png",
+    );
+    assert_eq!(page["resolution"], 10, "{page}");
+    let fetched_last = int(&page["fetchedLast"]);
+    let compared = assert_totals_match_the_api(&page, &site.json("/api/series?range=21600"));
+    let completed = fetched_last - fetched_last.rem_euclid(10);
+    assert!(
+        compared.contains(&completed),
+        "the bucket {completed} of the fetched last second {fetched_last} was not compared: {compared:?}"
+    );
+}
+
+/// A hidden tab gets no animation frames while the live stream goes on: the
+/// seconds waiting for one never pass a range's worth (900 at 15 min), past
+/// it they are dropped, and the series is fetched again when the tab is seen.
+#[test]
+fn a_hidden_tab_holds_a_range_of_seconds_at_most_and_refetches_when_seen() {
+    require_browser();
+    let mut site = LiveSite::start(&strings(&["--lateness", "0"]));
+    site.feed_live("access", TRAFFIC);
+    let url = format!("{}/", site.url());
+    let page = drive(&["hidden", "--url", &url, "--timeout", "60"])
+        .unwrap_or_else(|e| panic!("{e}\n--- collector\n{}", site.collector_log()));
+    assert_no_page_errors(&page);
+    let hidden = &page["hidden"];
+    let cap = count(hidden, "cap");
+    assert_eq!(cap, 900, "15 min at 1 s: {hidden}");
+    // The range's worth waited; the next second dropped them all.
+    assert_eq!(count(hidden, "max"), cap, "{hidden}");
+    assert_eq!(count(hidden, "pendingAfter"), 0, "{hidden}");
+    assert_eq!(hidden["stale"], true, "{hidden}");
+    assert_eq!(count(hidden, "pendingLater"), 0, "{hidden}");
+    // Shown again: what the collector holds, extended live; none of the
+    // seconds that were dropped.
+    assert_totals_match_the_api(&page, &site.json("/api/series?range=900"));
+    let legend = page["legend"].as_array().expect("the legend");
+    assert!(!legend.contains(&"/synthetic".into()), "{legend:?}");
+    assert!(legend.len() > 2, "{legend:?}");
+}
+
+/// Sections, clients and alert keys come from log lines anyone can send:
+/// the page shows them as text, and markup in them never runs.
+#[test]
+fn markup_in_log_lines_is_shown_as_text() {
+    require_browser();
+    const PATH: &str = "/<img src=x onerror=window.__xss=1>";
+    const CLIENT: &str = "<img/src/onerror=window.__xss=2><script>window.__xss=3</script>";
+    const USER_AGENT: &str = "<script>window.__xss=4</script>";
+    let mut site = LiveSite::start(&strings(&[
+        "--lateness",
+        "0",
+        // Keyed by the client and by the section, both firing at once.
+        "--rule",
+        "client-flood:limit=2,window=5,name=flood",
+        "--rule",
+        "error-rate:threshold=0.1,window=5,min_requests=1,name=errors",
+    ]));
+    site.feed_lines("hostile", |second| {
+        format!(
+            "{CLIENT} - - [{}] \"GET {PATH} HTTP/1.1\" 500 512 \"-\" \"{USER_AGENT}\"\n",
+            clf_time(second)
+        )
+    });
+
+    let shot = artifacts_dir().join("dashboard-untrusted.png");
+    let _ = std::fs::remove_file(&shot);
+    let url = format!("{}/", site.url());
+    let page = drive(&[
+        "untrusted",
+        "--url",
+        &url,
+        "--section",
+        PATH,
+        "--client",
+        CLIENT,
+        "--screenshot",
+        shot.to_str().expect("a UTF-8 path"),
+        "--timeout",
+        "60",
+    ])
+    .unwrap_or_else(|e| panic!("{e}\n--- collector\n{}", site.collector_log()));
+    assert!(is_png(&shot), "{} is not a PNG", shot.display());
+    assert_no_page_errors(&page);
+
+    assert_eq!(
+        page["xss"],
+        Value::Null,
+        "markup from a log line ran: {page}"
+    );
+    assert_eq!(
+        count(&page, "injected"),
+        0,
+        "markup from a log line is in the DOM: {page}"
+    );
+    // The statistics block: the section and the client, as text.
+    let cells = &page["statsCells"];
+    for literal in [PATH, CLIENT] {
+        assert!(
+            cells.as_array().expect("cells").contains(&literal.into()),
+            "{literal} is not a cell of the statistics block: {cells}"
+        );
+        let escaped = literal
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        assert!(
+            text(&page, "statsHtml").contains(&escaped),
+            "{escaped} is not in the statistics block's HTML: {}",
+            text(&page, "statsHtml")
+        );
+    }
+    // The alert cards keyed by them, the history and the chart's legend.
+    let cards: Vec<(&str, &str)> = page["cards"]
+        .as_array()
+        .expect("cards")
+        .iter()
+        .filter(|c| c["state"] == "firing")
+        .map(|c| (c["rule"].as_str().unwrap(), c["key"].as_str().unwrap()))
+        .collect();
+    assert!(cards.contains(&("errors", PATH)), "{cards:?}");
+    assert!(cards.contains(&("flood", CLIENT)), "{cards:?}");
+    let history = &page["historyKeys"];
+    assert!(
+        history.as_array().expect("keys").contains(&PATH.into())
+            && history.as_array().expect("keys").contains(&CLIENT.into()),
+        "{history}"
+    );
+    let legend = &page["legend"];
+    assert!(
+        legend.as_array().expect("legend").contains(&PATH.into()),
+        "{legend}"
+    );
 }
 
 #[test]
@@ -254,6 +443,6 @@ fn dashboard_token_guards_the_api_under_a_path_prefix() {
 
     // … and with `?token=` it works: live charts, under the prefix.
     let path = format!("/logmon/?token={TOKEN}");
-    let page = check_page(&site, &path, None, "dashboard-token.png");
+    let page = check_page(&site, &path, &[], "dashboard-token.png");
     assert!(text(&page, "agentsText").contains("access.log"), "{page}");
 }
