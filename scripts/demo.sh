@@ -24,11 +24,24 @@ trap cleanup EXIT INT TERM
 bash scripts/influxd.sh "$work/influx" "$influx_port"
 echo "demo: InfluxDB on http://127.0.0.1:$influx_port (database logmon)"
 
+# $1 for a URL's query: every byte but RFC 3986's unreserved ones as %XX.
+percent_encode() {
+    local LC_ALL=C s=$1 out='' c i
+    for ((i = 0; i < ${#s}; i++)); do
+        c=${s:i:1}
+        case $c in
+            [A-Za-z0-9._~-]) out+=$c ;;
+            *) printf -v c '%%%02X' "'$c"; out+=$c ;;
+        esac
+    done
+    printf '%s' "$out"
+}
+
 dashboard_flags=()
 dashboard_url="http://127.0.0.1:$collector_port/"
 if [ -n "${DEMO_DASHBOARD_TOKEN:-}" ]; then
     dashboard_flags=(--dashboard-token "$DEMO_DASHBOARD_TOKEN")
-    dashboard_url="${dashboard_url}?token=$DEMO_DASHBOARD_TOKEN"
+    dashboard_url="${dashboard_url}?token=$(percent_encode "$DEMO_DASHBOARD_TOKEN")"
 fi
 "$bin/logmon-collector" serve --listen "127.0.0.1:$collector_port" --data-dir "$work/collector" \
     --token demo-token --influx-url "http://127.0.0.1:$influx_port" \
