@@ -6,9 +6,14 @@
 //! the lateness. The view is bounded: agents not heard from for an hour are
 //! forgotten, and past [`MAX_STREAMS`] streams the least recently heard one
 //! goes.
+//!
+//! The engine thread updates the view for every bus record, under the hub's
+//! mutex; `/api/agents` only copies it there ([`AgentsView::snapshot`]:
+//! numbers and shared strings) and builds its JSON after.
 
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Streams the view holds at most.
@@ -36,7 +41,7 @@ pub struct BatchSeen<'a> {
 
 #[derive(Debug, Clone)]
 struct StreamView {
-    path: String,
+    path: Arc<str>,
     newest: Option<i64>,
     heartbeat: Option<i64>,
     caught_up: bool,
@@ -54,7 +59,7 @@ impl StreamView {
 
 #[derive(Debug, Clone)]
 struct AgentView {
-    host: String,
+    host: Arc<str>,
     /// Newest `sent_at` (agent clock, nanoseconds).
     sent_at: i64,
     heard: Instant,
@@ -65,9 +70,34 @@ struct AgentView {
 #[derive(Debug)]
 pub struct AgentsView {
     lateness: i64,
-    agents: BTreeMap<String, AgentView>,
+    agents: BTreeMap<Arc<str>, AgentView>,
     streams: usize,
     last_expiry: Option<Instant>,
+}
+
+/// A copy of an [`AgentsView`] taken under the lock, to serialize after it.
+#[derive(Debug, Clone)]
+pub struct AgentsSnapshot {
+    lateness: i64,
+    agents: Vec<AgentRow>,
+}
+
+#[derive(Debug, Clone)]
+struct AgentRow {
+    agent: Arc<str>,
+    host: Arc<str>,
+    sent_at: i64,
+    streams: Vec<StreamRow>,
+}
+
+#[derive(Debug, Clone)]
+struct StreamRow {
+    fingerprint: u64,
+    path: Arc<str>,
+    mark: Option<i64>,
+    caught_up: bool,
+    finished: bool,
+    events: u64,
 }
 
 impl AgentsView {
@@ -93,23 +123,23 @@ impl AgentsView {
             Some(a) => a,
             None => self
                 .agents
-                .entry(b.agent.to_owned())
+                .entry(Arc::from(b.agent))
                 .or_insert_with(|| AgentView {
-                    host: String::new(),
+                    host: Arc::from(""),
                     sent_at: b.sent_at,
                     heard: now,
                     streams: HashMap::new(),
                 }),
         };
-        if agent.host != b.host {
-            b.host.clone_into(&mut agent.host);
+        if *agent.host != *b.host {
+            agent.host = Arc::from(b.host);
         }
         agent.sent_at = agent.sent_at.max(b.sent_at);
         agent.heard = now;
         let stream = agent.streams.entry(b.fingerprint).or_insert_with(|| {
             self.streams += 1;
             StreamView {
-                path: b.path.to_owned(),
+                path: Arc::from(b.path),
                 newest: None,
                 heartbeat: None,
                 caught_up: false,
@@ -118,8 +148,8 @@ impl AgentsView {
                 heard: now,
             }
         });
-        if stream.path != b.path {
-            b.path.clone_into(&mut stream.path);
+        if *stream.path != *b.path {
+            stream.path = Arc::from(b.path);
         }
         stream.heard = now;
         stream.events += b.events;
@@ -152,7 +182,7 @@ impl AgentsView {
             .flat_map(|(id, a)| a.streams.iter().map(move |(fp, s)| (s.heard, id, *fp)))
             .min();
         let Some((_, id, fp)) = oldest else { return };
-        let id = id.clone();
+        let id = Arc::clone(id);
         if let Some(a) = self.agents.get_mut(&id) {
             a.streams.remove(&fp);
             self.streams -= 1;
@@ -162,24 +192,57 @@ impl AgentsView {
         }
     }
 
-    /// The `/api/agents` JSON at wall-clock second `wall`: agents by id,
-    /// streams by file then fingerprint.
-    pub fn json(&self, wall: i64) -> serde_json::Value {
-        let agents: Vec<serde_json::Value> = self
+    /// What `/api/agents` needs, copied: no formatting, sorting or JSON
+    /// while the engine may be waiting for the lock.
+    pub fn snapshot(&self) -> AgentsSnapshot {
+        let agents = self
             .agents
             .iter()
-            .map(|(id, a)| {
-                let mut streams: Vec<(&u64, &StreamView)> = a.streams.iter().collect();
-                streams.sort_by(|x, y| x.1.path.cmp(&y.1.path).then(x.0.cmp(y.0)));
-                let streams: Vec<serde_json::Value> = streams
-                    .into_iter()
-                    .map(|(fp, s)| {
-                        let mark = s.mark();
+            .map(|(id, a)| AgentRow {
+                agent: Arc::clone(id),
+                host: Arc::clone(&a.host),
+                sent_at: a.sent_at,
+                streams: a
+                    .streams
+                    .iter()
+                    .map(|(fp, s)| StreamRow {
+                        fingerprint: *fp,
+                        path: Arc::clone(&s.path),
+                        mark: s.mark(),
+                        caught_up: s.caught_up,
+                        finished: s.finished,
+                        events: s.events,
+                    })
+                    .collect(),
+            })
+            .collect();
+        AgentsSnapshot {
+            lateness: self.lateness,
+            agents,
+        }
+    }
+}
+
+impl AgentsSnapshot {
+    /// The `/api/agents` JSON at wall-clock second `wall`: agents by id,
+    /// streams by file then fingerprint.
+    pub fn json(mut self, wall: i64) -> serde_json::Value {
+        let lateness = self.lateness;
+        let agents: Vec<serde_json::Value> = self
+            .agents
+            .iter_mut()
+            .map(|a| {
+                a.streams
+                    .sort_by(|x, y| x.path.cmp(&y.path).then(x.fingerprint.cmp(&y.fingerprint)));
+                let streams: Vec<serde_json::Value> = a
+                    .streams
+                    .iter()
+                    .map(|s| {
                         json!({
-                            "stream": format!("{fp:016x}"),
-                            "file": (!s.path.is_empty()).then_some(&s.path),
-                            "watermark": mark.map(|m| m - self.lateness),
-                            "lag_seconds": mark.map(|m| (wall - m).max(0)),
+                            "stream": format!("{:016x}", s.fingerprint),
+                            "file": (!s.path.is_empty()).then_some(&*s.path),
+                            "watermark": s.mark.map(|m| m - lateness),
+                            "lag_seconds": s.mark.map(|m| (wall - m).max(0)),
                             "caught_up": s.caught_up,
                             "finished": s.finished,
                             "events": s.events,
@@ -187,8 +250,8 @@ impl AgentsView {
                     })
                     .collect();
                 json!({
-                    "agent": id,
-                    "host": a.host,
+                    "agent": &*a.agent,
+                    "host": &*a.host,
                     "last_seen": a.sent_at.div_euclid(NANOS),
                     "streams": streams,
                 })
@@ -243,7 +306,7 @@ mod tests {
             now,
         );
         view.seen(&batch("a0", 0x2, "", 900), now);
-        let json = view.json(1020);
+        let json = view.snapshot().json(1020);
         assert_eq!(
             json,
             json!([
@@ -258,6 +321,35 @@ mod tests {
                      "lag_seconds": 10, "caught_up": true, "finished": false, "events": 3}
                 ]}
             ])
+        );
+    }
+
+    #[test]
+    fn a_snapshot_keeps_what_the_view_held_when_it_was_taken() {
+        let mut view = AgentsView::new(5);
+        let now = Instant::now();
+        view.seen(&batch("a1", 0x1, "/old.log", 100), now);
+        let snapshot = view.snapshot();
+        view.seen(
+            &BatchSeen {
+                host: "web-2",
+                events: 9,
+                ..batch("a1", 0x1, "/new.log", 200)
+            },
+            now,
+        );
+        view.seen(&batch("a2", 0x2, "/b.log", 200), now);
+        assert_eq!(
+            snapshot.json(300),
+            json!([{"agent": "a1", "host": "web-1", "last_seen": 100, "streams": [
+                {"stream": "0000000000000001", "file": "/old.log", "watermark": null,
+                 "lag_seconds": null, "caught_up": false, "finished": false, "events": 0}
+            ]}])
+        );
+        assert_eq!(view.snapshot().json(300)[0]["host"], "web-2");
+        assert_eq!(
+            view.snapshot().json(300)[0]["streams"][0]["file"],
+            "/new.log"
         );
     }
 

@@ -128,7 +128,9 @@ impl Hub {
 
     /// `/api/agents` at wall-clock second `wall`.
     pub fn agents_json(&self, wall: i64) -> serde_json::Value {
-        lock(&self.agents).json(wall)
+        // Copied under the lock, serialized after it.
+        let snapshot = lock(&self.agents).snapshot();
+        snapshot.json(wall)
     }
 }
 
