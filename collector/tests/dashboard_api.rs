@@ -1,7 +1,9 @@
 //! The dashboard's API and event stream from the real `logmon-collector
 //! serve`, fed batches over HTTP as an agent sends them: exact series from
 //! memory and (after a restart, memory empty) from a real InfluxDB's
-//! rollups, the SSE events, the token, the path prefix, bad parameters.
+//! rollups, the SSE events, the token, the path prefix, bad parameters;
+//! `HEAD`, the security headers, refusals with their reasons, and the cap
+//! on event streams.
 //!
 //! Event time is made deterministic: the agent's batches hold time back
 //! (`--silent-after 3600`), so the watermark is exactly the stream's newest
@@ -710,5 +712,106 @@ fn after_a_restart_the_series_come_from_the_influxdb_rollups() {
     assert_eq!(s["sections"]["/api"][1439], json!(40.0 / 35.0));
     assert_eq!(s["sections"]["/blog"][1439], json!(20.0 / 35.0));
     assert_eq!(s["total"][1438], json!(0));
+    c.stop();
+}
+
+#[test]
+fn head_security_headers_refusals_and_the_stream_cap_on_the_real_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start(
+        &dir.path().join("data"),
+        &["--dashboard-token", DASHBOARD_TOKEN],
+    );
+    let port = c.port;
+    let token = format!("token={DASHBOARD_TOKEN}");
+
+    // HEAD of an API route: GET's headers, no body.
+    let got = get(port, &format!("/api/agents?{token}"));
+    assert_eq!((got.status, got.body.as_slice()), (200, b"[]".as_slice()));
+    let head = request(port, "HEAD", &format!("/api/agents?{token}"), &[], b"");
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-type"), Some("application/json"));
+    assert_eq!(head.header("content-length"), Some("2"));
+    assert_eq!(head.header("cache-control"), Some("no-store"));
+    assert!(head.body.is_empty(), "{head:?}");
+    let head = request(port, "HEAD", &format!("/api/stream?{token}"), &[], b"");
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-type"), Some("text/event-stream"));
+    assert!(head.body.is_empty(), "{head:?}");
+
+    // Security headers on the page, an asset, the API and a refusal; the
+    // policy on the page only.
+    for path in [
+        "/",
+        "/assets/index.html",
+        &format!("/api/agents?{token}"),
+        "/api/agents",
+    ] {
+        let r = get(port, path);
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{path}");
+        let csp = (path == "/" || path == "/assets/index.html").then_some(
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; \
+             img-src 'self' data:; connect-src 'self'",
+        );
+        assert_eq!(r.header("content-security-policy"), csp, "{path}");
+    }
+
+    // Refusals say why, from ingest and from the dashboard.
+    for (method, path, status, allow, body) in [
+        (
+            "GET",
+            "/nothing",
+            404,
+            None,
+            json!({"error": "not_found", "reason": "no route for GET /nothing"}),
+        ),
+        (
+            "GET",
+            "/v1/batches",
+            405,
+            Some("POST"),
+            json!({"error": "method_not_allowed", "reason": "/v1/batches takes POST"}),
+        ),
+        (
+            "POST",
+            "/health",
+            405,
+            Some("GET"),
+            json!({"error": "method_not_allowed", "reason": "/health takes GET"}),
+        ),
+        (
+            "POST",
+            "/api/stats",
+            405,
+            Some("GET, HEAD"),
+            json!({"error": "method_not_allowed", "reason": "the dashboard is read-only"}),
+        ),
+    ] {
+        let r = request(port, method, path, &[], b"");
+        assert_eq!(r.status, status, "{method} {path}");
+        assert_eq!(r.header("allow"), allow, "{method} {path}");
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert_eq!(r.json(), body, "{method} {path}");
+    }
+
+    // 256 event streams, each on its own connection: the next is refused,
+    // and agents' requests are still answered (streams do not take their
+    // places).
+    let path = format!("/api/stream?{token}");
+    let streams: Vec<Events> = (0..256).map(|_| Events::open(port, &path)).collect();
+    let refused = get(port, &path);
+    assert_eq!(refused.status, 503);
+    assert_eq!(
+        refused.json(),
+        json!({"error": "too_many_streams",
+               "reason": "256 event streams are open, the most there can be"})
+    );
+    assert_eq!(get(port, "/health").status, 200);
+    drop(streams);
     c.stop();
 }
