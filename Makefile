@@ -3,6 +3,10 @@
 
 CARGO ?= cargo
 
+# setup.sh installs npm, so every build here must embed the real dashboard
+# (collector/build.rs stops instead of falling back to its "not built" page).
+export LOGMON_REQUIRE_DASHBOARD := 1
+
 .PHONY: setup setup-browser build test lint unit demo bench clean
 
 setup:
