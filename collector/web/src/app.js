@@ -97,7 +97,7 @@
     range: RANGES.includes(Number(params.get('range'))) ? Number(params.get('range')) : 900,
     series: null, // the chart data, see `loadSeries`
     pending: [], // live seconds not yet applied, at most `pendingCap()`
-    stale: false, // live seconds were dropped: the series is fetched again
+    stale: false, // live seconds were dropped or missed: the series is fetched again
     frame: 0,
     liveAfter: Infinity, // seconds up to here (the series' `last`) are in the fetched series
     newest: null, // the newest closed second in the charts
@@ -352,6 +352,13 @@
   /** Adds one closed second (an `event: second`) to the series. */
   function applySecond(s, sec) {
     if (sec.t <= state.liveAfter) return; // the fetched series holds it already
+    if (state.newest != null && sec.t > state.newest + 1) {
+      // The stream sends every closed second: those in between never came
+      // (it opened after the series was answered, say), and with them maybe
+      // alerts. Applied anyway, they would show as silent.
+      state.stale = true;
+      return;
+    }
     state.newest = Math.max(state.newest ?? sec.t, sec.t);
     const res = s.resolution;
     const at = Math.floor(sec.t / res) * res;
@@ -437,18 +444,20 @@
 
   function flush() {
     state.frame = 0;
-    if (state.stale) {
-      resync();
-      return;
-    }
     const s = state.series;
-    if (!s || state.fetching || state.pending.length === 0) return;
-    const seconds = state.pending;
-    state.pending = [];
-    for (const sec of seconds) applySecond(s, sec);
-    trim(s);
-    renderCharts(s.rebuild);
-    s.rebuild = false;
+    if (!state.stale && s && !state.fetching && state.pending.length > 0) {
+      const seconds = state.pending;
+      state.pending = [];
+      for (const sec of seconds) {
+        applySecond(s, sec);
+        if (state.stale) break;
+      }
+      trim(s);
+      renderCharts(s.rebuild);
+      s.rebuild = false;
+    }
+    // Seconds were dropped, or never came: what the collector holds, again.
+    if (state.stale) resync();
   }
 
   // --- the 10-second statistics block -----------------------------------------
@@ -599,30 +608,57 @@
       </div>`).join('');
   }
 
-  function onAlert(a) {
+  /** A transition's effect on the active alerts and the pending keys. */
+  function applyAlert(a) {
     const k = alertKey(a);
     if (a.state === 'firing') {
       state.active.set(k, { rule: a.rule, key: a.key, value: a.value, message: a.message, since: a.at });
+      state.pendingKeys = state.pendingKeys.filter((p) => alertKey(p) !== k);
     } else {
       state.active.delete(k);
     }
+  }
+
+  // Transitions that arrive over the stream while an api/alerts or api/rules
+  // answer is on its way: the answer may be older than they are, so they
+  // are applied again on top of it, never lost to it.
+  const receiving = new Set();
+  async function withAlertsMeanwhile(fetching) {
+    const received = [];
+    receiving.add(received);
+    try {
+      return { body: await fetching, received };
+    } finally {
+      receiving.delete(received);
+    }
+  }
+
+  function onAlert(a) {
+    for (const r of receiving) r.push(a);
+    applyAlert(a);
     prependHistory(a);
     renderActive();
   }
 
+  const transitionId = (a) => alertKey(a) + '\u0000' + a.state + '\u0000' + a.at;
+
   async function loadAlerts() {
-    const body = await getJSON('api/alerts?limit=' + HISTORY_CAP);
-    state.history = (body.history || []).slice(0, HISTORY_CAP);
+    const { body, received } = await withAlertsMeanwhile(getJSON('api/alerts?limit=' + HISTORY_CAP));
+    const listed = new Set((body.history || []).map(transitionId));
+    const missed = received.filter((a) => !listed.has(transitionId(a))).reverse();
+    state.history = [...missed, ...(body.history || [])].slice(0, HISTORY_CAP);
     state.active = new Map((body.active || []).map((a) => [alertKey(a), {
       ...a, since: firedAt(a.rule, a.key),
     }]));
+    for (const a of received) applyAlert(a);
     renderHistory();
     renderActive();
   }
 
   // --- rules and agents -----------------------------------------------------------
 
-  function renderRules() {
+  /** The rules table, and the alerts from the rules view plus `received` since it was asked for. */
+  function renderRules(received) {
     const rules = state.rules || [];
     // The rules view is refreshed by the engine: it is the reference for what fires.
     const active = new Map();
@@ -640,6 +676,7 @@
     }
     state.active = active;
     state.pendingKeys = pendingKeys;
+    for (const a of received) applyAlert(a);
     renderActive();
 
     $('rules').innerHTML = rules.map((r) => {
@@ -713,7 +750,7 @@
 
   async function poll() {
     const results = await Promise.allSettled([
-      getJSON('api/rules').then((r) => { state.rules = r; renderRules(); }),
+      withAlertsMeanwhile(getJSON('api/rules')).then((r) => { state.rules = r.body; renderRules(r.received); }),
       getJSON('api/agents').then((a) => { state.agents = a; }),
       getJSON('api/overview').then((o) => { state.overview = o; renderOverview(); }),
     ]);
