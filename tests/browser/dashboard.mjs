@@ -20,6 +20,13 @@
 //       visibilityState "hidden") that a range of live seconds and more
 //       reach, reports how many waited for a frame, then shows the tab again
 //       and waits until the series was fetched again and goes on live
+//   node dashboard.mjs gap --url URL [--timeout S]
+//       delivers a second over the stream that skips two: reports whether
+//       the page fetched the series again (and showed none of it)
+//   node dashboard.mjs race --url URL [--timeout S]
+//       holds the answers of api/alerts and api/rules back while a
+//       transition arrives over the stream, then lets the older answers in:
+//       reports whether the page still shows the transition
 //   node dashboard.mjs unauthorized --url URL [--timeout S]
 //       waits until the page says its API requests were refused (401)
 //   node dashboard.mjs measure --url URL [--runs N] [--data] [--screenshot FILE]
@@ -89,12 +96,26 @@ async function openPage(browser) {
       return 1e9 + held.length;
     };
     Object.defineProperty(document, 'visibilityState', { get: () => (hidden ? 'hidden' : 'visible') });
-    // The page's live stream, to deliver seconds to as the collector would.
+    // The page's live stream, to deliver seconds to as the collector would,
+    // and what happened to it (opens after the first mean reconnections).
+    // `gaps`: [before, after] where the seconds received skip some.
+    window.__stream = { opens: 0, errors: 0, resets: 0, seconds: 0, first: null, last: null, gaps: [] };
     const Source = window.EventSource;
     window.EventSource = class extends Source {
       constructor(...args) {
         super(...args);
         window.__eventSource = this;
+        this.addEventListener('open', () => { window.__stream.opens++; });
+        this.addEventListener('error', () => { window.__stream.errors++; });
+        this.addEventListener('reset', () => { window.__stream.resets++; });
+        this.addEventListener('second', (e) => {
+          const st = window.__stream;
+          const t = JSON.parse(e.data).t;
+          if (st.last != null && t !== st.last + 1 && st.gaps.length < 20) st.gaps.push([st.last, t]);
+          st.first ??= t;
+          st.last = t;
+          st.seconds++;
+        });
       }
     };
     Object.defineProperty(document, 'hidden', { get: () => hidden });
@@ -173,6 +194,7 @@ function pageSummary() {
     error: document.getElementById('error').hidden ? '' : document.getElementById('error').textContent,
     conn: document.getElementById('conn').textContent,
     csp: window.__csp,
+    stream: window.__stream,
     marks: L.marks(),
     resolution: L.state.series ? L.state.series.resolution : null,
     // The newest closed second of the series fetched, and of the page.
@@ -234,6 +256,31 @@ function waiter(page, errors, opts) {
   };
 }
 
+/**
+ * A fresh page at --url once it rendered first (with `traffic`, once its
+ * charts hold some too): the page, its errors and its `waitFor`.
+ */
+async function loadedPage(browser, opts, traffic) {
+  const { page, errors } = await openPage(browser);
+  await page.goto(opts.url);
+  const waitFor = waiter(page, errors, opts);
+  await waitFor(traffic ? 'no chart data points' : 'no first render', (withTraffic) =>
+    window.__logmon && window.__logmon.marks().some((m) => m.name === 'first-render') &&
+    (!withTraffic || window.__logmon.nonZero() > 0), traffic);
+  return { page, errors, waitFor };
+}
+
+/** What the page shows (`pageSummary`), with `extra` and the errors it logged. */
+async function summarize(page, errors, extra) {
+  return { ...(await page.evaluate(pageSummary)), ...extra, errors };
+}
+
+/** The text of each element matching `selector` on the page. */
+function texts(page, selector) {
+  return page.evaluate((sel) => [...document.querySelectorAll(sel)]
+    .map((e) => e.textContent.replace(/\s+/g, ' ').trim()), selector);
+}
+
 async function check(browser, opts) {
   if (!opts.screenshot) fail('check needs --screenshot');
   const { page, errors } = await openPage(browser);
@@ -282,10 +329,7 @@ async function check(browser, opts) {
   // Let the polled panels (rules, agents) and the next live second land.
   await page.waitForTimeout(1500);
   await screenshot(page, opts.screenshot);
-  const summary = await page.evaluate(pageSummary);
-  summary.alert = alert;
-  summary.errors = errors;
-  return summary;
+  return summarize(page, errors, { alert });
 }
 
 async function untrusted(browser, opts) {
@@ -305,31 +349,23 @@ async function untrusted(browser, opts) {
   // Let the polled panels, the history and the next live seconds land.
   await page.waitForTimeout(1500);
   await screenshot(page, opts.screenshot);
-  const summary = await page.evaluate(pageSummary);
-  Object.assign(summary, await page.evaluate(() => {
-    const texts = (sel) => [...document.querySelectorAll(sel)].map((e) => e.textContent.trim());
-    return {
+  return summarize(page, errors, {
+    ...(await page.evaluate(() => ({
       // Set only if markup from the log ran.
       xss: window.__xss === undefined ? null : String(window.__xss),
       // Elements that only markup from the log could have made.
       injected: document.querySelectorAll('main img, main script, main svg, header img').length,
-      statsCells: texts('#stats td.mono'),
       statsHtml: document.getElementById('stats').innerHTML,
       cards: window.__alertCards,
-      historyKeys: texts('#history tr.row td:nth-child(4)'),
-      legend: texts('#chart-requests .u-legend .u-label'),
-    };
-  }));
-  summary.errors = errors;
-  return summary;
+    }))),
+    statsCells: await texts(page, '#stats td.mono'),
+    historyKeys: await texts(page, '#history tr.row td:nth-child(4)'),
+    legend: await texts(page, '#chart-requests .u-legend .u-label'),
+  });
 }
 
 async function hidden(browser, opts) {
-  const { page, errors } = await openPage(browser);
-  await page.goto(opts.url);
-  const waitFor = waiter(page, errors, opts);
-  await waitFor('no chart data points', () => window.__logmon && window.__logmon.nonZero() > 0 &&
-    window.__logmon.marks().some((m) => m.name === 'first-render'));
+  const { page, errors, waitFor } = await loadedPage(browser, opts, true);
   const whileHidden = await page.evaluate(() => {
     const s = window.__logmon.state;
     const cap = Math.ceil(s.series.range / s.series.resolution);
@@ -358,12 +394,74 @@ async function hidden(browser, opts) {
     const s = window.__logmon.state;
     return !s.stale && !s.fetching && s.newest > hiddenAt + 1 && s.newest > s.liveAfter;
   }, whileHidden.newestHidden);
-  const summary = await page.evaluate(pageSummary);
-  summary.hidden = whileHidden;
-  summary.legend = await page.evaluate(() => [...document.querySelectorAll('#chart-requests .u-legend .u-label')]
-    .map((e) => e.textContent.trim()));
-  summary.errors = errors;
-  return summary;
+  return summarize(page, errors, {
+    hidden: whileHidden,
+    legend: await texts(page, '#chart-requests .u-legend .u-label'),
+  });
+}
+
+async function gap(browser, opts) {
+  const { page, errors, waitFor } = await loadedPage(browser, opts, true);
+  let seriesAsked = 0;
+  page.on('request', (r) => { if (r.url().includes('/api/series')) seriesAsked++; });
+  const skipped = await page.evaluate(() => {
+    const s = window.__logmon.state;
+    // Two seconds after the newest the page has or waits for never come.
+    const t = Math.max(s.newest, ...s.pending.map((p) => p.t)) + 3;
+    window.__eventSource.dispatchEvent(new MessageEvent('second', {
+      data: JSON.stringify({ t, total: 12345, bytes: 12345, status: { '2xx': 12345 }, sections: {}, other: 12345 }),
+    }));
+    return t;
+  });
+  await waitFor('the series was not fetched again after the gap', (t) => {
+    const s = window.__logmon.state;
+    return !s.stale && !s.fetching && s.newest > t;
+  }, skipped);
+  await page.waitForTimeout(500);
+  return summarize(page, errors, { gap: { skipped, seriesRefetched: seriesAsked } });
+}
+
+async function race(browser, opts) {
+  const { page, errors } = await loadedPage(browser, opts, false);
+  // Answers computed before the transition, delivered after it.
+  let release;
+  const released = new Promise((r) => { release = r; });
+  const held = new Set();
+  const hold = async (route) => {
+    const answer = await route.fetch();
+    held.add(new URL(route.request().url()).pathname.replace(/.*\/api\//, ''));
+    await released;
+    await route.fulfill({ response: answer });
+  };
+  await page.route('**/api/alerts*', hold);
+  await page.route('**/api/rules*', hold);
+  // `reset` refetches api/alerts; the 3-s poll asks api/rules.
+  await page.evaluate(() => window.__eventSource.dispatchEvent(new MessageEvent('reset', { data: '{"skipped":1}' })));
+  const deadline = Date.now() + opts.timeout;
+  while (!(held.has('alerts') && held.has('rules'))) {
+    if (Date.now() > deadline) fail(`api/alerts and api/rules were not both asked for: ${[...held]}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const transition = {
+    rule: 'late-answer', key: 'k1', state: 'firing', at: Math.floor(Date.now() / 1000),
+    at_rfc3339: '', value: 7, message: 'arrived while older answers were on their way',
+  };
+  await page.evaluate((t) => window.__eventSource.dispatchEvent(
+    new MessageEvent('alert', { data: JSON.stringify(t) })), transition);
+  release();
+  await page.unrouteAll({ behavior: 'wait' });
+  // Both older answers applied, and a frame for the history.
+  await page.waitForTimeout(500);
+  return summarize(page, errors, {
+    shown: {
+      ...(await page.evaluate(() => ({
+        history: window.__logmon.state.history.map((h) => `${h.rule} ${h.key} ${h.state}`),
+        active: [...window.__logmon.state.active.values()].map((a) => `${a.rule} ${a.key}`),
+      }))),
+      historyRows: await texts(page, '#history tr.row'),
+      cards: await texts(page, '#active-alerts .alert-card:not(.pending) .rule'),
+    },
+  });
 }
 
 async function unauthorized(browser, opts) {
@@ -451,8 +549,8 @@ async function measure(browser, opts) {
 }
 
 const opts = parseArgs(process.argv.slice(2));
-const modes = { check, untrusted, hidden, unauthorized, measure };
-if (!modes[opts.mode]) fail(`unknown mode ${opts.mode}: check, untrusted, hidden, unauthorized or measure`);
+const modes = { check, untrusted, hidden, gap, race, unauthorized, measure };
+if (!modes[opts.mode]) fail(`unknown mode ${opts.mode}: check, untrusted, hidden, gap, race, unauthorized or measure`);
 const browser = await launch();
 try {
   const result = await modes[opts.mode](browser, opts);

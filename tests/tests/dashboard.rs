@@ -10,7 +10,7 @@ use logmon_tests::browser::{artifacts_dir, drive, is_png, require_browser};
 use logmon_tests::harness::clf_time;
 use logmon_tests::influx::InfluxServer;
 use logmon_tests::live::{AGENT_TOKEN, LiveSite, http};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::HashMap;
 
 /// 40 requests/s of Combined lines, no disorder.
@@ -77,23 +77,47 @@ fn assert_totals_match_the_api(page: &Value, series: &Value) -> Vec<i64> {
         .collect();
     let res = int(&page["resolution"]);
     let newest = int(&page["newest"]);
-    let shown = page["totals"].as_array().expect("the page's totals");
+    let points = shown_points(page);
     let mut compared = Vec::new();
-    for point in shown {
-        let (t, shown) = (int(&point[0]), (float(&point[1]), float(&point[2])));
+    for &(t, shown) in &points {
         if t + res - 1 > newest {
             continue; // still open on the page
         }
         if let Some(&stored) = api.get(&t) {
             assert_eq!(
-                shown, stored,
-                "(req/s, bytes/s) at {t}: the page shows {shown:?}, api/series {stored:?}"
+                shown,
+                stored,
+                "(req/s, bytes/s) at {t}: the page shows {shown:?}, api/series {stored:?}; \
+                 the page fetched up to {}, holds up to {}, its stream {}; around it the page \
+                 {:?}, api/series {:?}",
+                page["fetchedLast"],
+                page["newest"],
+                page["stream"],
+                around(shown_points(page), t),
+                around(api.iter().map(|(&t, &v)| (t, v)).collect(), t),
             );
             compared.push(t);
         }
     }
-    assert!(!compared.is_empty(), "no bucket in common: {shown:?}");
+    assert!(!compared.is_empty(), "no bucket in common: {points:?}");
     compared
+}
+
+/// The page's (t, (req/s, bytes/s)).
+fn shown_points(page: &Value) -> Vec<(i64, (f64, f64))> {
+    page["totals"]
+        .as_array()
+        .expect("the page's totals")
+        .iter()
+        .map(|p| (int(&p[0]), (float(&p[1]), float(&p[2]))))
+        .collect()
+}
+
+/// The points within 5 s of `t`, in order.
+fn around(mut points: Vec<(i64, (f64, f64))>, t: i64) -> Vec<(i64, (f64, f64))> {
+    points.retain(|p| (p.0 - t).abs() <= 5);
+    points.sort_by_key(|p| p.0);
+    points
 }
 
 /// Opens `path` of the site with `check` and its `extra` options until its
@@ -118,6 +142,21 @@ fn check_page(site: &LiveSite, path: &str, extra: &[&str], shot: &str) -> Value 
         "no traffic in the chart: {page}"
     );
     page
+}
+
+/// A site (lateness 0) fed with `TRAFFIC` or nothing, and what `dashboard.mjs
+/// MODE` reports of its page, which must have logged no error.
+fn drive_site(mode: &str, traffic: bool) -> (LiveSite, Value) {
+    require_browser();
+    let mut site = LiveSite::start(&strings(&["--lateness", "0"]));
+    if traffic {
+        site.feed_live("access", TRAFFIC);
+    }
+    let url = format!("{}/", site.url());
+    let page = drive(&[mode, "--url", &url, "--timeout", "60"])
+        .unwrap_or_else(|e| panic!("{e}\n--- collector\n{}", site.collector_log()));
+    assert_no_page_errors(&page);
+    (site, page)
 }
 
 /// The first `firing` transition of `rule` in `api/alerts`.
@@ -229,13 +268,7 @@ fn charts_fill_and_a_traffic_alert_shows_firing() {
 /// it they are dropped, and the series is fetched again when the tab is seen.
 #[test]
 fn a_hidden_tab_holds_a_range_of_seconds_at_most_and_refetches_when_seen() {
-    require_browser();
-    let mut site = LiveSite::start(&strings(&["--lateness", "0"]));
-    site.feed_live("access", TRAFFIC);
-    let url = format!("{}/", site.url());
-    let page = drive(&["hidden", "--url", &url, "--timeout", "60"])
-        .unwrap_or_else(|e| panic!("{e}\n--- collector\n{}", site.collector_log()));
-    assert_no_page_errors(&page);
+    let (site, page) = drive_site("hidden", true);
     let hidden = &page["hidden"];
     let cap = count(hidden, "cap");
     assert_eq!(cap, 900, "15 min at 1 s: {hidden}");
@@ -250,6 +283,45 @@ fn a_hidden_tab_holds_a_range_of_seconds_at_most_and_refetches_when_seen() {
     let legend = page["legend"].as_array().expect("the legend");
     assert!(!legend.contains(&"/synthetic".into()), "{legend:?}");
     assert!(legend.len() > 2, "{legend:?}");
+}
+
+/// The stream sends every closed second; one that skips some (the stream
+/// opened after the series was answered, say) makes the page fetch the
+/// series again rather than show the missing seconds as silent.
+#[test]
+fn a_second_missing_from_the_stream_refetches_the_series() {
+    let (site, page) = drive_site("gap", true);
+    let gap = &page["gap"];
+    assert!(count(gap, "seriesRefetched") >= 1, "{gap}");
+    // The seconds the page holds are the collector's, none of the one that
+    // came after the gap (12,345 req/s).
+    assert!(
+        shown_points(&page).iter().all(|p| p.1.0 != 12345.0),
+        "{page}"
+    );
+    assert_totals_match_the_api(&page, &site.json("/api/series?range=900"));
+}
+
+/// A transition that arrives over the stream while older answers of
+/// api/alerts and api/rules are on their way (a refetch after `reset`, the
+/// rules poll) stays in the history and on its card.
+#[test]
+fn a_transition_received_during_a_refetch_stays_shown() {
+    let (_site, page) = drive_site("race", false);
+    let shown = &page["shown"];
+    assert_eq!(
+        shown["history"],
+        json!(["late-answer k1 firing"]),
+        "{shown}"
+    );
+    assert_eq!(shown["active"], json!(["late-answer k1"]), "{shown}");
+    assert_eq!(shown["cards"], json!(["late-answer"]), "{shown}");
+    let rows = shown["historyRows"].as_array().expect("history rows");
+    assert_eq!(rows.len(), 1, "{shown}");
+    assert!(
+        rows[0].as_str().is_some_and(|r| r.contains("late-answer")),
+        "{shown}"
+    );
 }
 
 /// Sections, clients and alert keys come from log lines anyone can send:
