@@ -75,60 +75,88 @@ async function launch() {
 }
 
 /**
- * A fresh page that records page errors, console errors, Content-Security-
- * Policy violations and long tasks, and when each alert card first appeared
- * (`window.__alertCards`: rule, key, state, wall-clock ms).
+ * Test instruments, in the page before its own script (not for `measure`,
+ * whose figures they would weigh on):
+ * - a tab that can play hidden: `__hide()` holds animation frames back and
+ *   says "hidden", `__show()` says "visible" (visibilitychange) and runs them;
+ * - `__eventSource`, the page's live stream (to deliver events to as the
+ *   collector would), and `__stream`, what came over it: seconds, the first
+ *   and last, `gaps` ([before, after] where they skip some), opens (more than
+ *   one: it reconnected), errors, resets;
+ * - `__alertCards`: when each alert card (rule, key, state) was first in
+ *   the DOM, wall-clock ms, before it is painted.
  */
-async function openPage(browser) {
+function instruments() {
+  let hidden = false;
+  const held = [];
+  const raf = window.requestAnimationFrame.bind(window);
+  // Frames asked for before `__hide()` are held back too.
+  const frame = (cb) => raf((ts) => (hidden ? held.push(cb) : cb(ts)));
+  window.requestAnimationFrame = (cb) => {
+    if (!hidden) return frame(cb);
+    held.push(cb);
+    return 1e9 + held.length;
+  };
+  Object.defineProperty(document, 'visibilityState', { get: () => (hidden ? 'hidden' : 'visible') });
+  Object.defineProperty(document, 'hidden', { get: () => hidden });
+  window.__hide = () => {
+    hidden = true;
+    document.dispatchEvent(new Event('visibilitychange'));
+  };
+  window.__show = () => {
+    hidden = false;
+    document.dispatchEvent(new Event('visibilitychange'));
+    for (const cb of held.splice(0)) frame(cb);
+  };
+
+  window.__stream = { opens: 0, errors: 0, resets: 0, seconds: 0, first: null, last: null, gaps: [] };
+  const Source = window.EventSource;
+  window.EventSource = class extends Source {
+    constructor(...args) {
+      super(...args);
+      window.__eventSource = this;
+      const st = window.__stream;
+      this.addEventListener('open', () => { st.opens++; });
+      this.addEventListener('error', () => { st.errors++; });
+      this.addEventListener('reset', () => { st.resets++; });
+      this.addEventListener('second', (e) => {
+        const t = JSON.parse(e.data).t;
+        if (st.last != null && t !== st.last + 1 && st.gaps.length < 20) st.gaps.push([st.last, t]);
+        st.first ??= t;
+        st.last = t;
+        st.seconds++;
+      });
+    }
+  };
+
+  window.__alertCards = [];
+  const seen = new Set();
+  new MutationObserver(() => {
+    const box = document.getElementById('active-alerts');
+    if (!box) return;
+    for (const card of box.querySelectorAll('.alert-card')) {
+      const text = (sel) => (card.querySelector(sel) || { textContent: '' }).textContent.trim();
+      const shown = {
+        rule: text('.rule'),
+        key: text('.key'),
+        state: card.classList.contains('pending') ? 'pending' : text('.badge'),
+      };
+      const id = JSON.stringify(shown);
+      if (seen.has(id)) continue;
+      seen.add(id);
+      window.__alertCards.push({ ...shown, shownMs: Date.now() });
+    }
+  }).observe(document, { childList: true, subtree: true });
+}
+
+/**
+ * A fresh page that records page errors, console errors, Content-Security-
+ * Policy violations (`__csp`) and long tasks, with the test `instruments`
+ * unless `bare`.
+ */
+async function openPage(browser, bare = false) {
   const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
-  // A tab that can play hidden: `__hide()` holds animation frames back and
-  // says "hidden", `__show()` says "visible" (visibilitychange) and runs
-  // them. `__eventSource` is the page's live stream.
-  await context.addInitScript(() => {
-    let hidden = false;
-    const held = [];
-    const raf = window.requestAnimationFrame.bind(window);
-    // Frames asked for before `__hide()` are held back too.
-    const frame = (cb) => raf((ts) => (hidden ? held.push(cb) : cb(ts)));
-    window.requestAnimationFrame = (cb) => {
-      if (!hidden) return frame(cb);
-      held.push(cb);
-      return 1e9 + held.length;
-    };
-    Object.defineProperty(document, 'visibilityState', { get: () => (hidden ? 'hidden' : 'visible') });
-    // The page's live stream, to deliver seconds to as the collector would,
-    // and what happened to it (opens after the first mean reconnections).
-    // `gaps`: [before, after] where the seconds received skip some.
-    window.__stream = { opens: 0, errors: 0, resets: 0, seconds: 0, first: null, last: null, gaps: [] };
-    const Source = window.EventSource;
-    window.EventSource = class extends Source {
-      constructor(...args) {
-        super(...args);
-        window.__eventSource = this;
-        this.addEventListener('open', () => { window.__stream.opens++; });
-        this.addEventListener('error', () => { window.__stream.errors++; });
-        this.addEventListener('reset', () => { window.__stream.resets++; });
-        this.addEventListener('second', (e) => {
-          const st = window.__stream;
-          const t = JSON.parse(e.data).t;
-          if (st.last != null && t !== st.last + 1 && st.gaps.length < 20) st.gaps.push([st.last, t]);
-          st.first ??= t;
-          st.last = t;
-          st.seconds++;
-        });
-      }
-    };
-    Object.defineProperty(document, 'hidden', { get: () => hidden });
-    window.__hide = () => {
-      hidden = true;
-      document.dispatchEvent(new Event('visibilitychange'));
-    };
-    window.__show = () => {
-      hidden = false;
-      document.dispatchEvent(new Event('visibilitychange'));
-      for (const cb of held.splice(0)) frame(cb);
-    };
-  });
+  if (!bare) await context.addInitScript(instruments);
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
@@ -146,25 +174,6 @@ async function openPage(browser) {
     document.addEventListener('securitypolicyviolation', (e) => {
       window.__csp.push(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'} (${e.sourceFile}:${e.lineNumber})`);
     });
-    // The moment each alert card is first in the DOM, before it is painted.
-    window.__alertCards = [];
-    const seen = new Set();
-    new MutationObserver(() => {
-      const box = document.getElementById('active-alerts');
-      if (!box) return;
-      for (const card of box.querySelectorAll('.alert-card')) {
-        const text = (sel) => (card.querySelector(sel) || { textContent: '' }).textContent.trim();
-        const shown = {
-          rule: text('.rule'),
-          key: text('.key'),
-          state: card.classList.contains('pending') ? 'pending' : text('.badge'),
-        };
-        const id = JSON.stringify(shown);
-        if (seen.has(id)) continue;
-        seen.add(id);
-        window.__alertCards.push({ ...shown, shownMs: Date.now() });
-      }
-    }).observe(document, { childList: true, subtree: true });
   });
   return { context, page, errors };
 }
@@ -482,7 +491,7 @@ async function unauthorized(browser, opts) {
 }
 
 async function measureOnce(browser, opts, shot) {
-  const { context, page, errors } = await openPage(browser);
+  const { context, page, errors } = await openPage(browser, true);
   const cdp = await context.newCDPSession(page);
   await cdp.send('Performance.enable');
   await page.goto(opts.url);
