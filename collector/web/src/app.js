@@ -720,9 +720,13 @@
           rows.push(`<tr>${head}<td class="empty" colspan="5">no files</td></tr>`);
           return;
         }
+        // An agent says "caught up" only when a file is read to its end and
+        // acknowledged; a file that never stops growing is live when its
+        // newest event is within a few seconds.
         const badge = s.finished ? '<span class="badge grey">finished</span>'
           : s.caught_up ? '<span class="badge green">caught up</span>'
-            : '<span class="badge amber">catching up</span>';
+            : s.lag_seconds != null && s.lag_seconds <= 5 ? '<span class="badge green">live</span>'
+              : '<span class="badge amber">catching up</span>';
         rows.push(`<tr>${head}
           <td class="mono path">${esc(s.file || s.stream)}</td>
           <td class="num">${num(s.events, 0)}</td>
