@@ -8,6 +8,27 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// A port that is free now and that nothing else in the tests will take
+/// meanwhile: below the kernel's ephemeral range, which `bind` to port 0 (what
+/// [`free_port`] does for every server the tests start) and outgoing
+/// connections draw from. For a server that starts long after its address
+/// was handed out, such as a receiver that is down for a minute.
+pub fn reserved_port() -> u16 {
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let span = low.saturating_sub(10_000).max(1);
+    let mut candidate = 10_000 + (std::process::id() as u16 % span);
+    for _ in 0..span {
+        if std::net::TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
+            return candidate;
+        }
+        candidate = 10_000 + (candidate - 10_000 + 7919 % span) % span;
+    }
+    panic!("no free port below the ephemeral range ({low})");
+}
+
 /// Waits until the collector on `port` answers `GET /health` with 200.
 pub fn wait_for_health(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(30);

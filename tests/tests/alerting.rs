@@ -14,7 +14,7 @@
 //! received by the webhook are compared with the reference.
 
 use logmon_tests::harness::{
-    Notified, Running, WebhookSink, append_text, clf_time, free_port, http_get, unix_now,
+    self, Notified, Running, WebhookSink, append_text, clf_time, free_port, http_get, unix_now,
     wait_for_health,
 };
 use logmon_tests::influx::InfluxServer;
@@ -258,9 +258,15 @@ fn run(mode: Mode, influx: &Mutex<InfluxServer>, db: &str, seed: u64) -> Outcome
         std::fs::write(rules_dir.join("reload-b.toml"), RELOAD_B).unwrap();
     }
     // The receiver that is down for a minute: its port is given to the
-    // notifier now, and nothing listens on it until then.
-    let webhook_port = free_port();
-    let mut webhook = (mode != Mode::ReceiverDown).then(|| WebhookSink::start_on(webhook_port));
+    // notifier now, and nothing listens on it until then. Reserved below the
+    // ephemeral range, so no server the tests start and no outgoing
+    // connection takes it meanwhile (a CI run once lost it that way).
+    let (webhook_port, mut webhook) = if mode == Mode::ReceiverDown {
+        (harness::reserved_port(), None)
+    } else {
+        let sink = WebhookSink::start();
+        (sink.port, Some(sink))
+    };
     let config = dir.path().join("collector.toml");
     std::fs::write(
         &config,
