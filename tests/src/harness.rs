@@ -19,12 +19,12 @@ pub fn reserved_port() -> u16 {
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
         .unwrap_or(32768);
     let span = low.saturating_sub(10_000).max(1);
-    let mut candidate = 10_000 + (std::process::id() as u16 % span);
-    for _ in 0..span {
+    let start = std::process::id() as u16 % span;
+    for i in 0..span {
+        let candidate = 10_000 + (start + i) % span;
         if std::net::TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
             return candidate;
         }
-        candidate = 10_000 + (candidate - 10_000 + 7919 % span) % span;
     }
     panic!("no free port below the ephemeral range ({low})");
 }

@@ -30,12 +30,22 @@ use std::time::SystemTime;
 /// A file's modification time and size.
 type Stamp = (Option<SystemTime>, u64);
 
+/// A file found by a poll: its stamps, the component it names, and its spec
+/// when the file itself changed (read again only then).
+type Scanned = (
+    Vec<Stamp>,
+    Option<PathBuf>,
+    Option<Result<RuleSpec, String>>,
+);
+
 /// What a file looked like when last loaded (or tried).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Seen {
     /// Modification time and size of the file, and of the component an
     /// instance file names.
     stamp: Vec<Stamp>,
+    /// The component an instance file names, when it is a file of its own.
+    component: Option<PathBuf>,
     /// The instance it runs as, when it loaded.
     instance: Option<String>,
 }
@@ -63,7 +73,7 @@ impl RulesDir {
     /// returns one line per change, for the log.
     pub fn poll(&mut self, rules: &mut RuleSet) -> Vec<String> {
         let mut log = Vec::new();
-        let mut now: BTreeMap<PathBuf, (Vec<Stamp>, Result<RuleSpec, String>)> = BTreeMap::new();
+        let mut now: BTreeMap<PathBuf, Scanned> = BTreeMap::new();
         match std::fs::read_dir(&self.dir) {
             Ok(entries) => {
                 for e in entries.flatten() {
@@ -72,17 +82,19 @@ impl RulesDir {
                     if !(is("wasm") || is("toml")) || !e.metadata().is_ok_and(|m| m.is_file()) {
                         continue;
                     }
-                    let spec = self.spec(&path);
-                    let mut stamps = vec![stamp(&path)];
-                    if let Ok(RuleSpec {
-                        source: RuleSource::File(component),
-                        ..
-                    }) = &spec
-                        && *component != path
-                    {
-                        stamps.push(stamp(component));
-                    }
-                    now.insert(path, (stamps, spec));
+                    // An unchanged file is not read again: only the component
+                    // it names is looked at.
+                    let own = stamp(&path);
+                    let (component, spec) = match self.seen.get(&path) {
+                        Some(s) if s.stamp.first() == Some(&own) => (s.component.clone(), None),
+                        _ => {
+                            let spec = self.spec(&path);
+                            (component_of(&spec, &path), Some(spec))
+                        }
+                    };
+                    let mut stamps = vec![own];
+                    stamps.extend(component.as_deref().map(stamp));
+                    now.insert(path, (stamps, component, spec));
                 }
             }
             Err(e) => {
@@ -111,20 +123,27 @@ impl RulesDir {
             }
         }
         // New and changed files.
-        for (path, (stamp, spec)) in now {
+        for (path, (stamp, component, spec)) in now {
             let seen = self.seen.get(&path);
             if seen.is_some_and(|s| s.stamp == stamp) {
                 continue;
             }
             let running = seen.and_then(|s| s.instance.clone());
-            let instance = match spec {
+            let instance = match spec.unwrap_or_else(|| self.spec(&path)) {
                 Err(e) => {
                     log.push(format!("{}: {e}", path.display()));
                     running
                 }
                 Ok(spec) => Self::apply(rules, &path, &spec, running, &mut log),
             };
-            self.seen.insert(path, Seen { stamp, instance });
+            self.seen.insert(
+                path,
+                Seen {
+                    stamp,
+                    component,
+                    instance,
+                },
+            );
         }
         log
     }
@@ -191,6 +210,17 @@ impl RulesDir {
                 }
             },
         }
+    }
+}
+
+/// The component file `spec` names, when it is not `path` itself.
+fn component_of(spec: &Result<RuleSpec, String>, path: &Path) -> Option<PathBuf> {
+    match spec {
+        Ok(RuleSpec {
+            source: RuleSource::File(component),
+            ..
+        }) if component != path => Some(component.clone()),
+        _ => None,
     }
 }
 
