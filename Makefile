@@ -7,7 +7,7 @@ CARGO ?= cargo
 # (collector/build.rs stops instead of falling back to its "not built" page).
 export LOGMON_REQUIRE_DASHBOARD := 1
 
-.PHONY: setup setup-browser build test lint unit demo bench clean
+.PHONY: setup setup-browser setup-rules build test lint unit demo bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -17,16 +17,24 @@ setup:
 setup-browser:
 	@bash scripts/setup.sh --browser
 
+# The Python and JavaScript rule toolchains (componentize-py in a virtualenv
+# under wasm-rules/python, componentize-js and jco under wasm-rules/js), for
+# `rules build` and the tests and bench of rules in those languages.
+setup-rules:
+	@bash scripts/setup.sh --rules
+
 build: setup
 	$(CARGO) build --release -p logmon-collector -p logmon-agent
 
 lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	python3 scripts/check-doc-links.py
 
 # `cargo test` builds the collector binary before any test runs (the
 # collector has integration tests), so the end-to-end tests find it.
-test: lint setup-browser
+test: lint
+	@bash scripts/setup.sh --browser --rules
 	$(CARGO) test --workspace
 
 demo: build
@@ -35,8 +43,12 @@ demo: build
 # Every figure is printed next to a baseline measured in the same run. The
 # agent and alert-latency benches run the release binaries, built first; the
 # InfluxDB bench starts its own influxd.
-bench: setup-browser
+bench:
+	@bash scripts/setup.sh --browser --rules
 	$(CARGO) build --release -p logmon-collector -p logmon-agent
+	@mkdir -p target/rules
+	target/release/logmon-collector rules build wasm-rules/python/high-traffic -o target/rules/python-high-traffic.wasm
+	target/release/logmon-collector rules build wasm-rules/js/high-traffic -o target/rules/js-high-traffic.wasm
 	$(CARGO) bench -p logmon-collector --bench replay
 	$(CARGO) bench -p logmon-collector --bench rules
 	$(CARGO) bench -p logmon-collector --bench wire

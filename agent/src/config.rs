@@ -33,7 +33,7 @@
 //! [[sources]]
 //! include = ["/var/log/nginx/access.log"]
 //! exclude = []
-//! format = "auto"              # auto | csv | clf | combined | json
+//! format = "auto"              # auto | csv | clf | combined | json | { nginx = '…' } | { apache = '…' }
 //! labels = { site = "shop" }
 //!
 //! [tail]                        # passed to every source's tailer
@@ -43,10 +43,8 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
-use logmon_protocol::Format;
 use serde::{Deserialize, Serialize};
 
 use crate::tail::{StartAt, TailerConfig, fnv1a64};
@@ -86,53 +84,11 @@ pub enum ConfigError {
     },
 }
 
-/// How to read a source's lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FormatChoice {
-    /// Detect from the first lines of each file (see
-    /// `logmon_protocol::parse::detect`).
-    #[default]
-    Auto,
-    /// The exercise CSV.
-    Csv,
-    /// Common Log Format.
-    Clf,
-    /// Combined Log Format.
-    Combined,
-    /// JSON lines.
-    Json,
-}
-
-impl FormatChoice {
-    /// The fixed format, or `None` for auto-detection.
-    pub fn fixed(self) -> Option<Format> {
-        match self {
-            FormatChoice::Auto => None,
-            FormatChoice::Csv => Some(Format::Csv),
-            FormatChoice::Clf => Some(Format::Clf),
-            FormatChoice::Combined => Some(Format::Combined),
-            FormatChoice::Json => Some(Format::Json),
-        }
-    }
-}
-
-impl FromStr for FormatChoice {
-    type Err = ConfigError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.trim().eq_ignore_ascii_case("auto") {
-            return Ok(FormatChoice::Auto);
-        }
-        match Format::from_str(s) {
-            Ok(Format::Csv) => Ok(FormatChoice::Csv),
-            Ok(Format::Clf) => Ok(FormatChoice::Clf),
-            Ok(Format::Combined) => Ok(FormatChoice::Combined),
-            Ok(Format::Json) => Ok(FormatChoice::Json),
-            Err(e) => Err(ConfigError::Invalid(format!("{e} (or auto)"))),
-        }
-    }
-}
+/// How to read a source's lines: `auto`, a built-in format's name, or a
+/// server's format string (`{ nginx = '…' }`, `{ apache = '…' }`, with
+/// `unknown_variables = "label" | "skip"`); shared with the collector's
+/// `replay --input-format`.
+pub use logmon_protocol::FormatChoice;
 
 /// A set of log files read the same way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,7 +104,10 @@ pub struct SourceConfig {
     /// Glob patterns of matched files to leave alone. Default: none.
     #[serde(default)]
     pub exclude: Vec<String>,
-    /// The log format. Default: `auto`.
+    /// The log format: `auto`, `csv`, `clf`, `combined`, `json`, or a
+    /// format string, `{ nginx = '<log_format>' }` / `{ apache =
+    /// '<LogFormat>' }` (optional `unknown_variables = "label" | "skip"`).
+    /// Default: `auto`.
     #[serde(default)]
     pub format: FormatChoice,
     /// Labels added to every batch of this source (over the global ones).
@@ -171,8 +130,20 @@ impl SourceConfig {
 
     /// Parses a `--file GLOB[:FORMAT]` flag: the part after the last `:` is
     /// a format only when it names one (or `auto`), so paths with colons
-    /// still work.
+    /// still work; `GLOB:nginx:<log_format>` and `GLOB:apache:<LogFormat>`
+    /// take a format string (which may hold colons itself), as
+    /// `replay --input-format` does.
     pub fn from_flag(flag: &str) -> Self {
+        let lower = flag.to_ascii_lowercase();
+        if let Some(at) = [":nginx:", ":apache:"]
+            .iter()
+            .filter_map(|tag| lower.find(tag))
+            .min()
+            && at > 0
+            && let Ok(format) = flag[at + 1..].parse::<FormatChoice>()
+        {
+            return Self::new(&flag[..at], format);
+        }
         if let Some((glob, format)) = flag.rsplit_once(':')
             && let Ok(format) = format.parse::<FormatChoice>()
             && !glob.is_empty()
@@ -583,7 +554,7 @@ impl AgentConfig {
                 checkpoint_dir: self.checkpoint_dir.join(&name),
                 name,
                 tailer,
-                format: source.format.fixed(),
+                format: source.format.clone(),
                 labels: labels.into_iter().collect(),
             });
         }
@@ -690,8 +661,8 @@ pub struct SourceSettings {
     pub name: String,
     /// Its tailer's configuration.
     pub tailer: TailerConfig,
-    /// Its format; `None` detects per file.
-    pub format: Option<Format>,
+    /// Its format; `Auto` detects per file.
+    pub format: FormatChoice,
     /// Labels of its batches (global, then the source's).
     pub labels: Vec<(String, String)>,
     /// `checkpoint_dir/<name>`.
@@ -729,6 +700,7 @@ pub struct Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use logmon_protocol::{Dialect, Format, UnknownVariables};
 
     #[test]
     fn a_minimal_file_gets_every_default() {
@@ -802,10 +774,108 @@ mod tests {
         assert_eq!(settings.token, Token::Inline("flag".into()));
         assert_eq!(settings.endpoints.len(), 2);
         assert_eq!(settings.metrics_listen, None);
-        assert_eq!(settings.sources[0].format, Some(Format::Combined));
+        assert_eq!(
+            settings.sources[0].format,
+            FormatChoice::Fixed(Format::Combined)
+        );
         assert_eq!(settings.sources[0].tailer.include, ["/logs/*.log"]);
-        assert_eq!(settings.sources[1].format, None);
+        assert_eq!(settings.sources[1].format, FormatChoice::Auto);
         assert_eq!(settings.sources[1].tailer.include, ["/odd:name.log"]);
+    }
+
+    #[test]
+    fn sources_take_nginx_and_apache_format_strings() {
+        let toml = r#"
+[[sources]]
+include = ["/var/log/nginx/access.log"]
+format = { nginx = '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" rt=$request_time uct="$upstream_connect_time" urt="$upstream_response_time"' }
+
+[[sources]]
+include = ["/var/log/apache2/access.log"]
+format = { apache = "%v %h %l %u %t \"%r\" %>s %b \"%{Referer}i\" \"%{User-Agent}i\" %D", unknown_variables = "skip" }
+
+[[sources]]
+include = ["/var/log/other.log"]
+format = " Combined "
+"#;
+        let config = AgentConfig::from_toml(toml, Path::new("t")).unwrap();
+        let settings = config.clone().validate().unwrap();
+        let FormatChoice::Template(nginx) = &settings.sources[0].format else {
+            panic!("{:?}", settings.sources[0].format);
+        };
+        assert_eq!(nginx.dialect(), Dialect::Nginx);
+        assert_eq!(nginx.unknown_variables(), UnknownVariables::Label);
+        assert_eq!(nginx.label_names(), ["upstream_connect_time"]);
+        let FormatChoice::Template(apache) = &settings.sources[1].format else {
+            panic!("{:?}", settings.sources[1].format);
+        };
+        assert_eq!(apache.dialect(), Dialect::Apache);
+        assert_eq!(apache.unknown_variables(), UnknownVariables::Skip);
+        assert_eq!(
+            settings.sources[2].format,
+            FormatChoice::Fixed(Format::Combined)
+        );
+
+        // The parser the agent makes of it reads the server's lines.
+        let mut parser = settings.sources[0].format.parser().unwrap();
+        let event = parser
+            .parse(r#"192.0.2.10 - - [07/Feb/2019:21:11:00 +0000] "POST /api/user HTTP/1.1" 502 157 "-" "curl/8.5.0" rt=0.253 uct="0.001" urt="0.120""#)
+            .unwrap()
+            .unwrap();
+        assert_eq!((event.status, event.duration_us), (502, Some(253_000)));
+
+        // --print-config writes the table back, and it reads the same.
+        let printed = toml::to_string_pretty(&config).unwrap();
+        assert_eq!(
+            AgentConfig::from_toml(&printed, Path::new("p")).unwrap(),
+            config
+        );
+    }
+
+    #[test]
+    fn a_bad_format_string_is_refused_with_its_column() {
+        let t = Path::new("t");
+        let err = |format: &str| {
+            let toml = format!("[[sources]]\ninclude = [\"a\"]\nformat = {format}\n");
+            AgentConfig::from_toml(&toml, t).unwrap_err().to_string()
+        };
+        let e = err("{ nginx = '$remote_addr [$time_local] $status$body_bytes_sent' }");
+        assert!(
+            e.contains("bad nginx format string: column 35: $status and $body_bytes_sent have nothing between them"),
+            "{e}"
+        );
+        let e = err("{ apache = '%h %t %Q' }");
+        assert!(
+            e.contains("bad apache format string: column 7: unknown directive `%Q`"),
+            "{e}"
+        );
+        let e = err("{ nginx = '$msec', apache = '%t' }");
+        assert!(e.contains("one of `nginx` and `apache`"), "{e}");
+        let e = err("{ nginx = '$msec', unknown_variables = \"drop\" }");
+        assert!(e.contains("unknown variant `drop`"), "{e}");
+        let e = err("\"nginx\"");
+        assert!(e.contains("unknown log format `nginx`"), "{e}");
+    }
+
+    #[test]
+    fn file_flags_take_format_strings() {
+        let s = SourceConfig::from_flag("/logs/*.log:nginx:$remote_addr [$time_local] $status");
+        assert_eq!(s.include, ["/logs/*.log"]);
+        let FormatChoice::Template(t) = &s.format else {
+            panic!("{:?}", s.format);
+        };
+        assert_eq!(t.source(), "$remote_addr [$time_local] $status");
+        let s = SourceConfig::from_flag("/logs/a.log:Apache:%h %t \"%r\" %>s %b");
+        assert_eq!(s.include, ["/logs/a.log"]);
+        assert!(matches!(s.format, FormatChoice::Template(_)));
+        assert_eq!(
+            SourceConfig::from_flag("/x.log:json").format,
+            FormatChoice::Fixed(Format::Json)
+        );
+        assert_eq!(
+            SourceConfig::from_flag("/odd:name.log").format,
+            FormatChoice::Auto
+        );
     }
 
     #[test]
@@ -814,7 +884,7 @@ mod tests {
         assert!(AgentConfig::from_toml("bacth_max_events = 3", t).is_err());
         assert!(AgentConfig::from_toml("[[sources]]\ninclude=[\"a\"]\nfromat=\"csv\"", t).is_err());
         let base = AgentConfig {
-            sources: vec![SourceConfig::new("a", FormatChoice::Csv)],
+            sources: vec![SourceConfig::new("a", FormatChoice::Fixed(Format::Csv))],
             ..AgentConfig::default()
         };
         let bad = [

@@ -7,6 +7,7 @@
 //!   validated into [`config::Settings`];
 //! - the reader thread (private `reader`) drives the tailers, parses and
 //!   seals batches; [`ship`] delivers them and reports acknowledgements;
+//!   the two talk only through the messages of the private `channel`;
 //! - [`metrics`]: counters, `/metrics` and `/health`;
 //! - [`run`]: [`Agent`], which starts all of it and shuts it down in order.
 //!
@@ -14,6 +15,7 @@
 //! for HTTP, tokio on one thread), which keeps the agent small.
 #![forbid(unsafe_code)]
 
+mod channel;
 pub mod config;
 pub mod metrics;
 mod reader;

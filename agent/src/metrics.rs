@@ -6,7 +6,6 @@
 //! never touches the tailer.
 
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +15,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
+use logmon_protocol::prometheus::{Kind, Text};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -117,7 +117,7 @@ impl Metrics {
 
     /// Prometheus text exposition (version 0.0.4).
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(4096);
+        let mut out = Text::new();
         let counters: [(&str, &str, &AtomicU64); 19] = [
             (
                 "lines_read_total",
@@ -212,10 +212,11 @@ impl Metrics {
             ),
         ];
         for (name, help, value) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP logmon_agent_{name} {help}\n# TYPE logmon_agent_{name} counter\nlogmon_agent_{name} {}",
-                Self::get(value)
+            out.single(
+                &format!("logmon_agent_{name}"),
+                Kind::Counter,
+                help,
+                Self::get(value),
             );
         }
         let gauges: [(&str, &str, f64); 5] = [
@@ -246,10 +247,7 @@ impl Metrics {
             ),
         ];
         for (name, help, value) in gauges {
-            let _ = writeln!(
-                out,
-                "# HELP logmon_agent_{name} {help}\n# TYPE logmon_agent_{name} gauge\nlogmon_agent_{name} {value}"
-            );
+            out.single(&format!("logmon_agent_{name}"), Kind::Gauge, help, value);
         }
         let files = self.files();
         type PerFile = (&'static str, &'static str, fn(&FileState) -> u64);
@@ -269,28 +267,15 @@ impl Metrics {
             }),
         ];
         for (name, help, value) in per_file {
-            let _ = writeln!(
-                out,
-                "# HELP logmon_agent_{name} {help}\n# TYPE logmon_agent_{name} gauge"
-            );
+            let name = format!("logmon_agent_{name}");
+            out.family(&name, Kind::Gauge, help);
             for f in &files {
-                let _ = writeln!(
-                    out,
-                    "logmon_agent_{name}{{source=\"{}\",path=\"{}\"}} {}",
-                    escape(&f.source),
-                    escape(&f.path),
-                    value(f)
-                );
+                let labels = [("source", f.source.as_str()), ("path", f.path.as_str())];
+                out.sample(&name, &labels, value(f));
             }
         }
-        out
+        out.into_string()
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Serves `/metrics` and `/health` on `listener` until `shutdown` fires.

@@ -18,74 +18,20 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use logmon_protocol::parse::detect;
-use logmon_protocol::wire::{self, Batch, StreamId};
+use logmon_protocol::wire::{self, Batch};
 use logmon_protocol::{Event, Format, LineParser, Parsed};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
+use crate::channel::{Sealed, ToReader, ToShipper};
 use crate::config::{Settings, SourceSettings};
 use crate::metrics::{FileState, Metrics, unix_ms, unix_nanos};
-use crate::tail::{Checkpoints, FileFingerprint, ReadLines, StreamKey, Tailer};
-
-/// A batch ready to send, with what a 413 split needs.
-#[derive(Debug)]
-pub(crate) struct Sealed {
-    /// Index of its source.
-    pub source: usize,
-    /// The source's rewind epoch when it was read.
-    pub epoch: u64,
-    pub stream: StreamKey,
-    /// The batch's fields; its events are only in `body` (`batch.events` is
-    /// empty).
-    pub batch: Batch,
-    /// How many events `body` holds.
-    pub events: usize,
-    /// Start offset of the line of each event.
-    pub offsets: Vec<u64>,
-    /// Start offsets of the malformed lines.
-    pub malformed_offsets: Vec<u64>,
-    /// `wire::encode(batch)`.
-    pub body: Bytes,
-}
-
-/// Reader → shipper.
-#[derive(Debug)]
-pub(crate) enum ToShipper {
-    Batch(Box<Sealed>),
-    /// The source was rewound: drop its queued batches older than `epoch`.
-    Invalidate {
-        source: usize,
-        epoch: u64,
-    },
-}
-
-/// Shipper → reader.
-#[derive(Debug)]
-pub(crate) enum ToReader {
-    /// The collector has everything of `stream` before `end`.
-    Acked {
-        source: usize,
-        stream: StreamKey,
-        end: u64,
-    },
-    /// The collector has `stream` up to `to` and the batch sent did not line
-    /// up with it: acknowledge `to` and re-read the source from its
-    /// acknowledged offsets (if nothing rewound it since `epoch`).
-    Rewind {
-        source: usize,
-        epoch: u64,
-        stream: StreamKey,
-        to: u64,
-    },
-    /// A sealed batch is finished (delivered, dropped or abandoned).
-    Released,
-}
+use crate::tail::{Checkpoints, FileFingerprint, ReadLines, StreamId, Tailer};
 
 /// A batch being filled.
 #[derive(Debug)]
 struct OpenBatch {
-    stream: StreamKey,
+    stream: StreamId,
     format: Format,
     start: u64,
     end: u64,
@@ -122,21 +68,6 @@ struct Source {
     epoch: u64,
     streams: HashMap<FileFingerprint, StreamState>,
     saved: Option<Checkpoints>,
-}
-
-/// Builds a tailer per source from its checkpoint directory.
-pub(crate) fn open_sources(
-    settings: &Settings,
-) -> Result<Vec<(SourceSettings, Tailer)>, crate::run::AgentError> {
-    let mut out = Vec::new();
-    for source in &settings.sources {
-        std::fs::create_dir_all(&source.checkpoint_dir)
-            .map_err(|e| crate::run::AgentError::CheckpointDir(source.checkpoint_dir.clone(), e))?;
-        let checkpoints = Checkpoints::load(&source.checkpoint_dir)?;
-        let tailer = Tailer::new(source.tailer.clone(), checkpoints)?;
-        out.push((source.clone(), tailer));
-    }
-    Ok(out)
 }
 
 /// The reader thread's state.
@@ -322,11 +253,11 @@ impl Reader {
         if discontinuous {
             self.seal(source, fingerprint);
         }
-        let fixed = self.sources[source].settings.format;
-        let state = self.sources[source].streams.entry(fingerprint).or_default();
+        let src = &mut self.sources[source];
+        let state = src.streams.entry(fingerprint).or_default();
         if state.parser.is_none() {
-            let format = fixed.or_else(|| detect(lines.lines.iter().map(|l| l.text.as_str())));
-            state.parser = format.map(LineParser::new);
+            let head = lines.lines.iter().map(|l| l.text.as_str());
+            state.parser = src.settings.format.parser_for(head);
         }
         let mut malformed = 0u64;
         let mut parsed = 0u64;
@@ -399,7 +330,7 @@ impl Reader {
     /// Logs a malformed line, at most one log line per 10 s (with a count).
     fn note_malformed(
         &mut self,
-        stream: &StreamKey,
+        stream: &StreamId,
         offset: u64,
         error: &logmon_protocol::ParseError,
     ) {
@@ -504,13 +435,14 @@ impl Reader {
         finished: bool,
     ) -> bool {
         let src = &self.sources[source];
+        let stream = StreamId {
+            fingerprint,
+            path: path.to_path_buf(),
+        };
         let batch = Batch {
             agent_id: self.settings.agent_id.clone(),
             host: self.settings.host.clone(),
-            stream: StreamId {
-                fingerprint: fingerprint.get(),
-                path: path.display().to_string(),
-            },
+            stream: (&stream).into(),
             start: end,
             end,
             format,
@@ -527,10 +459,7 @@ impl Reader {
         let sealed = Sealed {
             source,
             epoch: src.epoch,
-            stream: StreamKey {
-                fingerprint,
-                path: path.to_path_buf(),
-            },
+            stream,
             batch,
             events: 0,
             offsets: Vec::new(),
@@ -582,10 +511,7 @@ impl Reader {
         let batch = Batch {
             agent_id: self.settings.agent_id.clone(),
             host: self.settings.host.clone(),
-            stream: StreamId {
-                fingerprint: fingerprint.get(),
-                path: open.stream.path.display().to_string(),
-            },
+            stream: (&open.stream).into(),
             start: open.start,
             end: open.end,
             format: open.format,

@@ -17,11 +17,11 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use crate::config::{Settings, SourceSettings};
 use crate::metrics::{self, Metrics};
-use crate::reader::{self, Reader};
+use crate::reader::Reader;
 use crate::ship;
-use crate::tail::{CheckpointError, TailError};
+use crate::tail::{CheckpointError, Checkpoints, TailError, Tailer};
 
 /// Why the agent could not start or did not stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +43,21 @@ pub enum AgentError {
     Reader(String),
 }
 
+/// Builds a tailer per source from its checkpoint directory.
+pub(crate) fn open_sources(
+    settings: &Settings,
+) -> Result<Vec<(SourceSettings, Tailer)>, AgentError> {
+    let mut out = Vec::new();
+    for source in &settings.sources {
+        std::fs::create_dir_all(&source.checkpoint_dir)
+            .map_err(|e| AgentError::CheckpointDir(source.checkpoint_dir.clone(), e))?;
+        let checkpoints = Checkpoints::load(&source.checkpoint_dir)?;
+        let tailer = Tailer::new(source.tailer.clone(), checkpoints)?;
+        out.push((source.clone(), tailer));
+    }
+    Ok(out)
+}
+
 /// A running agent. Dropping it kills it (no final checkpoint).
 #[derive(Debug)]
 pub struct Agent {
@@ -58,7 +73,7 @@ impl Agent {
     /// reading and shipping. Must run inside a tokio runtime.
     pub async fn start(settings: Settings) -> Result<Agent, AgentError> {
         let settings = Arc::new(settings);
-        let tailers = reader::open_sources(&settings)?;
+        let tailers = open_sources(&settings)?;
         let metrics = Arc::new(Metrics::default());
         let shutdown = CancellationToken::new();
         let kill = CancellationToken::new();

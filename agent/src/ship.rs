@@ -53,9 +53,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::channel::{Sealed, ToReader, ToShipper};
 use crate::config::{Settings, Token};
 use crate::metrics::Metrics;
-use crate::reader::{Sealed, ToReader, ToShipper};
 use crate::tail::FileFingerprint;
 
 /// The response header of a 409: how far the collector has the stream.

@@ -356,6 +356,81 @@ async fn appended_lines_arrive_exactly_once_in_order() {
     agent.shutdown().await.unwrap();
 }
 
+#[tokio::test]
+async fn ships_an_nginx_format_and_counts_lines_that_do_not_match() {
+    const NGINX: &str = r#"$host $remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" rt=$request_time urt="$upstream_response_time""#;
+    let collector = FakeCollector::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    append(
+        &dir.path().join("access.log"),
+        concat!(
+            r#"shop.example 192.0.2.10 - alice [07/Feb/2019:21:11:00 +0000] "GET /api/user?id=1 HTTP/1.1" 200 512 "-" "curl/8.5.0" rt=0.012 urt="0.010""#,
+            "\n",
+            r#"192.0.2.10 - - [07/Feb/2019:21:11:01 +0000] "GET / HTTP/1.1" 200 1 "-" "combined, not the format""#,
+            "\n",
+            r#"shop.example 192.0.2.11 - - [07/Feb/2019:21:11:02 +0000] "POST /cart HTTP/2.0" 503 0 "https://shop.example/" "Mozilla/5.0" rt=1.500 urt="0.500, 1.000""#,
+            "\n",
+        ),
+    );
+    let mut config = config(dir.path(), &collector.url);
+    config.sources[0].format = format!("nginx:{NGINX}").parse().unwrap();
+    let agent = Agent::start(config.validate().unwrap()).await.unwrap();
+    wait_until("both events", Duration::from_secs(10), || {
+        collector.unique_events() >= 2
+    })
+    .await;
+    let batches = collector.accepted();
+    let events: Vec<_> = batches.iter().flat_map(|b| b.events.clone()).collect();
+    let event =
+        |ts: i64, client: &str, user: &str, request: (&str, &str, &str)| logmon_protocol::Event {
+            timestamp: ts * 1_000_000_000,
+            client: client.into(),
+            user: user.into(),
+            method: request.0.into(),
+            path: request.1.into(),
+            protocol: request.2.into(),
+            ..logmon_protocol::Event::empty()
+        };
+    assert_eq!(
+        events,
+        [
+            logmon_protocol::Event {
+                status: 200,
+                bytes: 512,
+                user_agent: Some("curl/8.5.0".into()),
+                duration_us: Some(12_000),
+                ..event(
+                    1_549_573_860,
+                    "192.0.2.10",
+                    "alice",
+                    ("GET", "/api/user?id=1", "HTTP/1.1")
+                )
+            },
+            logmon_protocol::Event {
+                status: 503,
+                bytes: 0,
+                referer: Some("https://shop.example/".into()),
+                user_agent: Some("Mozilla/5.0".into()),
+                duration_us: Some(1_500_000),
+                ..event(
+                    1_549_573_862,
+                    "192.0.2.11",
+                    "",
+                    ("POST", "/cart", "HTTP/2.0")
+                )
+            },
+        ]
+    );
+    assert_eq!(batches.iter().map(|b| b.malformed).sum::<u64>(), 1);
+    assert!(
+        batches
+            .iter()
+            .all(|b| b.format == logmon_protocol::Format::Combined)
+    );
+    assert_eq!(Metrics::get(&agent.metrics().lines_malformed), 1);
+    agent.shutdown().await.unwrap();
+}
+
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) =

@@ -30,9 +30,9 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use logmon_collector::bus::{LogConfig, SegmentLog};
-use logmon_collector::generate::{TrafficSpec, generate_parsed};
+use logmon_collector::bus::{LocalBus, LogConfig, SegmentLog};
 use logmon_collector::ingest::{self, IngestConfig, IngestState};
+use logmon_protocol::generate::{TrafficSpec, generate_parsed};
 use logmon_protocol::wire::{self, Batch, Limits, StreamId};
 use logmon_protocol::{Event, Format};
 use tokio::net::TcpListener;
@@ -138,13 +138,19 @@ async fn ingest(bodies: &[Vec<Vec<u8>>], run: Duration) -> (Vec<usize>, f64, u64
         max_backlog_bytes: u64::MAX,
         ..IngestConfig::default()
     };
-    let (state, _) = IngestState::open(config, log).expect("opening ingest");
+    let (bus, _) = LocalBus::with_log(log, config.limits).expect("opening the bus");
+    let state = IngestState::open(config, Arc::new(bus)).expect("opening ingest");
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binding ingest");
     let addr = listener.local_addr().expect("the ingest address");
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(ingest::run(listener, Arc::clone(&state), shutdown.clone()));
+    let server = tokio::spawn(ingest::run_alone(
+        listener,
+        Arc::clone(&state),
+        logmon_collector::http::ServerConfig::default(),
+        shutdown.clone(),
+    ));
 
     let started = Instant::now();
     let mut tasks = Vec::new();

@@ -13,12 +13,12 @@
 
 mod common;
 
+use logmon_collector::console::printer::OutputKind;
+use logmon_collector::console::replay::{self, ReplayOptions};
+use logmon_collector::engine::stats::StatsClock;
 use logmon_collector::engine::{EventTimeEngine, SecondStats};
-use logmon_collector::generate::{Burst, Gap, TrafficSpec, generate};
-use logmon_collector::output::OutputKind;
-use logmon_collector::replay::{self, ReplayOptions};
 use logmon_collector::rules::{RuleRuntime, RuleSet};
-use logmon_collector::stats::StatsClock;
+use logmon_protocol::generate::{Burst, Gap, TrafficSpec, generate};
 use logmon_protocol::parse::Parsed;
 use logmon_protocol::{Event, Format, LineParser};
 use std::fs::File;

@@ -13,7 +13,7 @@
 
 mod common;
 
-use logmon_collector::generate::{TrafficSpec, generate_parsed};
+use logmon_protocol::generate::{TrafficSpec, generate_parsed};
 use logmon_protocol::wire::{self, Batch, Limits, StreamId};
 use logmon_protocol::{Event, Format};
 use std::time::Instant;

@@ -4,9 +4,21 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let command = match Cli::parse().command {
+    let command = Cli::parse().command;
+    if !matches!(command, Command::Serve(_)) {
+        // `serve` sets up its log from its configuration; the other commands
+        // print their results themselves and log only warnings.
+        let filter = std::env::var("LOGMON_LOG").unwrap_or_else(|_| "warn".into());
+        if let Err(e) =
+            logmon_collector::logging::init(logmon_collector::config::LogFormat::Text, &filter)
+        {
+            eprintln!("logmon-collector: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let command = match command {
         // Its own exit codes: 1 when the rule faults, 2 for bad input.
-        Command::Rules(args) => return logmon_collector::rules_cli::main(args),
+        Command::Rules(args) => return logmon_collector::cli::rules::main(args),
         command => command,
     };
     match run(command) {
@@ -26,9 +38,19 @@ fn run(command: Command) -> anyhow::Result<()> {
             let stdout = std::io::stdout().lock();
             let out = std::io::LineWriter::new(stdout);
             let mut stderr = std::io::stderr().lock();
-            logmon_collector::replay::run(&opts, out, &mut stderr)?;
+            logmon_collector::console::replay::run(&opts, out, &mut stderr)?;
         }
-        Command::Serve(args) => logmon_collector::serve::run(args.options()?)?,
+        Command::Serve(args) => {
+            if args.print_config {
+                print!("{}", args.config()?.to_toml());
+                return Ok(());
+            }
+            let options = args.options()?;
+            logmon_collector::logging::init(options.log.format, &options.log.filter)
+                .map_err(anyhow::Error::msg)?;
+            logmon_collector::serve::run(options)?;
+        }
+        Command::Bus(args) => logmon_collector::cli::bus::run(args, &mut std::io::stdout().lock())?,
         Command::Generate(args) => {
             let spec = args.spec();
             match &args.output {
@@ -42,12 +64,12 @@ fn run(command: Command) -> anyhow::Result<()> {
                         std::fs::File::create(path)?
                     };
                     let mut file = std::io::BufWriter::new(file);
-                    logmon_collector::generate::generate(&spec, &mut file)?;
+                    logmon_protocol::generate::generate(&spec, &mut file)?;
                     file.flush()?;
                 }
                 None => {
                     let mut out = std::io::stdout().lock();
-                    logmon_collector::generate::generate(&spec, &mut out)?;
+                    logmon_protocol::generate::generate(&spec, &mut out)?;
                     out.flush()?;
                 }
             }

@@ -17,7 +17,8 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use logmon_collector::bus::{LogConfig, SegmentLog};
+use logmon_collector::bus::{LocalBus, LogConfig, SegmentLog, StreamKey};
+use logmon_collector::http::ServerConfig;
 use logmon_collector::ingest::{self, IngestConfig, IngestState, Rejection, STORED_OFFSET_HEADER};
 use logmon_protocol::event::Event;
 use logmon_protocol::parse::Format;
@@ -48,11 +49,17 @@ impl Server {
             ..LogConfig::new(dir)
         };
         let (log, _) = SegmentLog::open(log_config).unwrap();
-        let (state, _) = IngestState::open(config, log).unwrap();
+        let (bus, _) = LocalBus::with_log(log, config.limits).unwrap();
+        let state = IngestState::open(config, Arc::new(bus)).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(ingest::run(listener, Arc::clone(&state), shutdown.clone()));
+        let task = tokio::spawn(ingest::run_alone(
+            listener,
+            Arc::clone(&state),
+            ServerConfig::default(),
+            shutdown.clone(),
+        ));
         Server {
             addr,
             state,
@@ -551,7 +558,7 @@ async fn backpressure_answers_503_until_consumers_catch_up() {
     };
     let server = Server::start(dir.path(), config).await;
     let bus = server.state.bus().clone();
-    bus.register("influx").unwrap();
+    bus.declare(&["influx"]).unwrap();
     assert_eq!(
         post(&server, body("a", 1, 0, 100)).await.status,
         StatusCode::OK
@@ -614,7 +621,11 @@ async fn concurrent_posts_are_group_committed() {
     eprintln!("200 batches in {} appends", m.bus_appends());
     assert!(m.bus_appends() < 200, "{} appends", m.bus_appends());
     for t in 0..8 {
-        assert_eq!(server.state.bus().high_water("a", t), Some(2500));
+        let stream = StreamKey {
+            agent_id: "a".into(),
+            fingerprint: t,
+        };
+        assert_eq!(server.state.bus().high_water(&stream), Some(2500));
     }
     Arc::into_inner(server).unwrap().stop().await;
 }
@@ -666,7 +677,7 @@ async fn dedup_survives_restart_and_gc() {
 
     // Without the persisted table (a crash before any gc) the bus scan alone
     // rebuilds it.
-    std::fs::remove_file(dir.path().join(ingest::dedup::DEDUP_FILE)).unwrap();
+    std::fs::remove_file(dir.path().join(logmon_collector::bus::dedup::DEDUP_FILE)).unwrap();
     let server = Server::start(dir.path(), config()).await;
     assert_eq!(
         post(&server, second.clone()).await.json()["status"],
@@ -690,11 +701,17 @@ async fn dedup_survives_gc_of_every_record() {
         };
         SegmentLog::open(log_config).unwrap().0
     };
-    let (state, _) = IngestState::open(config(), open(dir.path())).unwrap();
+    let (bus, _) = LocalBus::with_log(open(dir.path()), config().limits).unwrap();
+    let state = IngestState::open(config(), Arc::new(bus)).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(ingest::run(listener, Arc::clone(&state), shutdown.clone()));
+    let task = tokio::spawn(ingest::run_alone(
+        listener,
+        Arc::clone(&state),
+        ServerConfig::default(),
+        shutdown.clone(),
+    ));
     let server = Server {
         addr,
         state,
@@ -708,7 +725,7 @@ async fn dedup_survives_gc_of_every_record() {
     // A fourth record so that the first three are in sealed segments.
     post(&server, body("b", 1, 0, 10)).await;
     let bus = server.state.bus();
-    bus.register("engine").unwrap();
+    bus.declare(&["engine"]).unwrap();
     bus.commit("engine", 3).unwrap();
     assert_eq!(bus.gc().unwrap(), 3);
     assert_eq!(bus.first_offset(), 3);

@@ -4,8 +4,8 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
-use logmon_collector::notify::{self, NotifySettings, Target, TargetCounters, TargetKind};
-use logmon_collector::outbox::Outbox;
+use logmon_collector::alerts::notify::{self, NotifySettings, Target, TargetCounters, TargetKind};
+use logmon_collector::alerts::outbox::Outbox;
 use logmon_collector::rules::{AlertState, Transition};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
@@ -105,6 +105,10 @@ fn settings() -> NotifySettings {
 
 fn start(target: &Target, outbox: &Outbox, settings: NotifySettings) -> CancellationToken {
     let stop = CancellationToken::new();
+    // As `serve` does at start, before anything reaches the outbox.
+    outbox
+        .declare(&[notify::consumer(target).as_str()])
+        .unwrap();
     let (target, outbox, s) = (target.clone(), outbox.clone(), stop.clone());
     tokio::spawn(async move {
         notify::run(
@@ -113,6 +117,7 @@ fn start(target: &Target, outbox: &Outbox, settings: NotifySettings) -> Cancella
             settings,
             Arc::new(TargetCounters::default()),
             s,
+            CancellationToken::new(),
         )
         .await
         .unwrap();

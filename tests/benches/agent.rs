@@ -35,7 +35,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use logmon_agent::tail::{Checkpoints, StartAt, Tailer, TailerConfig};
-use logmon_collector::generate::{TrafficSpec, generate};
+use logmon_protocol::generate::{TrafficSpec, generate};
 use logmon_protocol::wire::{self, Batch, Limits, StreamId};
 use logmon_protocol::{Event, Format, LineParser, Parsed};
 use logmon_tests::agent_bin;

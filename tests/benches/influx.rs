@@ -20,10 +20,10 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use logmon_collector::generate::{TrafficSpec, generate_parsed};
 use logmon_collector::influx::{
     InfluxApi, InfluxClient, InfluxConfig, Lines, RequestEncoder, Tier, V1Config, Writer,
 };
+use logmon_protocol::generate::{TrafficSpec, generate_parsed};
 use logmon_protocol::{Event, Format};
 use logmon_tests::bench::{Table, cpus, env_number, thousands};
 use logmon_tests::influx::InfluxServer;

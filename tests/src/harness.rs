@@ -12,8 +12,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// meanwhile: below the kernel's ephemeral range, which `bind` to port 0 (what
 /// [`free_port`] does for every server the tests start) and outgoing
 /// connections draw from. For a server that starts long after its address
-/// was handed out, such as a receiver that is down for a minute.
+/// was handed out, such as a receiver that is down for a minute. Never the
+/// same port twice in one process.
 pub fn reserved_port() -> u16 {
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
@@ -22,7 +25,10 @@ pub fn reserved_port() -> u16 {
     let start = std::process::id() as u16 % span;
     for i in 0..span {
         let candidate = 10_000 + (start + i) % span;
-        if std::net::TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
+        if !handed_out.contains(&candidate)
+            && std::net::TcpListener::bind(("127.0.0.1", candidate)).is_ok()
+        {
+            handed_out.push(candidate);
             return candidate;
         }
     }

@@ -76,6 +76,27 @@ impl InfluxServer {
         panic!("influxd did not start: {last}");
     }
 
+    /// A server that is not running yet, on ports below the ephemeral range
+    /// (see [`crate::harness::reserved_port`]) so that nothing takes them
+    /// meanwhile: for a collector that starts before its InfluxDB.
+    /// [`restart`](Self::restart) starts it.
+    pub fn reserve() -> InfluxServer {
+        let dir = tempfile::Builder::new()
+            .prefix("logmon-influxd-")
+            .tempdir()
+            .expect("a temporary directory");
+        let http_port = crate::harness::reserved_port();
+        let rpc_port = crate::harness::reserved_port();
+        let server = InfluxServer {
+            dir,
+            bin: influxd_bin(),
+            http_port,
+            child: None,
+        };
+        server.write_config(rpc_port);
+        server
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)

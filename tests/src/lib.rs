@@ -7,11 +7,12 @@ pub mod browser;
 pub mod harness;
 pub mod influx;
 pub mod live;
+pub mod polyglot;
 
 use logmon_protocol::{Event, Format, LineParser, Parsed};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -24,9 +25,21 @@ pub fn sample_csv() -> Option<PathBuf> {
     if path.is_file() {
         Some(path)
     } else {
-        eprintln!("note: public sample {} is absent; skipping", path.display());
+        // Straight to the process's stderr, past the test harness's capture,
+        // so that a run without the sample says what it did not check.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: the exercise's public sample {} is absent; the checks on it did not run (the generated cases still do)",
+            path.display()
+        );
         None
     }
+}
+
+/// Says on the process's stderr, past the test harness's capture, that a
+/// test did not run its checks and why.
+pub fn skipped(why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
 }
 
 /// The `logmon-collector` binary: `$LOGMON_COLLECTOR_BIN`, or the one in the
@@ -263,6 +276,8 @@ pub struct ReplayRun {
     pub alerts: Vec<AlertLine>,
     /// Number of `rule-quarantined` lines.
     pub quarantined: usize,
+    /// `quiet` lines: runs of statistics blocks without traffic, (start, end).
+    pub quiet: Vec<(i64, i64)>,
     /// `None` for text output.
     pub summary: Option<SummaryLine>,
 }
@@ -313,6 +328,7 @@ pub fn parse_json_output(stdout: &str, stderr: String) -> ReplayRun {
         stats: Vec::new(),
         alerts: Vec::new(),
         quarantined: 0,
+        quiet: Vec::new(),
         summary: None,
     };
     for line in stdout.lines() {
@@ -341,6 +357,7 @@ pub fn parse_json_output(stdout: &str, stderr: String) -> ReplayRun {
                 message: string(&v, "message"),
             }),
             Some("rule-quarantined") => run.quarantined += 1,
+            Some("quiet") => run.quiet.push((int(&v, "start"), int(&v, "end"))),
             Some("summary") => {
                 run.summary = Some(SummaryLine {
                     lines: uint(&v, "lines"),
@@ -378,6 +395,7 @@ fn finish(out: Output, what: &str, json: bool) -> ReplayRun {
             stats: Vec::new(),
             alerts: Vec::new(),
             quarantined: 0,
+            quiet: Vec::new(),
             summary: None,
         }
     }
@@ -392,6 +410,51 @@ pub fn replay(file: &Path, args: &ReplayArgs) -> ReplayRun {
         .expect("running logmon-collector replay");
     finish(
         out,
+        &format!("replay {} {args:?}", file.display()),
+        args.json,
+    )
+}
+
+/// Runs `replay FILE` like [`replay`], killing it if it has not finished
+/// within `limit` (a bound that keeps a hang from holding the suite, not a
+/// timing assertion: the limit is far above the expected time).
+pub fn replay_within(file: &Path, args: &ReplayArgs, limit: std::time::Duration) -> ReplayRun {
+    let input = file.to_str().expect("UTF-8 path");
+    let mut child = args
+        .command(input)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running logmon-collector replay");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        stdout.read_to_end(&mut v).map(|_| v)
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        stderr.read_to_end(&mut v).map(|_| v)
+    });
+    let began = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for replay") {
+            break status;
+        }
+        if began.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("replay {} did not finish within {limit:?}", file.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let output = Output {
+        status,
+        stdout: out.join().unwrap().expect("reading stdout"),
+        stderr: err.join().unwrap().expect("reading stderr"),
+    };
+    finish(
+        output,
         &format!("replay {} {args:?}", file.display()),
         args.json,
     )

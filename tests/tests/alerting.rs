@@ -11,13 +11,18 @@
 //!   traffic flows.
 //!
 //! The transitions (rule, key, state, event second) stored in InfluxDB and
-//! received by the webhook are compared with the reference.
+//! received by the webhook are compared with the reference. Four more
+//! instances run the Python and JavaScript `high-traffic` and `error-rate`
+//! (`wasm-rules/python`, `wasm-rules/js`) beside their Rust twins, so their
+//! `save`/`restore` go through the same kills: their transitions must be
+//! their twins' in every run.
 
 use logmon_tests::harness::{
     self, Notified, Running, WebhookSink, append_text, clf_time, free_port, http_get, unix_now,
     wait_for_health,
 };
 use logmon_tests::influx::InfluxServer;
+use logmon_tests::polyglot::{self, Lang};
 use logmon_tests::{agent_bin, collector_bin};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,6 +64,30 @@ params = { limit = 60, window = 4 }
 component = "traffic-drop"
 name = "drop"
 params = { window = 2, baseline = 6, fraction = 0.4, min_baseline = 5 }
+
+[[rules]]
+component = "PY_HIGH_TRAFFIC"
+name = "busy-slow-py"
+params = { threshold = 20, window = 4 }
+for = "1s"
+keep_firing_for = "1s"
+
+[[rules]]
+component = "JS_HIGH_TRAFFIC"
+name = "busy-slow-js"
+params = { threshold = 20, window = 4 }
+for = "1s"
+keep_firing_for = "1s"
+
+[[rules]]
+component = "PY_ERROR_RATE"
+name = "api-errors-py"
+params = { threshold = 0.2, window = 4, min_requests = 10 }
+
+[[rules]]
+component = "JS_ERROR_RATE"
+name = "api-errors-js"
+params = { threshold = 0.2, window = 4, min_requests = 10 }
 
 [[notify]]
 name = "hook"
@@ -215,7 +244,7 @@ fn crash_loop(
     let aimed = (rng.next() % kills) as usize;
     let temp = settings
         .data
-        .join(format!("{}.tmp", logmon_collector::snapshot::FILE));
+        .join(format!("{}.tmp", logmon_collector::engine::snapshot::FILE));
     let mut caught = false;
     // One kill in each of six slots of 9 s over the traffic, at a random
     // moment of its slot; restarted 0.2–2 s later.
@@ -268,11 +297,17 @@ fn run(mode: Mode, influx: &Mutex<InfluxServer>, db: &str, seed: u64) -> Outcome
         (sink.port, Some(sink))
     };
     let config = dir.path().join("collector.toml");
-    std::fs::write(
-        &config,
-        CONFIG.replace("WEBHOOK", &webhook_port.to_string()),
-    )
-    .unwrap();
+    let mut text = CONFIG.replace("WEBHOOK", &webhook_port.to_string());
+    for (placeholder, lang, rule) in [
+        ("PY_HIGH_TRAFFIC", Lang::Python, "high-traffic"),
+        ("JS_HIGH_TRAFFIC", Lang::Js, "high-traffic"),
+        ("PY_ERROR_RATE", Lang::Python, "error-rate"),
+        ("JS_ERROR_RATE", Lang::Js, "error-rate"),
+    ] {
+        let path = polyglot::example(lang, rule);
+        text = text.replace(placeholder, path.to_str().expect("a UTF-8 path"));
+    }
+    std::fs::write(&config, text).unwrap();
     let settings = Collector {
         port: free_port(),
         data: dir.path().join("collector"),
@@ -281,9 +316,22 @@ fn run(mode: Mode, influx: &Mutex<InfluxServer>, db: &str, seed: u64) -> Outcome
         influx: influx.lock().unwrap().url(),
         db: db.to_owned(),
         out: dir.path().join("collector.out"),
-        env: match mode {
-            Mode::Crashes => vec![(logmon_collector::snapshot::PAUSE_ENV, "300".to_owned())],
-            _ => Vec::new(),
+        env: {
+            // The components were compiled into this cache once, before.
+            let cache = (
+                "LOGMON_RULE_CACHE",
+                polyglot::rule_cache().display().to_string(),
+            );
+            match mode {
+                Mode::Crashes => vec![
+                    (
+                        logmon_collector::faults::SNAPSHOT_PAUSE_ENV,
+                        "300".to_owned(),
+                    ),
+                    cache,
+                ],
+                _ => vec![cache],
+            }
         },
         extra: match mode {
             Mode::Crashes => vec!["--snapshot-every".into(), "1".into()],
@@ -438,6 +486,12 @@ fn crashes_a_receiver_outage_and_hot_reload_change_no_alert() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| unix_now().to_bits());
     eprintln!("crash moments from seed {seed} (LOGMON_CHAOS_SEED={seed} repeats them)");
+    // Built and compiled into the shared rule cache before the runs start.
+    for lang in [Lang::Python, Lang::Js] {
+        for rule in ["high-traffic", "error-rate"] {
+            polyglot::example(lang, rule);
+        }
+    }
     let influx = Arc::new(Mutex::new(InfluxServer::start()));
     let runs: Vec<_> = [
         Mode::Reference,
@@ -503,6 +557,32 @@ fn crashes_a_receiver_outage_and_hot_reload_change_no_alert() {
         reference.notified.len(),
         crashes.kills,
         crashes.redelivered
+    );
+
+    // The Python and JavaScript twins: their Rust twin's transitions, in
+    // every run (so through every kill and restore).
+    for o in outcomes.values() {
+        for (twin, rust) in [
+            ("busy-slow-py", "busy-slow"),
+            ("busy-slow-js", "busy-slow"),
+            ("api-errors-py", "api-errors"),
+            ("api-errors-js", "api-errors"),
+        ] {
+            let strip = |list: &[&Notified]| -> Vec<(String, String, i64)> {
+                list.iter()
+                    .map(|n| (n.key.clone(), n.state.clone(), n.at))
+                    .collect()
+            };
+            assert_eq!(
+                strip(&of(&o.stored_transitions, twin)),
+                strip(&of(&o.stored_transitions, rust)),
+                "{twin} differs from {rust}"
+            );
+        }
+    }
+    assert!(
+        !of(&reference.stored_transitions, "api-errors-js").is_empty()
+            && !of(&reference.stored_transitions, "busy-slow-py").is_empty()
     );
 
     // Six kills, one of them during a snapshot write: the same transitions,

@@ -631,7 +631,7 @@ fn run_scenario(
             .collect()
     };
     let expected = 2 * (SCENARIO_SECONDS / 8) as usize;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     while transitions().len() < expected && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -720,4 +720,779 @@ fn faults_lose_nothing_duplicate_nothing_and_change_no_alert() {
             "{fault:?} changed the outcome; its collector said:\n{diagnostics}"
         );
     }
+}
+
+/// Traffic for the InfluxDB-down-at-start tests: `cycles` cycles of 8 s
+/// from `t0`, each 4 s at 5,000 req/s then 4 s at 20 req/s (high-traffic
+/// with T=1000, W=2 fires in every busy half and resolves in every quiet
+/// one), every request with a path of its own. Written at once, so `t0`
+/// should be a little ahead of the wall clock: the live engine counts as late
+/// what is older than the seconds it has closed. Returns the event seconds,
+/// one per line, in file order.
+fn write_cycles(path: &Path, t0: i64, cycles: i64) -> Vec<i64> {
+    let mut seconds = Vec::new();
+    let mut text = String::new();
+    for s in 0..cycles * 8 {
+        let stamp = clf_time(t0 + s);
+        let n = if s % 8 < 4 { 5_000 } else { 20 };
+        for _ in 0..n {
+            let i = seconds.len();
+            // A pseudo-random token in each path, so the bus holds several
+            // segments of these lines even compressed.
+            let token = (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            text.push_str(&format!(
+                "10.2.{}.{} - - [{stamp}] \"GET /shop/item/{i}?s={token:016x} HTTP/1.1\" 200 {}\n",
+                i % 11,
+                i % 250,
+                300 + token % 50_000
+            ));
+            seconds.push(t0 + s);
+        }
+    }
+    append_text(path, &text);
+    seconds
+}
+
+/// A collector started while its InfluxDB is down (not yet running), with
+/// 1 MiB bus segments and gc every second, and an agent feeding it.
+struct DownAtStart {
+    dir: tempfile::TempDir,
+    influx: InfluxServer,
+    port: u16,
+    started: Instant,
+    collector: Option<Running>,
+    agent: Option<Running>,
+}
+
+impl DownAtStart {
+    fn start(extra: &[&str]) -> DownAtStart {
+        Self::start_on(None, extra)
+    }
+
+    /// With the collector's data directory at `data` (default: in the
+    /// temporary directory).
+    fn start_on(data: Option<&Path>, extra: &[&str]) -> DownAtStart {
+        let influx = InfluxServer::reserve();
+        let dir = tempfile::tempdir().unwrap();
+        let data = data.map_or_else(|| dir.path().join("collector"), Path::to_path_buf);
+        let logs = dir.path().join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let port = free_port();
+        let started = Instant::now();
+        let collector = Running(
+            Command::new(collector_bin())
+                .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+                .args(["--token", "secret", "--influx-url", &influx.url()])
+                .args(["--segment-mib", "1", "--gc-every", "1"])
+                .args(extra)
+                .arg("--data-dir")
+                .arg(&data)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.path().join("collector.err")).unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        wait_for_health(port);
+        let agent = spawn_agent(port, &logs, &dir.path().join("agent"));
+        std::thread::sleep(Duration::from_millis(500));
+        DownAtStart {
+            dir,
+            influx,
+            port,
+            started,
+            collector: Some(collector),
+            agent: Some(agent),
+        }
+    }
+
+    fn log(&self) -> std::path::PathBuf {
+        self.dir.path().join("logs").join("app.log")
+    }
+
+    fn metric(&self, name: &str) -> u64 {
+        logmon_tests::bench::metric(&get(self.port, "/metrics"), name).unwrap_or(0)
+    }
+
+    /// `/health`'s status code and JSON body.
+    fn health(&self) -> (u16, serde_json::Value) {
+        let answer = get(self.port, "/health");
+        let code = answer.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        (code, serde_json::from_str(body).unwrap_or_default())
+    }
+
+    fn wait(&self, what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !done() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; collector log:\n{}",
+                std::fs::read_to_string(self.dir.path().join("collector.err")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn segments(&self) -> usize {
+        std::fs::read_dir(self.dir.path().join("collector/bus"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "seg"))
+            })
+            .count()
+    }
+
+    /// `SELECT what` over the stored requests; 0 before the writer created
+    /// the database and its retention policies.
+    fn stored(&self, what: &str) -> i64 {
+        let databases = self.influx.rows("SHOW DATABASES");
+        if !databases.contains(&vec![serde_json::json!("logmon")]) {
+            return 0;
+        }
+        let policies = self.influx.rows(r#"SHOW RETENTION POLICIES ON "logmon""#);
+        if !policies.iter().any(|p| p[0] == "logmon_hot") {
+            return 0;
+        }
+        self.influx.scalar(&format!(
+            r#"SELECT {what} FROM "logmon"."logmon_hot"."http_requests""#
+        ))
+    }
+}
+
+impl Drop for DownAtStart {
+    fn drop(&mut self) {
+        self.agent.take();
+        self.collector.take();
+    }
+}
+
+/// The collector starts while InfluxDB is not running; the agent ships more
+/// than two bus segments of events, all acknowledged, and the engine reads
+/// them while gc runs every second; InfluxDB starts a minute after the
+/// collector. Then InfluxDB holds exactly the lines written, and a webhook
+/// receiver that was down from the start too gets exactly the transitions
+/// the brute-force model gives (as InfluxDB's `alerts` does).
+#[test]
+fn influxdb_down_at_start_loses_nothing() {
+    let webhook_port = logmon_tests::harness::reserved_port();
+    let notify = format!("webhook=http://127.0.0.1:{webhook_port}/hook");
+    let mut site =
+        DownAtStart::start(&["--threshold", "1000", "--window", "2", "--notify", &notify]);
+    let t0 = unix_now() as i64 + 5;
+    let seconds = write_cycles(&site.log(), t0, 10);
+    let n = seconds.len() as u64;
+    site.wait("every line acknowledged", Duration::from_secs(300), || {
+        site.metric("logmon_ingest_events_accepted_total") == n
+    });
+    site.wait(
+        "the engine to read every line",
+        Duration::from_secs(60),
+        || site.metric("logmon_engine_events_total") == n,
+    );
+    let segments = site.segments();
+    assert!(segments > 2, "the bus holds {segments} segments");
+
+    // A minute of outage from the collector's start, gc running throughout.
+    let minute = Duration::from_secs(60);
+    std::thread::sleep(minute.saturating_sub(site.started.elapsed()));
+    assert_eq!(site.metric("logmon_influx_points_total"), 0);
+    // The writer's target has been unreachable for more than 30 s: the
+    // collector says it does not do its whole job.
+    let (code, health) = site.health();
+    assert_eq!(code, 503, "{health}");
+    assert_eq!(health["status"], "consumer_down", "{health}");
+    let reasons = health["reasons"].to_string();
+    assert!(
+        reasons.contains("consumer `influx`") && reasons.contains("InfluxDB unreachable"),
+        "{health}"
+    );
+    site.influx.restart();
+    let webhook = WebhookSink::start_on(webhook_port);
+    site.wait("every line in InfluxDB", Duration::from_secs(120), || {
+        site.stored(r#"count("bytes")"#) >= n as i64
+    });
+    assert_eq!(site.stored(r#"count("bytes")"#), n as i64);
+    assert_eq!(site.stored(r#"count(distinct("path"))"#), n as i64);
+    assert_eq!(site.metric("logmon_influx_points_total"), n);
+    assert_eq!(site.metric("logmon_influx_undecodable_total"), 0);
+    assert_eq!(site.metric("logmon_engine_undecodable_total"), 0);
+    assert_eq!(site.metric("logmon_engine_late_events_total"), 0);
+
+    let model = logmon_tests::brute_force(&seconds, 1000.0, 2, 5);
+    let expected: Vec<(String, i64)> = model
+        .states()
+        .into_iter()
+        .map(|(state, at)| (format!("{state:?}").to_lowercase(), at - t0))
+        .collect();
+    assert_eq!(expected.len(), 20, "{expected:?}");
+    site.wait(
+        "every transition delivered",
+        Duration::from_secs(90),
+        || webhook.transitions(t0).len() >= expected.len(),
+    );
+    let notified: Vec<(String, i64)> = webhook
+        .transitions(t0)
+        .into_iter()
+        .map(|t| (t.state, t.at))
+        .collect();
+    assert_eq!(notified, expected);
+    let stored = || -> Vec<(String, i64)> {
+        site.influx
+            // `state` is a tag: a query must select a field with it.
+            .rows(r#"SELECT "state", "value" FROM "logmon"."logmon_rollups"."alerts" WHERE "rule" = 'high-traffic'"#)
+            .into_iter()
+            .map(|r| {
+                let at = logmon_tests::influx::unix_seconds(&r[0]);
+                (r[1].as_str().unwrap().to_owned(), at - t0)
+            })
+            .collect()
+    };
+    site.wait("every transition stored", Duration::from_secs(30), || {
+        stored().len() >= expected.len()
+    });
+    assert_eq!(stored(), expected);
+    site.wait("/health to say ok again", Duration::from_secs(30), || {
+        site.health() == (200, serde_json::json!({ "status": "ok" }))
+    });
+}
+
+/// InfluxDB down from the start long enough for the bus to reach its
+/// backlog limit: ingest answers 503 and `/health` (503 too) names the
+/// `influx` consumer and how far behind it is; when InfluxDB starts, every
+/// line the agent wrote is stored, none twice.
+#[test]
+fn a_backlog_over_its_limit_refuses_batches_and_names_the_stuck_consumer() {
+    let mut site = DownAtStart::start(&["--max-backlog-mib", "1"]);
+    let t0 = unix_now() as i64 + 5;
+    let n = write_cycles(&site.log(), t0, 10).len() as u64;
+    site.wait("backpressure", Duration::from_secs(120), || {
+        site.metric(r#"logmon_ingest_batches_rejected_total{reason="backpressure"}"#) > 0
+    });
+    let accepted = site.metric("logmon_ingest_events_accepted_total");
+    assert!(
+        accepted < n,
+        "{accepted} of {n} accepted under backpressure"
+    );
+    site.wait("/health to say why", Duration::from_secs(30), || {
+        site.health().1["reasons"]
+            .to_string()
+            .contains("InfluxDB unreachable")
+    });
+    let (code, health) = site.health();
+    assert_eq!(code, 503, "{health}");
+    assert_eq!(health["status"], "backpressure", "{health}");
+    let reasons = health["reasons"].to_string();
+    assert!(
+        reasons.contains("consumer `influx` is") && reasons.contains("InfluxDB unreachable"),
+        "{health}"
+    );
+    let influx = health["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "influx")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(influx["offset"], 0, "{health}");
+    assert_eq!(influx["configured"], true, "{health}");
+    assert!(influx["lag_bytes"].as_u64().unwrap() > 1 << 20, "{health}");
+    assert!(influx["lag_records"].as_u64().unwrap() > 0, "{health}");
+
+    site.influx.restart();
+    site.wait("every line in InfluxDB", Duration::from_secs(180), || {
+        site.stored(r#"count("bytes")"#) >= n as i64
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(site.stored(r#"count("bytes")"#), n as i64);
+    assert_eq!(site.stored(r#"count(distinct("path"))"#), n as i64);
+    assert_eq!(site.metric("logmon_ingest_events_accepted_total"), n);
+    site.wait("/health to say ok again", Duration::from_secs(30), || {
+        site.health() == (200, serde_json::json!({ "status": "ok" }))
+    });
+}
+
+/// The engine fails (fault injection: at bus record 3): the collector stops
+/// taking batches, shuts down in order and exits non-zero, saying why —
+/// never a collector that takes batches it no longer evaluates. Nothing
+/// acknowledged is lost: started again on the same data directory, the
+/// engine reads every line the agent wrote, once.
+#[test]
+fn a_failed_engine_stops_the_collector_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let data = dir.path().join("collector");
+    let port = free_port();
+    let spawn = |fail: bool| {
+        let mut command = Command::new(collector_bin());
+        command
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--token", "secret", "--snapshot-every", "3600"])
+            .arg("--data-dir")
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(dir.path().join(format!("collector-{fail}.err"))).unwrap(),
+            );
+        if fail {
+            command.env(logmon_collector::faults::ENGINE_FAIL_ENV, "3");
+        }
+        let child = command.spawn().unwrap();
+        wait_for_health(port);
+        child
+    };
+    let mut failing = spawn(true);
+    let _agent = spawn_agent(port, &logs, &dir.path().join("agent"));
+    // The agent reads a file that exists when it starts from its end.
+    std::thread::sleep(Duration::from_millis(500));
+    let log = logs.join("app.log");
+    for i in 0..10 {
+        append(&log, "app", i * 10, 10);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = failing.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let err = std::fs::read_to_string(dir.path().join("collector-true.err")).unwrap();
+            assert!(
+                err.contains("fault injection is on"),
+                "the collector binary has no fault injection: build it with the workspace's tests (`cargo test --workspace` turns the `fault-injection` feature on), not alone:\n{err}"
+            );
+            panic!("the collector is still running:\n{err}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let err = std::fs::read_to_string(dir.path().join("collector-true.err")).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "the collector stopped because engine failed: fault injection: failing at bus record 3"
+        ),
+        "{err}"
+    );
+
+    let _collector = Running(spawn(false));
+    let engine_events = || {
+        logmon_tests::bench::metric(&get(port, "/metrics"), "logmon_engine_events_total")
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while engine_events() < 100 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        engine_events(),
+        100,
+        "{}\n{}",
+        get(port, "/metrics"),
+        std::fs::read_to_string(dir.path().join("collector-false.err")).unwrap_or_default()
+    );
+}
+
+/// `serve --config` with the example file (every documented field, a few
+/// changed for the test: address, data directory, InfluxDB) starts and
+/// serves; `--print-config` prints what reads back as the same
+/// configuration, flags applied; an unknown key is refused naming it.
+#[test]
+fn serve_takes_the_documented_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../collector/collector.example.toml"),
+    )
+    .unwrap();
+    let influx_port = logmon_tests::harness::reserved_port();
+    let text = example
+        .replace("127.0.0.1:8470", &format!("127.0.0.1:{port}"))
+        .replace(
+            "data_dir = \"logmon-data\"",
+            &format!(
+                "data_dir = {:?}",
+                dir.path().join("data").display().to_string()
+            ),
+        )
+        .replace("127.0.0.1:8086", &format!("127.0.0.1:{influx_port}"));
+    let file = dir.path().join("collector.toml");
+    std::fs::write(&file, &text).unwrap();
+
+    let printed = Command::new(collector_bin())
+        .args(["serve", "--config"])
+        .arg(&file)
+        .args(["--print-config", "--threshold", "42"])
+        .output()
+        .unwrap();
+    assert!(printed.status.success(), "{printed:?}");
+    let printed = String::from_utf8(printed.stdout).unwrap();
+    let config: logmon_collector::config::CollectorConfig = toml::from_str(&printed).unwrap();
+    let mut expected: logmon_collector::config::CollectorConfig = toml::from_str(&text).unwrap();
+    expected.high_traffic.threshold = 42.0;
+    assert_eq!(config, expected, "{printed}");
+
+    let _collector = Running(
+        Command::new(collector_bin())
+            .args(["serve", "--config"])
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_health(port);
+    let metrics = get(port, "/metrics");
+    assert!(metrics.contains("logmon_consumer_configured{log=\"bus\",consumer=\"influx\"} 1"));
+    assert!(
+        metrics.contains("logmon_consumer_configured{log=\"outbox\",consumer=\"notify:ops\"} 1")
+    );
+
+    std::fs::write(&file, text.replace("lateness = 5", "latenes = 5")).unwrap();
+    let refused = Command::new(collector_bin())
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("unknown field `latenes`"), "{err}");
+}
+
+/// `--log-format json`: the collector's log on stderr is one JSON object per
+/// line, each with its level, target, message and fields; the console's
+/// lines stay on stdout.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let err = dir.path().join("collector.err");
+    let mut child = Command::new(collector_bin())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--token",
+            "secret",
+            "--log-format",
+            "json",
+            "--log",
+            "debug",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_health(port);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+    let text = std::fs::read_to_string(&err).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for line in &lines {
+        for key in ["timestamp", "level", "target", "message"] {
+            assert!(line.get(key).is_some(), "no {key}: {line}");
+        }
+    }
+    let listening = lines
+        .iter()
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("collector listening"))
+        })
+        .unwrap_or_else(|| panic!("no listening line in {text}"));
+    assert_eq!(listening["level"], "INFO");
+    assert_eq!(listening["target"], "logmon_collector::serve");
+    assert_eq!(listening["listen"], format!("127.0.0.1:{port}"));
+    assert!(
+        lines.iter().any(|l| l["message"] == "shutting down"),
+        "{text}"
+    );
+}
+
+/// A tmpfs of `mib` MiB mounted for the test, unmounted when dropped.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// `None` (having printed why) where mounting is not allowed.
+    fn mount(mib: u64) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs { dir }),
+            Ok(o) => {
+                logmon_tests::skipped(&format!(
+                    "cannot mount a tmpfs (needs root): {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ));
+                None
+            }
+            Err(e) => {
+                logmon_tests::skipped(&format!("cannot run mount: {e}"));
+                None
+            }
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Bytes free in the filesystem holding `path` (`df`, an independent reading).
+fn df_free(path: &Path) -> u64 {
+    let out = Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits until ingest refuses batches for the full disk, and checks what
+/// the collector says of it.
+fn assert_disk_full(site: &DownAtStart, n: u64) {
+    site.wait("disk_full refusals", Duration::from_secs(120), || {
+        site.metric(r#"logmon_ingest_batches_rejected_total{reason="disk_full"}"#) > 0
+    });
+    assert!(site.metric("logmon_disk_full_refusals_total") > 0);
+    let accepted = site.metric("logmon_ingest_events_accepted_total");
+    assert!(accepted < n, "{accepted} of {n} accepted on a full disk");
+    let (code, health) = site.health();
+    assert_eq!(code, 503, "{health}");
+    assert!(
+        health["reasons"].to_string().contains("under its floor"),
+        "{health}"
+    );
+    assert!(site.metric("logmon_disk_free_bytes") < site.metric("logmon_disk_floor_bytes"));
+}
+
+/// Waits until every line is in InfluxDB, exactly once, and the collector
+/// is healthy with its disk above the floor again — without a restart.
+fn assert_healed(site: &DownAtStart, data: &Path, n: u64) {
+    site.wait("every line in InfluxDB", Duration::from_secs(240), || {
+        site.stored(r#"count("bytes")"#) >= n as i64
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(site.stored(r#"count("bytes")"#), n as i64);
+    assert_eq!(site.stored(r#"count(distinct("path"))"#), n as i64);
+    assert_eq!(site.metric("logmon_ingest_events_accepted_total"), n);
+    site.wait("/health to say ok again", Duration::from_secs(60), || {
+        site.health() == (200, serde_json::json!({ "status": "ok" }))
+    });
+    let floor = site.metric("logmon_disk_floor_bytes");
+    site.wait("the disk released", Duration::from_secs(30), || {
+        df_free(data) > floor
+    });
+    assert_eq!(site.metric("logmon_task_restarts_total"), 0);
+}
+
+/// The bus fills a small data disk while InfluxDB is down: ingest refuses
+/// batches with 503 `disk_full` before the disk is full, `/health` says so;
+/// when InfluxDB starts, the writer drains, gc frees the segments, ingest
+/// takes batches again and InfluxDB holds exactly the lines written.
+#[test]
+fn a_full_data_disk_refuses_batches_and_heals_when_its_consumer_catches_up() {
+    let Some(disk) = Tmpfs::mount(8) else {
+        return;
+    };
+    let data = disk.path().join("collector");
+    let mut site = DownAtStart::start_on(Some(&data), &["--min-free-mib", "5"]);
+    let t0 = unix_now() as i64 + 5;
+    let n = write_cycles(&site.log(), t0, 10).len() as u64;
+    assert_disk_full(&site, n);
+    site.influx.restart();
+    assert_healed(&site, &data, n);
+}
+
+/// The same disk filled by another process (a ballast file): refused while
+/// it is there, everything stored once it is deleted.
+#[test]
+fn a_disk_filled_by_another_process_refuses_batches_until_space_returns() {
+    let Some(disk) = Tmpfs::mount(8) else {
+        return;
+    };
+    let data = disk.path().join("collector");
+    let mut site = DownAtStart::start_on(Some(&data), &["--min-free-mib", "4"]);
+    site.influx.restart();
+    // Leave 1 MiB above nothing and under the 4 MiB floor.
+    let ballast = disk.path().join("ballast");
+    let size = df_free(disk.path()).saturating_sub(1 << 20);
+    std::fs::write(&ballast, vec![0u8; size as usize]).unwrap();
+    let t0 = unix_now() as i64 + 5;
+    let n = write_cycles(&site.log(), t0, 10).len() as u64;
+    assert_disk_full(&site, n);
+    std::fs::remove_file(&ballast).unwrap();
+    assert_healed(&site, &data, n);
+}
+
+/// A second agent on a host whose clock is ten minutes behind (Debian's
+/// faketime), writing lines ten minutes behind: the first agent's alerts are
+/// exactly the brute-force ones, its seconds close as if the second agent
+/// were not there (the global watermark stays with the first agent's
+/// lines), the trailing agent's events count as late, and `/api/agents`
+/// shows its stream ten minutes behind.
+#[test]
+fn an_agent_whose_clock_trails_by_ten_minutes_holds_no_one_back() {
+    // libfaketime preloaded into the agent itself (not the `faketime`
+    // wrapper, which would stand between the test and the process it
+    // kills); the monotonic clock left true, as a host's wrong wall clock
+    // leaves it.
+    let Some(libfaketime) = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/faketime/libfaketime.so.1",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).is_file()) else {
+        logmon_tests::skipped("libfaketime is not installed (scripts/setup.sh installs faketime)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (logs_a, logs_b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&logs_a).unwrap();
+    std::fs::create_dir_all(&logs_b).unwrap();
+    let webhook = WebhookSink::start();
+    let port = free_port();
+    let _collector = Running(
+        Command::new(collector_bin())
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--token", "secret", "--threshold", "1000", "--window", "2"])
+            .args([
+                "--notify",
+                &format!("webhook=http://127.0.0.1:{}/hook", webhook.port),
+            ])
+            .arg("--data-dir")
+            .arg(dir.path().join("collector"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("collector.err")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_health(port);
+    let agent = |logs: &Path, id: &str, faked: bool| {
+        let mut cmd = Command::new(agent_bin());
+        if faked {
+            cmd.env("LD_PRELOAD", libfaketime)
+                .env("FAKETIME", "-600s")
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
+        cmd.env("LOGMON_AGENT_ID", id)
+            .args(["--collector", &format!("http://127.0.0.1:{port}")])
+            .args(["--token", "secret", "--metrics-listen", ""])
+            .arg("--file")
+            .arg(format!("{}/*.log:clf", logs.display()))
+            .arg("--checkpoint-dir")
+            .arg(dir.path().join(format!("{id}-checkpoints")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        Running(cmd.spawn().unwrap())
+    };
+    // The trailing agent first, its file growing while the other's runs.
+    let _b = agent(&logs_b, "behind", true);
+    let _a = agent(&logs_a, "on-time", false);
+    std::thread::sleep(Duration::from_millis(500));
+    let behind = logs_b.join("app.log");
+    let mut b_lines = 0u64;
+    let mut write_behind = |n: u64| {
+        let stamp = clf_time(unix_now() as i64 - 600);
+        let text: String = (0..n)
+            .map(|i| {
+                format!("10.9.0.1 - - [{stamp}] \"GET /late/{b_lines}-{i} HTTP/1.1\" 200 10\n")
+            })
+            .collect();
+        append_text(&behind, &text);
+        b_lines += n;
+    };
+    write_behind(50);
+    std::thread::sleep(Duration::from_secs(2));
+    let t0 = unix_now() as i64 + 5;
+    let seconds = write_cycles(&logs_a.join("app.log"), t0, 4);
+    let n = seconds.len() as u64;
+    let model = logmon_tests::brute_force(&seconds, 1000.0, 2, 5);
+    let expected: Vec<(String, i64)> = model
+        .states()
+        .into_iter()
+        .map(|(state, at)| (format!("{state:?}").to_lowercase(), at - t0))
+        .collect();
+    assert_eq!(expected.len(), 8, "{expected:?}");
+    let metrics = || get(port, "/metrics");
+    let metric = |name: &str| logmon_tests::bench::metric(&metrics(), name).unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while webhook.transitions(t0).len() < expected.len() {
+        assert!(
+            Instant::now() < deadline,
+            "the on-time agent's transitions, held back? {} of {}; watermark {} (t0 {t0}); events {}; agents {}; collector log:\n{}",
+            webhook.transitions(t0).len(),
+            expected.len(),
+            metric("logmon_engine_watermark_seconds"),
+            metric("logmon_engine_events_total"),
+            get(port, "/api/agents"),
+            std::fs::read_to_string(dir.path().join("collector.err")).unwrap_or_default()
+        );
+        write_behind(5);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let notified: Vec<(String, i64)> = webhook
+        .transitions(t0)
+        .into_iter()
+        .map(|t| (t.state, t.at))
+        .collect();
+    assert_eq!(notified, expected);
+    // Everything read: the on-time lines counted, the trailing ones late.
+    write_behind(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric("logmon_engine_events_total") < n + b_lines {
+        assert!(
+            Instant::now() < deadline,
+            "events {}",
+            metric("logmon_engine_events_total")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(metric("logmon_engine_events_total"), n + b_lines);
+    assert_eq!(metric("logmon_engine_late_events_total"), b_lines);
+    // /api/agents: the trailing stream ten minutes behind the collector's
+    // clock, the other not.
+    let agents = get(port, "/api/agents");
+    let body = agents.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let agents: serde_json::Value = serde_json::from_str(body).unwrap();
+    let lag = |id: &str| {
+        agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["agent"] == id)
+            .and_then(|a| a["streams"][0]["lag_seconds"].as_i64())
+            .unwrap_or_else(|| panic!("no stream of {id}: {agents}"))
+    };
+    let behind_by = lag("behind");
+    assert!((595..=620).contains(&behind_by), "{agents}");
+    assert!(lag("on-time") < 120, "{agents}");
 }

@@ -4,7 +4,7 @@
 use logmon_protocol::Format;
 use logmon_tests::{
     GenSpec, Model, ReplayArgs, ReplayRun, State, assert_matches_model, brute_force, event_seconds,
-    generate, replay, replay_stdin, sample_csv, utc,
+    generate, replay, replay_stdin, replay_within, sample_csv, utc,
 };
 use std::path::PathBuf;
 
@@ -593,4 +593,131 @@ fn text_output_keeps_the_exercise_wording() {
             s.hits
         );
     }
+}
+
+/// 2100-01-01 00:00:00 UTC.
+const YEAR_2100: i64 = 4_102_444_800;
+
+#[test]
+fn a_line_dated_2100_after_the_sample_changes_no_transition_and_is_passed_over() {
+    let Some(sample) = sample_csv() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sample-2100.csv");
+    let mut text = std::fs::read_to_string(&sample).unwrap();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "\"10.0.0.9\",\"-\",\"apache\",{YEAR_2100},\"GET /api/far HTTP/1.0\",200,100\n"
+    ));
+    std::fs::write(&file, text).unwrap();
+    let limit = std::time::Duration::from_secs(120);
+    let alone = replay(&sample, &ReplayArgs::default());
+    let run = replay_within(&file, &ReplayArgs::default(), limit);
+    assert_eq!(run.alerts, alone.alerts, "the sample's transitions");
+    assert_eq!(run.high_traffic().len(), 4, "{:?}", run.high_traffic());
+    let (a, b) = (alone.summary(), run.summary());
+    assert_eq!(b.events, a.events + 1);
+    assert_eq!(b.transitions, a.transitions);
+    // Every second up to the line's closed (as the every-second
+    // evaluation would), the empty blocks told as one quiet run up to the
+    // block the watermark (the line's second minus the lateness) stopped
+    // in; that block is told when it completes, empty, then the line's.
+    let last_block = alone.stats.last().unwrap();
+    assert_eq!(run.quiet, vec![(last_block.end, YEAR_2100 - 10)]);
+    let block = |start: i64, hits: u64| logmon_tests::StatsLine {
+        start,
+        end: start + 10,
+        hits,
+    };
+    assert_eq!(
+        run.stats[alone.stats.len()..],
+        [block(YEAR_2100 - 10, 0), block(YEAR_2100, 1)]
+    );
+    let last = *event_seconds(&sample, Format::Csv).iter().max().unwrap();
+    assert_eq!(b.seconds, a.seconds + (YEAR_2100 - last) as u64, "{b:?}");
+    // The text form says it in one line.
+    let text = replay_within(
+        &file,
+        &ReplayArgs {
+            json: false,
+            ..ReplayArgs::default()
+        },
+        limit,
+    );
+    let quiet: Vec<&str> = text
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("── no traffic from "))
+        .collect();
+    assert_eq!(
+        quiet,
+        [format!(
+            "── no traffic from {} to 2099-12-31 23:59:50 UTC ({}–{}) ──",
+            utc(last_block.end),
+            last_block.end,
+            YEAR_2100 - 10
+        )]
+    );
+}
+
+#[test]
+fn gaps_of_an_hour_and_of_three_days_give_the_brute_force_transitions() {
+    // A burst before each gap, so an alert fires and recovers inside it.
+    let hour = 3600;
+    let days = 3 * 86_400;
+    let spec = GenSpec {
+        format: Format::Csv,
+        lines: 14_000,
+        rate: 5.0,
+        bursts: vec!["200:150:30".into(), format!("{}:150:30", 400 + hour + 100)],
+        gaps: vec![
+            format!("400:{hour}"),
+            format!("{}:{days}", 400 + hour + 300),
+        ],
+        steady: true,
+        disorder: 3,
+        seed: 33,
+        ..GenSpec::default()
+    };
+    let (run, model, ..) = check_generated(&spec, &ReplayArgs::default());
+    let states: Vec<State> = model.transitions.iter().map(|t| t.state).collect();
+    assert_eq!(
+        states,
+        [
+            State::Firing,
+            State::Resolved,
+            State::Firing,
+            State::Resolved
+        ],
+        "{:?}",
+        model.transitions
+    );
+    let gaps = [
+        (START + 400, START + 400 + hour),
+        (START + 700 + hour, START + 700 + hour + days),
+    ];
+    assert!(
+        model.last.is_some_and(|l| l >= gaps[1].1),
+        "the log should go on after the second gap"
+    );
+    for (i, t) in model.transitions.iter().enumerate().skip(1).step_by(2) {
+        let (from, to) = gaps[i / 2];
+        assert!(
+            (from..to).contains(&t.at),
+            "resolve {t:?} inside {from}..{to}"
+        );
+    }
+    // The three days' whole empty blocks are one quiet run inside the gap,
+    // passed over. The hour's silent run, once the lateness is taken off,
+    // is just under `QUIET_AFTER` (an hour): evaluated second by second.
+    assert_eq!(run.quiet.len(), 1, "{:?}", run.quiet);
+    let (start, end) = run.quiet[0];
+    let (from, to) = gaps[1];
+    assert!(
+        from <= start && end <= to && end - start >= days - 60,
+        "{start}..{end} in {from}..{to}"
+    );
 }

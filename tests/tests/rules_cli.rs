@@ -203,7 +203,10 @@ fn a_rule_that_faults_is_reported_and_exits_1() {
     let stdout = masked(&text(&out.stdout));
     assert_eq!(
         stdout[1],
-        "FAULT     2019-02-07 21:11:03 UTC (1549573863)  `evaluate` trapped: wasm trap: wasm `unreachable` instruction executed"
+        "FAULT     2019-02-07 21:11:03 UTC (1549573863)  `evaluate` trapped: wasm trap: wasm `unreachable` instruction executed; \
+         stderr: thread '<unnamed>' (1) panicked at wasm-rules/hostile/src/lib.rs:55:23: / hostile rule trapping at second 1549573863 / \
+         note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace",
+        "the panic's own message, from the guest's stderr"
     );
     assert_eq!(
         stdout[2],

@@ -55,13 +55,24 @@ pub enum TailError {
 }
 
 /// One stream of lines: a file, known by its fingerprint. The path is where
-/// the file was last seen; it changes when the file is rotated.
+/// the file was last seen; it changes when the file is rotated. The
+/// agent's own form of [`logmon_protocol::wire::StreamId`] (into which it
+/// converts), with the path as the OS gave it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct StreamKey {
+pub struct StreamId {
     /// The file's identity.
     pub fingerprint: FileFingerprint,
     /// Where the file was when these lines were read.
     pub path: PathBuf,
+}
+
+impl From<&StreamId> for logmon_protocol::wire::StreamId {
+    fn from(stream: &StreamId) -> Self {
+        logmon_protocol::wire::StreamId {
+            fingerprint: stream.fingerprint.get(),
+            path: stream.path.display().to_string(),
+        }
+    }
 }
 
 /// One line, without its line terminator (`\n` or `\r\n`).
@@ -79,7 +90,7 @@ pub struct Line {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadLines {
     /// Where they come from.
-    pub stream: StreamKey,
+    pub stream: StreamId,
     /// Offset of the first line.
     pub start: u64,
     /// Offset just after the last line's terminator: acknowledge this.
@@ -232,7 +243,7 @@ impl Tailer {
     /// Records that everything in `stream` before `end` (the `end` of a
     /// delivered batch) reached the collector. Acknowledgements may arrive
     /// late and out of order; offsets only move forward.
-    pub fn ack(&mut self, stream: &StreamKey, end: u64) {
+    pub fn ack(&mut self, stream: &StreamId, end: u64) {
         let wall = SystemTime::now();
         let fingerprint = stream.fingerprint;
         let watcher = self
@@ -543,7 +554,7 @@ impl Tailer {
             c.truncated_lines += out.truncated_lines;
             if !out.lines.is_empty() {
                 batch = Some(ReadLines {
-                    stream: StreamKey {
+                    stream: StreamId {
                         fingerprint,
                         path: w.path.clone(),
                     },

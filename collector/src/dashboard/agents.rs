@@ -1,7 +1,7 @@
 //! What `/api/agents` shows: every agent the engine has read from, with its
 //! streams (one per file), from the bus records as the engine reads them.
 //!
-//! A stream's watermark is what [`crate::watermark`] computes for it: its
+//! A stream's watermark is what [`crate::engine::watermark`] computes for it: its
 //! newest event second, or the second of its latest heartbeat if newer, minus
 //! the lateness. The view is bounded: agents not heard from for an hour are
 //! forgotten, and past [`MAX_STREAMS`] streams the least recently heard one
@@ -11,6 +11,7 @@
 //! mutex; `/api/agents` only copies it there ([`AgentsView::snapshot`]:
 //! numbers and shared strings) and builds its JSON after.
 
+pub use crate::engine::observer::BatchSeen;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -21,23 +22,6 @@ pub const MAX_STREAMS: usize = 10_000;
 /// Agents silent for this long are forgotten.
 const FORGET_AFTER: Duration = Duration::from_secs(3600);
 const NANOS: i64 = 1_000_000_000;
-
-/// One bus record as the engine read it.
-#[derive(Debug, Clone, Copy)]
-pub struct BatchSeen<'a> {
-    pub agent: &'a str,
-    pub host: &'a str,
-    pub fingerprint: u64,
-    pub path: &'a str,
-    /// The agent's clock when it cut the batch (unix nanoseconds).
-    pub sent_at: i64,
-    pub caught_up: bool,
-    pub finished: bool,
-    /// Events the engine counted (on time or late).
-    pub events: u64,
-    /// The newest of their seconds.
-    pub newest: Option<i64>,
-}
 
 #[derive(Debug, Clone)]
 struct StreamView {

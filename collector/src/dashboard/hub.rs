@@ -11,9 +11,10 @@
 use super::agents::{AgentsView, BatchSeen};
 use super::series::{STATUS_CLASSES, SecondPoint, SeriesRing};
 use super::sse;
-use crate::engine::SecondStats;
+use crate::engine::observer::Observer;
+use crate::engine::seconds::SecondStats;
+use crate::engine::stats::StatsReport;
 use crate::rules::Transition;
-use crate::stats::StatsReport;
 use bytes::Bytes;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -94,6 +95,24 @@ impl Hub {
         }
     }
 
+    /// The silent seconds `from..to` closed at once: memory holds the last
+    /// [`MEMORY_SECONDS`](super::series::MEMORY_SECONDS) of them as zero
+    /// points, and only the last is published (a page that sees the seconds
+    /// skip fetches the series again).
+    pub fn silence(&self, from: i64, to: i64) {
+        if to <= from {
+            return;
+        }
+        let held = from.max(to - super::series::MEMORY_SECONDS);
+        {
+            let mut series = lock(&self.series);
+            for time in held..to - 1 {
+                series.insert(SecondPoint::from_stats(&SecondStats::silent(time)));
+            }
+        }
+        self.second(&SecondStats::silent(to - 1));
+    }
+
     /// A completed statistics block.
     pub fn stats(&self, r: &StatsReport) {
         let json = Arc::new(stats_json(r));
@@ -103,7 +122,7 @@ impl Hub {
 
     /// A transition the outbox took as new.
     pub fn transition(&self, t: &Transition) {
-        self.publish("alert", || crate::notify::webhook_payload(t));
+        self.publish("alert", || crate::alerts::notify::webhook_payload(t));
     }
 
     /// A bus record the engine read.
@@ -131,6 +150,36 @@ impl Hub {
         // Copied under the lock, serialized after it.
         let snapshot = lock(&self.agents).snapshot();
         snapshot.json(wall)
+    }
+}
+
+/// The hub as the engine's observer: it never fails and never waits.
+#[derive(Debug, Clone)]
+pub struct HubObserver(pub Arc<Hub>);
+
+impl Observer for HubObserver {
+    fn second(&mut self, s: &SecondStats) -> std::io::Result<()> {
+        self.0.second(s);
+        Ok(())
+    }
+
+    fn transition(&mut self, t: &Transition) -> std::io::Result<()> {
+        self.0.transition(t);
+        Ok(())
+    }
+
+    fn silence(&mut self, from: i64, to: i64) -> std::io::Result<()> {
+        self.0.silence(from, to);
+        Ok(())
+    }
+
+    fn stats(&mut self, r: &StatsReport) -> std::io::Result<()> {
+        self.0.stats(r);
+        Ok(())
+    }
+
+    fn batch(&mut self, b: &BatchSeen<'_>) {
+        self.0.batch(b);
     }
 }
 

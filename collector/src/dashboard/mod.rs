@@ -41,12 +41,13 @@ pub mod series;
 pub mod sse;
 
 pub use agents::BatchSeen;
-pub use hub::Hub;
+pub use hub::{Hub, HubObserver};
 
-use crate::ingest::http::{error, json, method_not_allowed, whole};
-use crate::ingest::{ApiRequest, ApiRoutes, ResponseBody, bearer, constant_time_eq};
-use crate::live::LiveCounters;
-use crate::outbox::{Outbox, OutboxError};
+use crate::alerts::outbox::{Outbox, OutboxError};
+use crate::engine::consumer::LiveCounters;
+use crate::http::auth::{bearer, constant_time_eq};
+use crate::http::response::{error, json, method_not_allowed, whole};
+use crate::http::{Answer, Body as ResponseBody, ConnectionSlot, RequestHead, Routes};
 use bytes::Bytes;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Response, StatusCode};
@@ -111,12 +112,6 @@ pub struct Dashboard {
     streams: Arc<Semaphore>,
     max_streams: usize,
     keep_alive: Duration,
-}
-
-fn wall_seconds() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// The first value of query parameter `name`, percent-decoded.
@@ -187,17 +182,9 @@ impl Dashboard {
         self
     }
 
-    /// The routes to add to the ingest listener.
-    pub fn routes(self: Arc<Self>) -> ApiRoutes {
-        ApiRoutes(Box::new(move |request| {
-            let dashboard = Arc::clone(&self);
-            Box::pin(async move { dashboard.handle(request).await })
-        }))
-    }
-
     /// The answer to `request`, or `None` when the path is not the
     /// dashboard's.
-    pub async fn handle(&self, request: ApiRequest) -> Option<Response<ResponseBody>> {
+    pub async fn handle(&self, request: RequestHead) -> Option<Response<ResponseBody>> {
         let mut response = self.route(&request).await?;
         let headers = response.headers_mut();
         headers
@@ -214,7 +201,23 @@ impl Dashboard {
         Some(response)
     }
 
-    async fn route(&self, request: &ApiRequest) -> Option<Response<ResponseBody>> {
+    /// Whether `path` is the dashboard's: the page, its assets, the API,
+    /// under the prefix when one is set (the prefix itself redirects).
+    pub fn claims(&self, raw: &str) -> bool {
+        let path = match &self.options.prefix {
+            Some(prefix) if raw == prefix => return true,
+            Some(prefix) => raw
+                .strip_prefix(prefix.as_str())
+                .filter(|rest| rest.starts_with('/'))
+                .unwrap_or(raw),
+            None => raw,
+        };
+        matches!(path, "/" | "/dashboard" | "/index.html" | "/api")
+            || path.starts_with("/assets/")
+            || path.starts_with("/api/")
+    }
+
+    async fn route(&self, request: &RequestHead) -> Option<Response<ResponseBody>> {
         let raw = request.uri.path();
         let path = match &self.options.prefix {
             Some(prefix) if raw == prefix => {
@@ -250,7 +253,7 @@ impl Dashboard {
         })
     }
 
-    fn asset(&self, request: &ApiRequest, name: &str) -> Response<ResponseBody> {
+    fn asset(&self, request: &RequestHead, name: &str) -> Response<ResponseBody> {
         let Some(asset) = assets::find(name) else {
             return error(StatusCode::NOT_FOUND, "not_found", "no such asset");
         };
@@ -289,7 +292,7 @@ impl Dashboard {
     }
 
     /// Whether the request carries the dashboard token (or none is set).
-    fn authorized(&self, request: &ApiRequest) -> bool {
+    fn authorized(&self, request: &RequestHead) -> bool {
         let Some(token) = &self.options.token else {
             return true;
         };
@@ -304,7 +307,7 @@ impl Dashboard {
         given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()))
     }
 
-    async fn api(&self, request: &ApiRequest, path: &str) -> Response<ResponseBody> {
+    async fn api(&self, request: &RequestHead, path: &str) -> Response<ResponseBody> {
         if !self.authorized(request) {
             let mut r = error(
                 StatusCode::UNAUTHORIZED,
@@ -324,15 +327,15 @@ impl Dashboard {
                 .latest_stats()
                 .map_or(serde_json::Value::Null, |s| (*s).clone())),
             "/api/alerts" => self.alerts(query).await,
-            "/api/rules" => ok(&self.rules()),
-            "/api/agents" => ok(&self.hub.agents_json(wall_seconds())),
+            "/api/rules" => ok(&serde_json::json!(self.rules())),
+            "/api/agents" => ok(&self.hub.agents_json(crate::clock::now_seconds())),
             "/api/overview" => ok(&self.overview()),
             "/api/stream" => self.stream(request),
             _ => error(StatusCode::NOT_FOUND, "not_found", "no such API route"),
         }
     }
 
-    fn rules(&self) -> serde_json::Value {
+    fn rules(&self) -> Vec<crate::rules::RuleStatus> {
         self.live
             .rules
             .lock()
@@ -348,7 +351,7 @@ impl Dashboard {
     }
 
     fn overview(&self) -> serde_json::Value {
-        let now = wall_seconds();
+        let now = crate::clock::now_seconds();
         let watermark = self.watermark();
         let counter = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         json!({
@@ -368,7 +371,7 @@ impl Dashboard {
     fn last_closed(&self, newest: Option<i64>) -> i64 {
         newest
             .or_else(|| self.watermark().map(|w| w - 1))
-            .unwrap_or_else(|| wall_seconds() - i64::from(self.lateness) - 1)
+            .unwrap_or_else(|| crate::clock::now_seconds() - i64::from(self.lateness) - 1)
     }
 
     async fn series(&self, query: Option<&str>) -> Response<ResponseBody> {
@@ -469,7 +472,7 @@ impl Dashboard {
         )
     }
 
-    fn stream(&self, request: &ApiRequest) -> Response<ResponseBody> {
+    fn stream(&self, request: &RequestHead) -> Response<ResponseBody> {
         let body = if request.method == Method::HEAD {
             // The headers only: no stream to hold a place for.
             whole(Bytes::new())
@@ -525,25 +528,16 @@ fn redirect(to: &str) -> Response<ResponseBody> {
 }
 
 /// The keys firing now, each with its rule instance's name.
-pub fn active_alerts(rules: &serde_json::Value) -> serde_json::Value {
-    let active: Vec<serde_json::Value> = rules
-        .as_array()
-        .into_iter()
-        .flatten()
+pub fn active_alerts(rules: &[crate::rules::RuleStatus]) -> serde_json::Value {
+    rules
+        .iter()
         .flat_map(|r| {
-            let rule = r["name"].clone();
-            r["active"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .map(move |mut a| {
-                    a["rule"] = rule.clone();
-                    a
-                })
+            r.active.iter().map(
+                |a| json!({ "rule": r.name, "key": a.key, "value": a.value, "message": a.message }),
+            )
         })
-        .collect();
-    active.into()
+        .collect::<Vec<_>>()
+        .into()
 }
 
 /// The latest `limit` transitions in the outbox, newest first, as webhooks
@@ -563,10 +557,33 @@ fn history(outbox: &Outbox, limit: u64) -> Result<Vec<serde_json::Value>, String
     let mut history: Vec<serde_json::Value> = read
         .map_err(|e| e.to_string())?
         .into_iter()
-        .map(|(_, t)| crate::notify::webhook_payload(&t))
+        .map(|(_, t)| crate::alerts::notify::webhook_payload(&t))
         .collect();
     history.reverse();
     Ok(history)
+}
+
+/// The dashboard's peer on the router: the page, its assets, `/api/*`.
+impl Routes for Dashboard {
+    fn claims(&self, path: &str) -> bool {
+        Dashboard::claims(self, path)
+    }
+
+    fn serve(
+        self: Arc<Self>,
+        request: hyper::Request<hyper::body::Incoming>,
+        connection: &ConnectionSlot,
+    ) -> Answer {
+        let head = RequestHead::of(request, connection);
+        Box::pin(async move {
+            let path = head.uri.path().to_owned();
+            let method = head.method.clone();
+            self.handle(head).await.unwrap_or_else(|| {
+                let reason = format!("no route for {method} {path}");
+                error(StatusCode::NOT_FOUND, "not_found", &reason)
+            })
+        })
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! `keep_alive` keeps proxies from closing an idle stream; shutdown ends
 //! every stream, so the server's drain does not wait on them.
 
-use crate::ingest::ResponseBody;
+use crate::http::Body as ResponseBody;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Frame;

@@ -45,7 +45,7 @@ fn fixture_with(options: DashboardOptions, max_streams: usize) -> Fixture {
     }
 }
 
-fn get(uri: &str, headers: &[(&str, &str)]) -> ApiRequest {
+fn get(uri: &str, headers: &[(&str, &str)]) -> RequestHead {
     let mut map = hyper::HeaderMap::new();
     for (k, v) in headers {
         map.insert(
@@ -53,7 +53,7 @@ fn get(uri: &str, headers: &[(&str, &str)]) -> ApiRequest {
             HeaderValue::from_str(v).unwrap(),
         );
     }
-    ApiRequest {
+    RequestHead {
         method: Method::GET,
         uri: uri.parse().unwrap(),
         headers: map,
@@ -61,8 +61,8 @@ fn get(uri: &str, headers: &[(&str, &str)]) -> ApiRequest {
     }
 }
 
-fn head(uri: &str) -> ApiRequest {
-    ApiRequest {
+fn head(uri: &str) -> RequestHead {
+    RequestHead {
         method: Method::HEAD,
         ..get(uri, &[])
     }
@@ -81,7 +81,7 @@ impl Answer {
 }
 
 impl Fixture {
-    async fn answer(&self, request: ApiRequest) -> Option<Answer> {
+    async fn answer(&self, request: RequestHead) -> Option<Answer> {
         let response = self.dashboard.handle(request).await?;
         let status = response.status();
         let headers = response.headers().clone();
@@ -215,7 +215,7 @@ async fn the_api_needs_the_dashboard_token_when_one_is_set() {
     }
     let a = f.get("/api/stats?token=t0ken").await;
     assert_eq!(a.json(), serde_json::Value::Null, "no block yet");
-    let post = ApiRequest {
+    let post = RequestHead {
         method: Method::POST,
         ..get("/api/stats?token=t0ken", &[])
     };
@@ -349,9 +349,7 @@ async fn overview_agents_and_alerts() {
         })
         .collect();
     f.outbox.append(&transitions).unwrap();
-    *f.live.rules.lock().unwrap() = json!([
-        {"name": "high-traffic", "active": [{"key": "", "value": 10.0, "message": "m6"}]}
-    ]);
+    *f.live.rules.lock().unwrap() = vec![firing_rule("high-traffic", "m6")];
     let alerts = f.get("/api/alerts?limit=3").await.json();
     let history: Vec<(&str, i64)> = alerts["history"]
         .as_array()
@@ -410,7 +408,7 @@ fn serve_flags_check_the_token_and_the_prefix() {
 
 /// The response to `request`, its body left unread (an event stream never
 /// ends).
-async fn open(f: &Fixture, request: ApiRequest) -> Response<ResponseBody> {
+async fn open(f: &Fixture, request: RequestHead) -> Response<ResponseBody> {
     f.dashboard
         .handle(request)
         .await
@@ -429,7 +427,7 @@ async fn every_answer_carries_the_security_headers_and_the_page_its_policy() {
         token: Some("t0ken".into()),
         prefix: Some("/logmon".into()),
     });
-    let post = ApiRequest {
+    let post = RequestHead {
         method: Method::POST,
         ..get("/api/stats", &[])
     };
@@ -658,7 +656,8 @@ impl Client {
 
 #[tokio::test]
 async fn open_streams_never_take_the_places_agents_connect_with() {
-    use crate::bus::{LogConfig, SegmentLog};
+    use crate::bus::{LocalBus, LogConfig, SegmentLog};
+    use crate::http::ServerConfig;
     use crate::ingest::{self, IngestConfig, IngestState};
     let f = fixture_with(DashboardOptions::default(), 2);
     let (log, _) = SegmentLog::open(LogConfig {
@@ -668,18 +667,28 @@ async fn open_streams_never_take_the_places_agents_connect_with() {
     .unwrap();
     let config = IngestConfig {
         tokens: vec!["agent-token".into()],
-        max_connections: 2,
         ..IngestConfig::default()
     };
-    let (state, _) = IngestState::open(config, log).unwrap();
+    let (bus, _) = LocalBus::with_log(log, config.limits).unwrap();
+    let state = IngestState::open(config, Arc::new(bus)).unwrap();
     let Fixture {
         dashboard, _dir, ..
     } = f;
-    state.add_api(Arc::new(dashboard).routes());
+    let router = ingest::router(&state).mount(Arc::new(dashboard));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(ingest::run(listener, Arc::clone(&state), shutdown.clone()));
+    let server_config = ServerConfig {
+        max_connections: 2,
+        ..ServerConfig::default()
+    };
+    let server = tokio::spawn(crate::http::server::run(
+        listener,
+        Arc::new(router),
+        server_config,
+        state.metrics().connections(),
+        shutdown.clone(),
+    ));
 
     // Two dashboards, each on its own connection, as browsers open them.
     let mut streams = Vec::new();
@@ -717,4 +726,47 @@ async fn open_streams_never_take_the_places_agents_connect_with() {
     tokio::task::spawn_blocking(move || state.close().unwrap())
         .await
         .unwrap();
+}
+
+/// A rule instance's status with one key firing.
+fn firing_rule(name: &str, message: &str) -> crate::rules::RuleStatus {
+    use crate::rules::*;
+    RuleStatus {
+        name: name.into(),
+        rule: name.into(),
+        description: String::new(),
+        version: "0".into(),
+        params: Default::default(),
+        defaults: Default::default(),
+        health: HealthStatus {
+            evaluations: 0,
+            busy_us: 0.0,
+            mean_us: 0.0,
+            max_us: 0.0,
+            quarantined: None,
+        },
+        component: ComponentStatus {
+            kind: ComponentKind::Rust,
+            bytes: 0,
+            sha256: "".into(),
+            compiled: Compiled::Memory,
+        },
+        start: StartStatus {
+            load_us: 0.0,
+            instantiate_us: 0.0,
+        },
+        memory: MemoryStatus {
+            bytes: 0,
+            peak_bytes: 0,
+            cap_bytes: 0,
+        },
+        pending_for: 0,
+        keep_firing_for: 0,
+        pending: Vec::new(),
+        active: vec![ActiveKey {
+            key: String::new(),
+            value: Some(10.0),
+            message: message.into(),
+        }],
+    }
 }

@@ -106,6 +106,26 @@ pub struct ClientStats {
     pub partial_writes: AtomicU64,
     /// Uncompressed line-protocol bytes accepted.
     pub bytes_written: AtomicU64,
+    /// Why the last attempt failed, until an attempt gets an answer again:
+    /// what keeps a caller waiting while the client retries.
+    pub failing: std::sync::Mutex<Option<String>>,
+}
+
+impl ClientStats {
+    /// See [`ClientStats::failing`].
+    pub fn failing(&self) -> Option<String> {
+        self.failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_failing(&self, reason: Option<&str>) {
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        if failing.as_deref() != reason {
+            *failing = reason.map(str::to_owned);
+        }
+    }
 }
 
 /// What [`InfluxClient::ensure_schema`] did.
@@ -459,12 +479,16 @@ impl InfluxClient {
             attempts += 1;
             stats.requests.fetch_add(1, Ordering::Relaxed);
             let (reason, retry_after) = match self.attempt(build()).await {
-                Attempt::Final(answer) => return Ok((answer, attempts)),
+                Attempt::Final(answer) => {
+                    stats.set_failing(None);
+                    return Ok((answer, attempts));
+                }
                 Attempt::Retry {
                     reason,
                     retry_after,
                 } => (reason, retry_after),
             };
+            stats.set_failing(Some(&reason));
             if attempts > config.max_retries {
                 return Err((attempts, reason));
             }

@@ -21,12 +21,12 @@
 //! # org = "acme"; bucket = "logmon"; token = "..."; rollup_bucket = "logmon_rollups"
 //! ```
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
 
 /// Where and how the collector writes to InfluxDB.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct InfluxConfig {
     /// Base URL of the server, `http://host:port[/prefix]`. Default
@@ -92,7 +92,7 @@ impl InfluxConfig {
 }
 
 /// The write API and its destination.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InfluxApi {
     /// `/write?db=&rp=` and `/query` (InfluxDB 1.x; v1-compat in 2.x/3.x).
@@ -109,7 +109,7 @@ impl Default for InfluxApi {
 }
 
 /// InfluxDB 1.x database and retention policies, created when absent.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct V1Config {
     /// Default `logmon`.
@@ -159,7 +159,7 @@ impl fmt::Debug for V1Config {
 
 /// InfluxDB v2 write API destination; all fields but `rollup_bucket` are
 /// required.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct V2Config {
     pub org: String,

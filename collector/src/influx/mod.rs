@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod config;
+pub mod consumer;
 pub mod schema;
 pub mod writer;
 

@@ -309,7 +309,7 @@ struct Tracked {
 ///
 /// The totals are part of the store consumer's snapshot, so after a restart
 /// a second whose events straddle the restart point is rewritten with its
-/// full totals (see [`crate::store`]).
+/// full totals (see [`crate::influx::consumer`]).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TrafficRollup {
     horizon: i64,

@@ -3,7 +3,6 @@
 //! Everything is a relaxed atomic: counters only grow, gauges are set by
 //! their single owner, and a scrape may see them a moment apart.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -20,10 +19,11 @@ pub enum Rejection {
     Backpressure,
     BusError,
     ShuttingDown,
+    DiskFull,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 10] = [
+    pub const ALL: [Rejection; 11] = [
         Rejection::Unauthorized,
         Rejection::TooLarge,
         Rejection::Corrupt,
@@ -34,6 +34,7 @@ impl Rejection {
         Rejection::Backpressure,
         Rejection::BusError,
         Rejection::ShuttingDown,
+        Rejection::DiskFull,
     ];
 
     /// The `reason` label value.
@@ -49,6 +50,7 @@ impl Rejection {
             Rejection::Backpressure => "backpressure",
             Rejection::BusError => "bus_error",
             Rejection::ShuttingDown => "shutting_down",
+            Rejection::DiskFull => "disk_full",
         }
     }
 }
@@ -74,7 +76,8 @@ pub struct Metrics {
     latency_count: AtomicU64,
     latency_sum_ns: AtomicU64,
     pub(crate) backlog_bytes: AtomicU64,
-    pub(crate) active_connections: AtomicU64,
+    /// Shared with the HTTP server, which counts its connections in it.
+    pub(crate) active_connections: std::sync::Arc<AtomicU64>,
 }
 
 impl Metrics {
@@ -145,101 +148,96 @@ impl Metrics {
     }
 
     /// Renders the Prometheus text exposition format (version 0.0.4).
+    /// The gauge of open connections, for the HTTP server to keep.
+    pub fn connections(&self) -> std::sync::Arc<AtomicU64> {
+        std::sync::Arc::clone(&self.active_connections)
+    }
+
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        let mut counter = |name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
-        };
-        counter(
-            "logmon_ingest_batches_accepted_total",
-            "Batches made durable in the event bus.",
-            self.accepted(),
-        );
-        counter(
-            "logmon_ingest_batches_duplicate_total",
-            "Batches acknowledged without storing because they were stored before.",
-            self.duplicates(),
-        );
-        counter(
-            "logmon_ingest_events_accepted_total",
-            "Events in batches made durable.",
-            self.events(),
-        );
-        counter(
-            "logmon_ingest_bytes_received_total",
-            "Request body bytes received on POST /v1/batches (compressed).",
-            self.bytes_received.load(Relaxed),
-        );
-        counter(
-            "logmon_ingest_stream_gaps_total",
-            "Batches stored that start past the stored end of their stream.",
-            self.gaps(),
-        );
-        counter(
-            "logmon_ingest_stream_gap_bytes_total",
-            "Stream bytes skipped by those gaps (never received).",
-            self.gap_bytes.load(Relaxed),
-        );
-        counter(
-            "logmon_ingest_bus_appends_total",
-            "Group commits to the event bus (one fsync each).",
-            self.bus_appends(),
-        );
-        counter(
-            "logmon_ingest_bus_records_total",
-            "Records written to the event bus by group commits.",
-            self.bus_records(),
-        );
+        use logmon_protocol::prometheus::{Kind, Text};
+        let mut text = Text::new();
+        for (name, help, value) in [
+            (
+                "logmon_ingest_batches_accepted_total",
+                "Batches made durable in the event bus.",
+                self.accepted(),
+            ),
+            (
+                "logmon_ingest_batches_duplicate_total",
+                "Batches acknowledged without storing because they were stored before.",
+                self.duplicates(),
+            ),
+            (
+                "logmon_ingest_events_accepted_total",
+                "Events in batches made durable.",
+                self.events(),
+            ),
+            (
+                "logmon_ingest_bytes_received_total",
+                "Request body bytes received on POST /v1/batches (compressed).",
+                self.bytes_received.load(Relaxed),
+            ),
+            (
+                "logmon_ingest_stream_gaps_total",
+                "Batches stored that start past the stored end of their stream.",
+                self.gaps(),
+            ),
+            (
+                "logmon_ingest_stream_gap_bytes_total",
+                "Stream bytes skipped by those gaps (never received).",
+                self.gap_bytes.load(Relaxed),
+            ),
+            (
+                "logmon_ingest_bus_appends_total",
+                "Group commits to the event bus (one fsync each).",
+                self.bus_appends(),
+            ),
+            (
+                "logmon_ingest_bus_records_total",
+                "Records written to the event bus by group commits.",
+                self.bus_records(),
+            ),
+        ] {
+            text.single(name, Kind::Counter, help, value);
+        }
 
         let name = "logmon_ingest_batches_rejected_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Batches refused, by reason.\n# TYPE {name} counter"
-        );
+        text.family(name, Kind::Counter, "Batches refused, by reason.");
         for why in Rejection::ALL {
-            let _ = writeln!(
-                out,
-                "{name}{{reason=\"{}\"}} {}",
-                why.label(),
-                self.rejected(why)
-            );
+            text.sample(name, &[("reason", why.label())], self.rejected(why));
         }
 
         let name = "logmon_ingest_bus_append_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Latency of one group commit to the event bus (write and fsync).\n# TYPE {name} histogram"
+        text.family(
+            name,
+            Kind::Histogram,
+            "Latency of one group commit to the event bus (write and fsync).",
         );
+        let bucket = format!("{name}_bucket");
         let mut cumulative = 0;
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
-            cumulative += bucket.load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        for (bound, count) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
+            cumulative += count.load(Relaxed);
+            text.sample(&bucket, &[("le", &bound.to_string())], cumulative);
         }
         let count = self.latency_count.load(Relaxed);
         let sum = self.latency_sum_ns.load(Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+        text.sample(&bucket, &[("le", "+Inf")], count);
+        text.sample(&format!("{name}_sum"), &[], sum);
+        text.sample(&format!("{name}_count"), &[], count);
 
-        let mut gauge = |name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
-        };
-        gauge(
+        text.single(
             "logmon_ingest_bus_backlog_bytes",
+            Kind::Gauge,
             "Event bus bytes not yet consumed by the slowest consumer.",
             self.backlog_bytes.load(Relaxed),
         );
-        gauge(
+        text.single(
             "logmon_ingest_active_connections",
+            Kind::Gauge,
             "Open client connections.",
             self.active_connections(),
         );
-        out
+        text.into_string()
     }
 }
 

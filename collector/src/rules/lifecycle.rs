@@ -66,6 +66,14 @@ impl Lifecycle {
     /// Second `at`: the rule reports `firing` (key → value, message); for
     /// keys that stopped, `recovery(key)` gives the value and message to
     /// resolve with. Transitions of `rule` are appended to `out`.
+    /// No key is pending or counting down to its recovery: while the rule
+    /// answers the same, no transition is due.
+    pub fn settled(&self) -> bool {
+        self.keys
+            .values()
+            .all(|k| matches!(k, KeyState::Firing { quiet: None, .. }))
+    }
+
     pub fn step(
         &mut self,
         rule: &str,

@@ -7,15 +7,21 @@
 //! cannot fire twice without resolving in between, because transitions are
 //! the host's diff of consecutive firing sets.
 
+mod cache;
+mod kind;
 pub mod lifecycle;
 pub mod reload;
 mod sandbox;
 pub mod shipped;
+mod stderr;
 
 use crate::engine::SecondStats;
-pub use sandbox::{RuleComponent, RuleRuntime, SandboxLimits, wit};
+pub use cache::ComponentCache;
+pub use kind::ComponentKind;
+pub use sandbox::{Compiled, RuleComponent, RuleRuntime, SandboxLimits, wit};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Most sections, and top clients, handed to a rule per second.
@@ -83,6 +89,9 @@ pub struct RuleSpec {
     pub pending_for: u32,
     /// Seconds a key keeps firing after the rule stops reporting it.
     pub keep_firing_for: u32,
+    /// The instance's linear memory cap, bytes; by default its kind's
+    /// ([`SandboxLimits::memory_for`]).
+    pub memory: Option<usize>,
 }
 
 impl RuleSpec {
@@ -94,6 +103,7 @@ impl RuleSpec {
             name: None,
             pending_for: 0,
             keep_firing_for: 0,
+            memory: None,
         }
     }
 
@@ -129,10 +139,34 @@ pub fn parse_seconds(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("`{s}` is too long"))
 }
 
+/// A memory size: `268435456` (bytes), `256K`, `256M`, `1G` (also `MiB`,
+/// `GiB`, …: powers of 1024).
+pub fn parse_memory(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let at = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(at);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a memory size (256M, 1G)"))?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "K" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        _ => return Err(format!("`{s}`: the units are K, M and G")),
+    };
+    match n.checked_mul(1 << shift) {
+        Some(bytes) if bytes >= 1 << 20 => Ok(bytes),
+        Some(_) => Err(format!("`{s}` is below 1M, too little for any rule")),
+        None => Err(format!("`{s}` is too large")),
+    }
+}
+
 impl std::str::FromStr for RuleSpec {
     type Err = String;
 
-    /// `NAME-OR-PATH[:key=value,key=value]`; a value containing `.wasm` or a
+    /// `NAME-OR-PATH[:key=value,key=value]`; the host's keys are `for`,
+    /// `keep_firing_for`, `name` and `memory`. A value containing `.wasm` or a
     /// `/` is a path, anything else names a shipped rule.
     fn from_str(s: &str) -> Result<RuleSpec, String> {
         let (source, params) = match s.rsplit_once(':') {
@@ -156,13 +190,15 @@ impl std::str::FromStr for RuleSpec {
                     .ok_or_else(|| format!("parameter `{p}` is not key=value"))
             })
             .collect::<Result<_, _>>()?;
-        // `for`, `keep_firing_for` and `name` are the host's, not the rule's.
+        // `for`, `keep_firing_for`, `name` and `memory` are the host's, not
+        // the rule's.
         let mut spec = RuleSpec::new(source, Vec::new());
         for (k, v) in params {
             match k.as_str() {
                 "for" => spec.pending_for = parse_seconds(&v)?,
                 "keep_firing_for" => spec.keep_firing_for = parse_seconds(&v)?,
                 "name" => spec.name = Some(v),
+                "memory" => spec.memory = Some(parse_memory(&v)?),
                 _ => spec.params.push((k, v)),
             }
         }
@@ -190,12 +226,105 @@ pub struct Transition {
     pub message: String,
 }
 
+/// A rule instance as `GET /api/rules` shows it (see [`RuleInstance::view`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RuleStatus {
+    /// The instance's name.
+    pub name: String,
+    /// The rule's own name (`describe`).
+    pub rule: String,
+    pub description: String,
+    pub version: String,
+    /// The parameters it was configured with.
+    pub params: BTreeMap<String, String>,
+    /// The rule's parameters and their defaults.
+    pub defaults: BTreeMap<String, String>,
+    pub health: HealthStatus,
+    pub component: ComponentStatus,
+    pub start: StartStatus,
+    pub memory: MemoryStatus,
+    /// Seconds a key stays pending before it fires.
+    #[serde(rename = "for")]
+    pub pending_for: i64,
+    pub keep_firing_for: i64,
+    pub pending: Vec<PendingKey>,
+    pub active: Vec<ActiveKey>,
+}
+
+fn as_str<S: serde::Serializer>(s: &Arc<str>, to: S) -> Result<S::Ok, S::Error> {
+    to.serialize_str(s)
+}
+
+/// Evaluations and their cost; the quarantine, if any.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct HealthStatus {
+    pub evaluations: u64,
+    pub busy_us: f64,
+    pub mean_us: f64,
+    pub max_us: f64,
+    /// Why the instance is quarantined, while it is.
+    pub quarantined: Option<String>,
+}
+
+/// The component an instance runs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ComponentStatus {
+    pub kind: ComponentKind,
+    /// Size of the `.wasm` binary.
+    pub bytes: usize,
+    #[serde(serialize_with = "as_str")]
+    pub sha256: Arc<str>,
+    pub compiled: Compiled,
+}
+
+/// What starting the instance cost, microseconds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StartStatus {
+    pub load_us: f64,
+    pub instantiate_us: f64,
+}
+
+/// Linear memory, bytes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MemoryStatus {
+    pub bytes: usize,
+    pub peak_bytes: usize,
+    pub cap_bytes: usize,
+}
+
+/// A key waiting out its `for`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PendingKey {
+    pub key: String,
+    pub since: i64,
+    pub value: f64,
+}
+
+/// A key firing now; `value` is `null` when not finite.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ActiveKey {
+    pub key: String,
+    pub value: Option<f64>,
+    pub message: String,
+}
+
 /// Evaluation health of one rule instance.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RuleHealth {
     pub evaluations: u64,
     pub busy: Duration,
+    /// The longest `evaluate` call.
+    pub slowest: Duration,
     pub quarantined: Option<String>,
+}
+
+/// What starting an instance cost.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct StartCost {
+    /// Compiling the component, or reading it from a cache.
+    pub load: Duration,
+    /// Instantiating it in a fresh sandbox, `describe` and `configure`.
+    pub instantiate: Duration,
 }
 
 /// A running rule instance with its alert keys.
@@ -203,11 +332,19 @@ pub struct RuleInstance {
     pub name: String,
     pub info: wit::RuleInfo,
     guest: sandbox::Guest,
+    /// The component it runs.
+    pub component: RuleComponent,
+    pub started: StartCost,
     pub health: RuleHealth,
     /// The parameters it was configured with.
     pub params: Vec<(String, String)>,
     /// Each key's place in the alert lifecycle.
     pub lifecycle: lifecycle::Lifecycle,
+    /// A digest of what the last evaluation answered.
+    answered: u64,
+    /// After an evaluation of a silent second: its answer and saved state,
+    /// to tell whether the next silent second changed anything.
+    silent: Option<(u64, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for RuleInstance {
@@ -220,15 +357,18 @@ impl std::fmt::Debug for RuleInstance {
 }
 
 impl RuleInstance {
-    /// Start an instance: instantiate, describe, configure.
+    /// Start an instance: instantiate (with `memory` bytes at most, or its
+    /// kind's default), describe, configure.
     pub fn start(
         runtime: &RuleRuntime,
         component: &RuleComponent,
         label: &str,
         params: &[(String, String)],
+        memory: Option<usize>,
     ) -> Result<RuleInstance, RuleLoadError> {
         let fault = |f| RuleLoadError::Fault(label.to_owned(), f);
-        let mut guest = runtime.instantiate(component).map_err(fault)?;
+        let began = Instant::now();
+        let mut guest = runtime.instantiate(component, memory).map_err(fault)?;
         let info = guest.describe().map_err(fault)?;
         guest
             .configure(params)
@@ -238,48 +378,95 @@ impl RuleInstance {
             name: info.name.clone(),
             info,
             guest,
+            started: StartCost {
+                load: component.load_time,
+                instantiate: began.elapsed(),
+            },
+            component: component.clone(),
             health: RuleHealth::default(),
             params: params.to_vec(),
             lifecycle: lifecycle::Lifecycle::default(),
+            answered: 0,
+            silent: None,
         })
     }
 
-    /// What `GET /api/rules` shows of the instance.
-    pub fn view(&self) -> serde_json::Value {
+    /// Linear memory the instance holds now and at most so far, and its
+    /// cap, in bytes.
+    pub fn memory(&self) -> (usize, usize, usize) {
+        self.guest.memory()
+    }
+
+    /// What `GET /api/rules` shows of the instance, and what `/metrics`
+    /// reads its families from.
+    pub fn view(&self) -> RuleStatus {
         let evaluations = self.health.evaluations;
         let busy_us = self.health.busy.as_secs_f64() * 1e6;
-        serde_json::json!({
-            "name": self.name,
-            "rule": self.info.name,
-            "description": self.info.description,
-            "version": self.info.version,
-            "params": self.params.iter().cloned().collect::<BTreeMap<_, _>>(),
-            "defaults": self.info.params.iter()
+        let (memory_now, memory_peak, memory_cap) = self.memory();
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        RuleStatus {
+            name: self.name.clone(),
+            rule: self.info.name.clone(),
+            description: self.info.description.clone(),
+            version: self.info.version.clone(),
+            params: self.params.iter().cloned().collect(),
+            defaults: self
+                .info
+                .params
+                .iter()
                 .map(|p| (p.name.clone(), p.default_value.clone()))
-                .collect::<BTreeMap<_, _>>(),
-            "health": {
-                "evaluations": evaluations,
-                "busy_us": busy_us,
-                "mean_us": if evaluations > 0 { busy_us / evaluations as f64 } else { 0.0 },
-                "quarantined": self.health.quarantined,
+                .collect(),
+            health: HealthStatus {
+                evaluations,
+                busy_us,
+                mean_us: if evaluations > 0 {
+                    busy_us / evaluations as f64
+                } else {
+                    0.0
+                },
+                max_us: us(self.health.slowest),
+                quarantined: self.health.quarantined.clone(),
             },
-            "for": self.lifecycle.pending_for,
-            "keep_firing_for": self.lifecycle.keep_firing_for,
-            "pending": self.lifecycle.keys.iter()
+            component: ComponentStatus {
+                kind: self.component.kind,
+                bytes: self.component.size,
+                sha256: self.component.digest.clone(),
+                compiled: self.component.compiled,
+            },
+            start: StartStatus {
+                load_us: us(self.started.load),
+                instantiate_us: us(self.started.instantiate),
+            },
+            memory: MemoryStatus {
+                bytes: memory_now,
+                peak_bytes: memory_peak,
+                cap_bytes: memory_cap,
+            },
+            pending_for: self.lifecycle.pending_for,
+            keep_firing_for: self.lifecycle.keep_firing_for,
+            pending: self
+                .lifecycle
+                .keys
+                .iter()
                 .filter_map(|(k, s)| match s {
-                    lifecycle::KeyState::Pending { since, value, .. } =>
-                        Some(serde_json::json!({ "key": k, "since": since, "value": value })),
+                    lifecycle::KeyState::Pending { since, value, .. } => Some(PendingKey {
+                        key: k.clone(),
+                        since: *since,
+                        value: *value,
+                    }),
                     lifecycle::KeyState::Firing { .. } => None,
                 })
-                .collect::<Vec<_>>(),
-            "active": self.lifecycle.firing()
-                .map(|(k, v, m)| serde_json::json!({
-                    "key": k,
-                    "value": if v.is_finite() { serde_json::json!(v) } else { serde_json::Value::Null },
-                    "message": m,
-                }))
-                .collect::<Vec<_>>(),
-        })
+                .collect(),
+            active: self
+                .lifecycle
+                .firing()
+                .map(|(k, v, m)| ActiveKey {
+                    key: k.to_owned(),
+                    value: v.is_finite().then_some(v),
+                    message: m.to_owned(),
+                })
+                .collect(),
+        }
     }
 
     pub fn is_quarantined(&self) -> bool {
@@ -301,10 +488,13 @@ impl RuleInstance {
         }
         let started = Instant::now();
         let result = self.guest.evaluate(second);
-        self.health.busy += started.elapsed();
+        let took = started.elapsed();
+        self.health.busy += took;
+        self.health.slowest = self.health.slowest.max(took);
         self.health.evaluations += 1;
         match result {
             Ok(alerts) => {
+                self.answered = digest(&alerts);
                 self.apply(second.time, alerts, out);
                 Ok(())
             }
@@ -335,12 +525,29 @@ impl RuleInstance {
                     } else {
                         format!("{name} {key}")
                     };
-                    let when = crate::output::utc(at);
+                    let when = crate::clock::utc(at);
                     (last, format!("{what} resolved at {when} ({at})"))
                 })
             },
             out,
         );
+    }
+
+    /// After evaluating a silent second: whether further silent seconds
+    /// would change nothing — the rule answered as it did for the silent
+    /// second before, its saved state is the same, and no key is pending or
+    /// counting down its `keep_firing_for`. A rule is taken to depend on the
+    /// time of a silent second only through its state and its answer, so
+    /// from here on its every answer and transition would repeat.
+    fn steady_in_silence(&mut self) -> bool {
+        let Ok(state) = self.guest.save() else {
+            self.silent = None;
+            return false;
+        };
+        let now = (self.answered, state);
+        let same = self.silent.as_ref() == Some(&now);
+        self.silent = Some(now);
+        same && self.lifecycle.settled()
     }
 
     /// Keys firing now, with their latest value and message.
@@ -353,8 +560,23 @@ impl RuleInstance {
     }
 
     pub fn restore(&mut self, state: &[u8]) -> Result<Result<(), String>, RuleFault> {
+        self.silent = None;
         self.guest.restore(state)
     }
+}
+
+/// A digest of a rule's answer (its alerts in order, every field).
+fn digest(alerts: &[wit::Alert]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for a in alerts {
+        a.key.hash(&mut h);
+        a.firing.hash(&mut h);
+        a.value.to_bits().hash(&mut h);
+        a.message.hash(&mut h);
+    }
+    alerts.len().hash(&mut h);
+    h.finish()
 }
 
 /// Hand `saved` to `instance`; `None` when it took it, else why it starts fresh.
@@ -403,9 +625,6 @@ pub struct RuleSet {
     runtime: RuleRuntime,
     instances: Vec<RuleInstance>,
     second: wit::Second,
-    /// Compiled components by their bytes: instances of one component
-    /// share one compilation (about 0.2 s each).
-    compiled: Vec<(Vec<u8>, RuleComponent)>,
     /// Keys that were firing in instances since removed: resolved at the
     /// next evaluated second, so every consumer of the transitions (outbox,
     /// InfluxDB, notifiers, Alertmanager's active set) sees the alert end.
@@ -418,7 +637,6 @@ impl RuleSet {
             runtime,
             instances: Vec::new(),
             second: empty_second(0),
-            compiled: Vec::new(),
             retired: Vec::new(),
         }
     }
@@ -444,21 +662,14 @@ impl RuleSet {
                 std::borrow::Cow::Owned(read_component(path)?),
             ),
         };
-        let component = match self.compiled.iter().find(|(b, _)| **b == *bytes) {
-            Some((_, c)) => c.clone(),
-            None => {
-                let c = self
-                    .runtime
-                    .compile(&bytes)
-                    .map_err(|e| RuleLoadError::Compile(label.clone(), e))?;
-                if self.compiled.len() >= 32 {
-                    self.compiled.remove(0);
-                }
-                self.compiled.push((bytes.to_vec(), c.clone()));
-                c
-            }
-        };
-        let mut instance = RuleInstance::start(&self.runtime, &component, &label, &spec.params)?;
+        // Instances of one component share one compilation (the runtime's
+        // cache), and a restart reads it from disk.
+        let component = self
+            .runtime
+            .compile(&bytes)
+            .map_err(|e| RuleLoadError::Compile(label.clone(), e))?;
+        let mut instance =
+            RuleInstance::start(&self.runtime, &component, &label, &spec.params, spec.memory)?;
         instance.lifecycle = lifecycle::Lifecycle::new(spec.pending_for, spec.keep_firing_for);
         if let Some(name) = &spec.name {
             instance.name.clone_from(name);
@@ -579,6 +790,37 @@ impl RuleSet {
 
     /// Evaluate a closed second on every live instance.
     pub fn evaluate(
+        &mut self,
+        stats: &SecondStats,
+        transitions: &mut Vec<Transition>,
+        quarantined: &mut Vec<Quarantine>,
+    ) {
+        for instance in &mut self.instances {
+            instance.silent = None;
+        }
+        self.evaluate_filled(stats, transitions, quarantined);
+    }
+
+    /// Evaluate the silent second `time` like [`Self::evaluate`]; true when
+    /// every instance is steady in silence (see
+    /// [`RuleInstance::steady_in_silence`]): the silent seconds after it need
+    /// no evaluation, since they would answer the same and change nothing.
+    pub fn evaluate_silent(
+        &mut self,
+        time: i64,
+        transitions: &mut Vec<Transition>,
+        quarantined: &mut Vec<Quarantine>,
+    ) -> bool {
+        let retiring = !self.retired.is_empty();
+        self.evaluate_filled(&SecondStats::silent(time), transitions, quarantined);
+        let mut steady = !retiring;
+        for instance in self.instances.iter_mut().filter(|i| !i.is_quarantined()) {
+            steady &= instance.steady_in_silence();
+        }
+        steady
+    }
+
+    fn evaluate_filled(
         &mut self,
         stats: &SecondStats,
         transitions: &mut Vec<Transition>,

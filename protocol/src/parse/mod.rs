@@ -1,5 +1,5 @@
 //! Access-log line parsers: the exercise CSV, Common and Combined Log Format,
-//! and JSON lines.
+//! JSON lines, and nginx/Apache format strings ([`template`]).
 //!
 //! [`LineParser::parse_into`] is the hot path: it fills an existing [`Event`]
 //! in place, reusing its string allocations, and scans bytes (no regex, no
@@ -20,12 +20,20 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::event::{Event, NANOS_PER_SEC};
 
+mod choice;
 mod clf;
 mod csv;
 mod json;
+pub mod template;
+
+pub use choice::{FormatChoice, FormatChoiceError};
+pub use template::{
+    Dialect, LineExtras, LogTemplate, TemplateError, UnknownPolicy, UnknownVariables,
+};
 
 /// An access-log format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -121,6 +129,9 @@ pub enum Parsed {
 pub struct LineParser {
     format: Format,
     scratch: String,
+    /// Set when the lines follow a format string; `format` is then only
+    /// the mark batches carry on the wire.
+    template: Option<Box<template::TemplateParser>>,
 }
 
 impl LineParser {
@@ -129,12 +140,34 @@ impl LineParser {
         LineParser {
             format,
             scratch: String::new(),
+            template: None,
         }
     }
 
-    /// The format this parser reads.
+    /// A parser for the lines of a format string.
+    pub fn with_template(template: &Arc<LogTemplate>) -> Self {
+        LineParser {
+            format: template.wire_format(),
+            scratch: String::new(),
+            template: Some(Box::new(template.parser())),
+        }
+    }
+
+    /// The format this parser reads; for a format string, the built-in
+    /// format its batches are marked with ([`LogTemplate::wire_format`]).
     pub fn format(&self) -> Format {
         self.format
+    }
+
+    /// The format string this parser reads, if it reads one.
+    pub fn template(&self) -> Option<&Arc<LogTemplate>> {
+        self.template.as_ref().map(|t| t.template())
+    }
+
+    /// What the last line gave beyond the event (virtual host, upstream
+    /// times, labels), for a format-string parser.
+    pub fn extras(&self) -> Option<&LineExtras> {
+        self.template.as_ref().map(|t| t.extras())
     }
 
     /// Parses one line (without its trailing newline; a trailing `\r` is
@@ -145,6 +178,9 @@ impl LineParser {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.bytes().all(|b| b.is_ascii_whitespace()) {
             return Ok(Parsed::Skipped);
+        }
+        if let Some(template) = &mut self.template {
+            return template.parse_into(line, out);
         }
         match self.format {
             Format::Csv => csv::parse(line, &mut self.scratch, out),

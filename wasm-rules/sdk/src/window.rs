@@ -7,11 +7,19 @@ use crate::{StateReader, StateWriter};
 /// The host delivers every second in order, silent ones included, so the
 /// window is a ring indexed by arrival; a skipped second (which the host never
 /// produces) would be treated as the next slot.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Window {
     slots: Vec<u64>,
     next: usize,
     sum: u64,
+}
+
+/// Two windows are equal when they hold the same seconds in the same order,
+/// wherever their rings stand.
+impl PartialEq for Window {
+    fn eq(&self, other: &Window) -> bool {
+        self.slots.len() == other.slots.len() && self.oldest_first().eq(other.oldest_first())
+    }
 }
 
 impl Default for Window {
@@ -61,11 +69,20 @@ impl Window {
         self.sum as f64 / self.slots.len() as f64
     }
 
+    /// Oldest first from position 0, so two windows holding the same
+    /// seconds save the same bytes wherever their rings stand (the host
+    /// compares saves to pass over long silences).
     pub fn save(&self, w: &mut StateWriter) {
-        w.u64(self.slots.len() as u64).u64(self.next as u64);
-        for &s in &self.slots {
+        w.u64(self.slots.len() as u64).u64(0);
+        for s in self.oldest_first() {
             w.u64(s);
         }
+    }
+
+    /// The seconds' values, oldest first.
+    fn oldest_first(&self) -> impl Iterator<Item = u64> + '_ {
+        let (newer, older) = self.slots.split_at(self.next);
+        older.iter().chain(newer).copied()
     }
 
     /// Read a window saved by [`Window::save`]; its length must equal `len`.
@@ -111,6 +128,33 @@ mod tests {
         assert_eq!(back.sum(), 17);
         let mut r = StateReader::new(&blob, 1).unwrap();
         assert!(Window::restore(&mut r, 4).is_err());
+    }
+
+    #[test]
+    fn the_same_seconds_save_the_same_bytes_wherever_the_ring_stands() {
+        let saved = |pushes: &[u64]| {
+            let mut w = Window::new(3);
+            for &v in pushes {
+                w.push(v);
+            }
+            let mut s = StateWriter::new(1);
+            w.save(&mut s);
+            s.finish()
+        };
+        assert_eq!(saved(&[5, 0, 0, 0]), saved(&[9, 9, 0, 0, 0]));
+        assert_eq!(saved(&[1, 2, 3]), saved(&[7, 1, 2, 3]));
+        assert_ne!(saved(&[1, 2, 3]), saved(&[2, 1, 3]));
+        // Restored, it goes on as the original.
+        let mut w = Window::new(3);
+        for v in [4, 5, 6, 7] {
+            w.push(v);
+        }
+        let blob = saved(&[4, 5, 6, 7]);
+        let mut back = Window::restore(&mut StateReader::new(&blob, 1).unwrap(), 3).unwrap();
+        for v in [8, 9] {
+            assert_eq!(back.push(v), w.push(v));
+            assert_eq!(back.sum(), w.sum());
+        }
     }
 
     #[test]

@@ -493,3 +493,47 @@ fn config_errors_are_caught_early() {
     assert_eq!(base64(b"ab"), "YWI=");
     assert_eq!(base64(b"abc"), "YWJj");
 }
+
+/// The collector's config file with `[influx.api.v2]` reaches the writer:
+/// its writes go to `/api/v2/write` with the org, the buckets and the token
+/// the file names (no InfluxDB 2.x server is available here; this fake
+/// answers as one does).
+#[tokio::test]
+async fn v2_settings_in_the_config_file_reach_the_writer() {
+    let fake = Fake::start(Script::new()).await;
+    let text = format!(
+        r#"
+[ingest]
+tokens = ["agent"]
+
+[influx]
+url = "{}"
+
+[influx.api.v2]
+org = "acme"
+bucket = "raw"
+rollup_bucket = "rolled"
+token = "s3cret"
+"#,
+        fake.url
+    );
+    let config: crate::config::CollectorConfig = toml::from_str(&text).unwrap();
+    let options = config.validate().unwrap();
+    let client = InfluxClient::new(options.influx.expect("InfluxDB configured")).unwrap();
+    let writer = Writer::new(client);
+    writer
+        .write(Tier::Hot, Bytes::from_static(LINES))
+        .await
+        .unwrap();
+    writer
+        .write(Tier::Rollups, Bytes::from_static(b"r v=1i 1\n"))
+        .await
+        .unwrap();
+    let reqs = fake.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[0].path, "/api/v2/write");
+    assert_eq!(reqs[0].query, "org=acme&bucket=raw&precision=ns");
+    assert_eq!(reqs[0].header("authorization"), Some("Token s3cret"));
+    assert_eq!(reqs[0].body, LINES);
+    assert_eq!(reqs[1].query, "org=acme&bucket=rolled&precision=ns");
+}

@@ -1,0 +1,160 @@
+//! The listener: HTTP/1.1 and HTTP/2 (prior knowledge) on one port, with at
+//! most `max_connections` connections, not counting those that carry
+//! long-lived streams capped on their own while they do (see
+//! [`ConnectionSlot`]). On shutdown it stops accepting, lets in-flight
+//! requests finish (HTTP/2 GOAWAY, HTTP/1 closes after the current
+//! response), and drops what is left after `drain_timeout_secs`.
+
+use super::connection::ConnectionSlot;
+use super::router::Router;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The listener's settings (the `[http]` table of the collector's TOML).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on. Default `127.0.0.1:8470`.
+    #[serde(default = "ServerConfig::default_listen")]
+    pub listen: SocketAddr,
+    /// Most simultaneous client connections; more wait to be accepted.
+    /// A connection carrying the dashboard's event streams does not count
+    /// while they are open (they have their own cap, see
+    /// [`ConnectionSlot`]). Default 1024.
+    #[serde(default = "ServerConfig::default_max_connections")]
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight requests, in seconds. Default 30.
+    #[serde(default = "ServerConfig::default_drain_timeout_secs")]
+    pub drain_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: Self::default_listen(),
+            max_connections: Self::default_max_connections(),
+            drain_timeout_secs: Self::default_drain_timeout_secs(),
+        }
+    }
+}
+
+impl ServerConfig {
+    fn default_listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8470))
+    }
+
+    const fn default_max_connections() -> usize {
+        1024
+    }
+
+    const fn default_drain_timeout_secs() -> u64 {
+        30
+    }
+
+    /// Checks the settings that cannot work.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_connections == 0 {
+            return Err("max_connections must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// Decrements the connection gauge when a connection task ends.
+struct ConnectionGuard(Arc<AtomicU64>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then stops
+/// accepting, tells the router it drains, waits up to `drain_timeout_secs`
+/// for open connections to finish their requests, and returns.
+/// `connections` counts the open connections.
+pub async fn run(
+    listener: TcpListener,
+    router: Arc<Router>,
+    config: ServerConfig,
+    connections: Arc<AtomicU64>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let limit = Arc::new(Semaphore::new(config.max_connections));
+    let tracker = TaskTracker::new();
+    let force = CancellationToken::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new());
+    builder.http2().timer(TokioTimer::new());
+    let mut backoff = Duration::from_millis(10);
+
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = Arc::clone(&limit).acquire_owned() => permit.expect("never closed"),
+        };
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    backoff = Duration::from_millis(10);
+                    stream
+                }
+                // Out of descriptors, a connection reset before accept:
+                // transient; back off instead of spinning or dying.
+                Err(_) => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        connections.fetch_add(1, Relaxed);
+        let guard = ConnectionGuard(Arc::clone(&connections));
+        let slot = ConnectionSlot::new(Arc::clone(&limit), permit);
+        let evicted = slot.evicted();
+        let service_router = Arc::clone(&router);
+        let service = service_fn(move |request| {
+            let (router, slot) = (Arc::clone(&service_router), slot.clone());
+            async move { Ok::<_, std::convert::Infallible>(router.handle(request, &slot).await) }
+        });
+        let builder = builder.clone();
+        let (shutdown, force) = (shutdown.clone(), force.clone());
+        tracker.spawn(async move {
+            let _guard = guard;
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                _ = shutdown.cancelled() => {}
+                _ = evicted.cancelled() => {}
+            }
+            connection.as_mut().graceful_shutdown();
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = force.cancelled() => {}
+            }
+        });
+    }
+
+    router.draining();
+    drop(listener);
+    tracker.close();
+    let drain = Duration::from_secs(config.drain_timeout_secs);
+    if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+        force.cancel();
+        tracker.wait().await;
+    }
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! `POST /v1/batches`: the checks in the order the module documentation of
+//! [`super`] gives, then the durable append through the bus writer.
+//!
+//! Every refusal is a `Refusal`, mapped to its status in one place
+//! (`Refusal::status`); bodies are short JSON objects.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use logmon_protocol::wire::{self, WireError};
+use tokio::sync::oneshot;
+
+use super::IngestState;
+use super::metrics::Rejection;
+use super::writer::{Job, WriteError};
+use crate::bus::{Stored, StreamKey};
+use crate::http::Body;
+use crate::http::response::{error, json, method_not_allowed};
+
+/// Header carrying the stream's stored high-water mark on 200 and 409
+/// answers to `POST /v1/batches`: every byte of the stream below it is stored.
+pub const STORED_OFFSET_HEADER: &str = "logmon-stored-offset";
+
+/// Why a batch was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refusal {
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    #[error("event bus backlog over its limit; retry later")]
+    Backpressure,
+    #[error("body over {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("reading the body: {0}")]
+    Body(String),
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("byte range [{start}, {end}) is empty or inverted")]
+    BadRange { start: u64, end: u64 },
+    #[error(
+        "batch overlaps stored data: the stream is stored up to offset {stored}; re-send from there"
+    )]
+    Overlap { stored: u64 },
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error("shutting down")]
+    ShuttingDown,
+    #[error("{0}")]
+    DiskFull(String),
+}
+
+impl Refusal {
+    fn status(&self) -> StatusCode {
+        match self {
+            Refusal::Unauthorized => StatusCode::UNAUTHORIZED,
+            Refusal::Backpressure | Refusal::ShuttingDown | Refusal::DiskFull(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::Body(_) => StatusCode::BAD_REQUEST,
+            Refusal::Wire(WireError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::Wire(_) | Refusal::BadRange { .. } => StatusCode::BAD_REQUEST,
+            Refusal::Overlap { .. } => StatusCode::CONFLICT,
+            Refusal::Write(WriteError::Stopped) => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::Write(WriteError::Bus(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn rejection(&self) -> Rejection {
+        match self {
+            Refusal::Unauthorized => Rejection::Unauthorized,
+            Refusal::Backpressure => Rejection::Backpressure,
+            Refusal::BodyTooLarge { .. } | Refusal::Wire(WireError::TooLarge { .. }) => {
+                Rejection::TooLarge
+            }
+            Refusal::Body(_) | Refusal::Wire(WireError::Corrupt(_)) => Rejection::Corrupt,
+            Refusal::Wire(WireError::Empty) => Rejection::Empty,
+            Refusal::Wire(WireError::UnsupportedVersion { .. }) => Rejection::UnsupportedVersion,
+            Refusal::BadRange { .. } => Rejection::BadRange,
+            Refusal::Overlap { .. } => Rejection::Overlap,
+            Refusal::Write(WriteError::Bus(_)) => Rejection::BusError,
+            Refusal::Write(WriteError::Stopped) | Refusal::ShuttingDown => Rejection::ShuttingDown,
+            Refusal::DiskFull(_) => Rejection::DiskFull,
+        }
+    }
+
+    /// A short machine-readable name for the body's `error` field.
+    fn code(&self) -> &'static str {
+        self.rejection().label()
+    }
+
+    fn into_response(self, state: &IngestState) -> Response<Body> {
+        state.metrics.reject(self.rejection());
+        let mut response = error(self.status(), self.code(), &self.to_string());
+        let headers = response.headers_mut();
+        match self {
+            Refusal::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Refusal::Backpressure
+            | Refusal::ShuttingDown
+            | Refusal::DiskFull(_)
+            | Refusal::Write(WriteError::Stopped) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(state.config.retry_after_secs),
+                );
+            }
+            Refusal::Overlap { stored } => {
+                headers.insert(STORED_OFFSET_HEADER, HeaderValue::from(stored));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// `POST /v1/batches` (any other method gets 405). Never fails: every
+/// refusal is a response.
+pub(crate) async fn batches(
+    state: &Arc<IngestState>,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    if request.method() != Method::POST {
+        return method_not_allowed("POST", "/v1/batches takes POST");
+    }
+    match post_batch(state, request).await {
+        Ok(response) => response,
+        Err(refusal) => refusal.into_response(state),
+    }
+}
+
+async fn post_batch(
+    state: &Arc<IngestState>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Refusal> {
+    if !state.authorized(request.headers()) {
+        return Err(Refusal::Unauthorized);
+    }
+    if state.is_shutting_down() {
+        return Err(Refusal::ShuttingDown);
+    }
+    // Cheap to check before reading the body: a refused client sends nothing more.
+    if state.bus.backlog_bytes() > state.config.max_backlog_bytes {
+        return Err(Refusal::Backpressure);
+    }
+    let limit = state.config.limits.max_compressed;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(disk) = state.disk()
+        && let Some(why) = disk.refuse(declared.unwrap_or(0))
+    {
+        return Err(Refusal::DiskFull(why));
+    }
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(Refusal::BodyTooLarge { limit });
+    }
+    let body = match Limited::new(request.into_body(), limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return Err(Refusal::BodyTooLarge { limit }),
+        Err(e) => return Err(Refusal::Body(e.to_string())),
+    };
+    state
+        .metrics
+        .bytes_received
+        .fetch_add(body.len() as u64, Relaxed);
+
+    // Decompressing can take tens of milliseconds for a large body: off the
+    // async workers. `inspect` checks the body exactly as `wire::decode`
+    // would (same limits, same errors) without building its events: the
+    // body is stored as received and consumers decode it.
+    let limits = state.config.limits;
+    let inspect_body = body.clone();
+    let inspected = tokio::task::spawn_blocking(move || wire::inspect(&inspect_body, &limits))
+        .await
+        .map_err(|e| Refusal::Body(format!("decoder failed: {e}")))??;
+    let batch = inspected.batch;
+    // An empty range is a heartbeat or a finish marker, which has no events.
+    let bad_range = if inspected.events == 0 {
+        batch.end < batch.start
+    } else {
+        batch.end <= batch.start
+    };
+    if bad_range {
+        return Err(Refusal::BadRange {
+            start: batch.start,
+            end: batch.end,
+        });
+    }
+
+    let (reply, answer) = oneshot::channel();
+    let job = Job {
+        body,
+        stream: StreamKey {
+            agent_id: batch.agent_id,
+            fingerprint: batch.stream.fingerprint,
+        },
+        start: batch.start,
+        end: batch.end,
+        events: inspected.events as u64,
+        reply,
+    };
+    let end = job.end;
+    let jobs = state.jobs().ok_or(Refusal::ShuttingDown)?;
+    jobs.send(job).await.map_err(|_| WriteError::Stopped)?;
+    let stored = answer.await.map_err(|_| WriteError::Stopped)??;
+    let (value, stored_offset) = match stored {
+        Stored::New { offset, gap } => (
+            serde_json::json!({ "status": "stored", "offset": offset, "end": end, "gap_bytes": gap }),
+            end,
+        ),
+        Stored::Duplicate { stored } => (
+            serde_json::json!({ "status": "duplicate", "stored_offset": stored }),
+            stored,
+        ),
+        Stored::Overlap { stored } => return Err(Refusal::Overlap { stored }),
+    };
+    let mut response = json(StatusCode::OK, &value);
+    response
+        .headers_mut()
+        .insert(STORED_OFFSET_HEADER, HeaderValue::from(stored_offset));
+    Ok(response)
+}

@@ -1,0 +1,530 @@
+//! The lake end to end: a generated log shipped by the real agent to the
+//! real `logmon-collector serve --lake-dir`, the collector SIGKILLed in the
+//! middle of a Parquet file and started again, and the files read back by an
+//! independent reader, DuckDB (its Python package, in the virtualenv
+//! `scripts/setup.sh` makes at tests/lake/.venv).
+
+use logmon_protocol::{Event, Format, LineParser, Parsed};
+use logmon_tests::harness::{Running, free_port, http_get, wait_for_health};
+use logmon_tests::{GenSpec, agent_bin, collector_bin, generate, skipped};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "lake-secret";
+
+fn duckdb_python() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/lake/.venv/bin/python"
+    ))
+}
+
+/// The virtualenv's Python when it has DuckDB; otherwise why not.
+fn duckdb() -> Result<PathBuf, String> {
+    let python = duckdb_python();
+    if !python.is_file() {
+        return Err(format!(
+            "{} is absent: run scripts/setup.sh (it installs DuckDB from PyPI there)",
+            python.display()
+        ));
+    }
+    let out = Command::new(&python)
+        .args(["-c", "import duckdb; print(duckdb.__version__)"])
+        .output()
+        .map_err(|e| format!("running {}: {e}", python.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "DuckDB does not import in {}: {}",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(python)
+}
+
+/// DuckDB's Python, or `None` after saying SKIPPED (on stderr, past the
+/// harness) why `test` cannot run its checks.
+fn duckdb_or_skip(test: &str) -> Option<PathBuf> {
+    duckdb()
+        .map_err(|why| {
+            skipped(&format!(
+                "the lake's {test} test needs DuckDB, the independent reader: {why}"
+            ))
+        })
+        .ok()
+}
+
+/// What DuckDB reads from every complete file of the lake.
+const QUERY: &str = r#"
+import duckdb, glob, json, sys
+files = sys.argv[1] + "/date=*/hour=*/*.parquet"
+if not glob.glob(files):
+    print(json.dumps({"count": 0, "paths": 0, "first": None, "last": None, "bytes": None,
+                      "labelled": 0, "hours": [], "rows": []}))
+    sys.exit(0)
+con = duckdb.connect()
+con.execute(f"CREATE VIEW lake AS SELECT * FROM read_parquet('{files}', hive_partitioning = true)")
+count, paths, first, last, total = con.execute(
+    "SELECT count(*), count(DISTINCT path), min(epoch_ns(time)), max(epoch_ns(time)), sum(bytes) FROM lake"
+).fetchone()
+labelled = con.execute("SELECT count(*) FROM lake WHERE labels['env'] = 'lake-test'").fetchone()[0]
+hours = con.execute(
+    "SELECT CAST(date AS VARCHAR) || ' ' || lpad(CAST(hour AS VARCHAR), 2, '0'), count(*) FROM lake GROUP BY 1 ORDER BY 1"
+).fetchall()
+rows = con.execute(
+    "SELECT epoch_ns(time), path, client, status, bytes FROM lake ORDER BY ALL"
+).fetchall()
+print(json.dumps({
+    "count": count, "paths": paths, "first": first, "last": last,
+    "bytes": None if total is None else int(total), "labelled": labelled,
+    "hours": [[h, n] for h, n in hours],
+    "rows": [[t, p, c, s, b] for t, p, c, s, b in rows],
+}))
+"#;
+
+/// What the lake holds, as DuckDB reads it.
+#[derive(Debug, PartialEq, Eq)]
+struct Read {
+    count: u64,
+    paths: u64,
+    first: Option<i64>,
+    last: Option<i64>,
+    bytes: Option<u64>,
+    /// Rows with the agent's label.
+    labelled: u64,
+    hours: Vec<(String, u64)>,
+    rows: Vec<(i64, String, String, u16, u64)>,
+}
+
+fn read_lake(python: &Path, lake: &Path) -> Read {
+    let out = Command::new(python)
+        .args(["-c", QUERY])
+        .arg(lake)
+        .output()
+        .expect("running DuckDB");
+    assert!(
+        out.status.success(),
+        "DuckDB failed on {}: {}",
+        lake.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("DuckDB's JSON");
+    Read {
+        count: v["count"].as_u64().unwrap(),
+        paths: v["paths"].as_u64().unwrap(),
+        first: v["first"].as_i64(),
+        last: v["last"].as_i64(),
+        bytes: v["bytes"].as_u64(),
+        labelled: v["labelled"].as_u64().unwrap(),
+        hours: v["hours"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| (h[0].as_str().unwrap().to_owned(), h[1].as_u64().unwrap()))
+            .collect(),
+        rows: v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r[0].as_i64().unwrap(),
+                    r[1].as_str().unwrap().to_owned(),
+                    r[2].as_str().unwrap().to_owned(),
+                    r[3].as_u64().unwrap() as u16,
+                    r[4].as_u64().unwrap(),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// What the log says the lake must hold, computed from its lines.
+fn expected(log: &Path) -> Read {
+    let text = std::fs::read_to_string(log).unwrap();
+    let mut parser = LineParser::new(Format::Combined);
+    let mut event = Event::empty();
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        if let Ok(Parsed::Event) = parser.parse_into(line, &mut event) {
+            rows.push((
+                event.timestamp,
+                event.path.clone(),
+                event.client.clone(),
+                event.status,
+                event.bytes,
+            ));
+        }
+    }
+    rows.sort();
+    let mut hours: BTreeMap<String, u64> = BTreeMap::new();
+    for r in &rows {
+        let t = time::OffsetDateTime::from_unix_timestamp(r.0.div_euclid(1_000_000_000)).unwrap();
+        let key = format!(
+            "{:04}-{:02}-{:02} {:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour()
+        );
+        *hours.entry(key).or_default() += 1;
+    }
+    let paths: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+    Read {
+        count: rows.len() as u64,
+        paths: paths.len() as u64,
+        first: rows.first().map(|r| r.0),
+        last: rows.last().map(|r| r.0),
+        bytes: Some(rows.iter().map(|r| r.4).sum()),
+        labelled: rows.len() as u64,
+        hours: hours.into_iter().collect(),
+        rows,
+    }
+}
+
+/// Files under `lake` whose name ends with `suffix`.
+fn files(lake: &Path, suffix: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, suffix: &str, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, suffix, out);
+            } else if path.to_string_lossy().ends_with(suffix) {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(lake, suffix, &mut out);
+    out.sort();
+    out
+}
+
+struct Site {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Site {
+    /// A directory with `logs/access.log`: `lines` generated Combined lines
+    /// at 0.7 a second ending about ten minutes ago (6,000 span 2.4 hours:
+    /// three or four UTC hours), and what the lake must hold once they are
+    /// in it. Recent, so the engine (which the lake does not wait for) has
+    /// no years of silence to close.
+    fn with_log(lines: u64) -> (Site, Read) {
+        let site = Site {
+            dir: tempfile::tempdir().unwrap(),
+            port: free_port(),
+        };
+        let logs = site.dir.path().join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let generated = generate(
+            site.dir.path(),
+            &GenSpec {
+                format: Format::Combined,
+                lines,
+                start: logmon_tests::harness::unix_now() as i64 - 600 - (lines as f64 / 0.7) as i64,
+                rate: 0.7,
+                seed: 7,
+                steady: true,
+                ..GenSpec::default()
+            },
+        );
+        std::fs::rename(&generated, site.log()).unwrap();
+        let want = expected(&site.log());
+        assert_eq!(want.count, lines);
+        (site, want)
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("logs").join("access.log")
+    }
+
+    /// Stops `collector` with SIGTERM (a drain writes what is in memory);
+    /// asserts it exits 0.
+    fn stop(&self, mut collector: Running) {
+        let status = Command::new("kill")
+            .args(["-TERM", &collector.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = collector.0.wait().unwrap();
+        assert!(exit.success(), "{exit}: {}", self.collector_log());
+    }
+
+    fn lake(&self) -> PathBuf {
+        self.dir.path().join("lake")
+    }
+
+    /// The collector's and the agent's stderr.
+    fn collector_log(&self) -> String {
+        let read =
+            |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        format!(
+            "collector:\n{}\nagent:\n{}",
+            read("collector.err"),
+            read("agent.err")
+        )
+    }
+
+    /// `serve` with the lake on (small files, so that a run writes many),
+    /// `pause_ms` into every file write when given.
+    fn collector(&self, pause_ms: Option<u64>) -> Running {
+        let config = self.dir.path().join("collector.toml");
+        std::fs::write(
+            &config,
+            "[lake]\nfile_rows = 500\nrow_group_rows = 200\nflush_secs = 1\n",
+        )
+        .unwrap();
+        let mut cmd = Command::new(collector_bin());
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(["--token", TOKEN])
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .arg("--lake-dir")
+            .arg(self.lake())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.path().join("collector.err"))
+                    .unwrap(),
+            );
+        if let Some(ms) = pause_ms {
+            cmd.env(logmon_collector::faults::LAKE_PAUSE_ENV, ms.to_string());
+        }
+        let c = Running(cmd.spawn().expect("starting logmon-collector serve"));
+        wait_for_health(self.port);
+        c
+    }
+
+    /// The agent, reading the log from its beginning, every batch labelled
+    /// `env=lake-test`.
+    fn agent(&self) -> Running {
+        let config = self.dir.path().join("agent.toml");
+        std::fs::write(
+            &config,
+            "[labels]\nenv = \"lake-test\"\n[tail]\nstart_at = \"beginning\"\n",
+        )
+        .unwrap();
+        Running(
+            Command::new(agent_bin())
+                .arg("--config")
+                .arg(&config)
+                .args(["--collector", &format!("http://127.0.0.1:{}", self.port)])
+                .args(["--token", TOKEN, "--metrics-listen", ""])
+                .arg("--file")
+                .arg(format!(
+                    "{}/*.log:combined",
+                    self.dir.path().join("logs").display()
+                ))
+                .arg("--checkpoint-dir")
+                .arg(self.dir.path().join("agent"))
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(self.dir.path().join("agent.err")).unwrap())
+                .spawn()
+                .expect("starting logmon-agent"),
+        )
+    }
+
+    fn metric(&self, name: &str) -> u64 {
+        logmon_tests::bench::metric(&http_get(self.port, "/metrics"), name).unwrap_or(0)
+    }
+}
+
+fn wait(what: &str, timeout: Duration, log: impl Fn() -> String, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// 6,000 Combined lines over about 2.4 hours of event time (three or four
+/// UTC hour partitions) reach the lake exactly once, although the collector is
+/// SIGKILLed twice while a Parquet file is half written: DuckDB reads every
+/// event of the log, no other, with the log's paths, times, hours and the
+/// agent's labels.
+#[test]
+fn every_line_reaches_the_lake_once_across_a_crash_in_the_middle_of_a_file() {
+    let Some(python) = duckdb_or_skip("end-to-end") else {
+        return;
+    };
+    let (site, want) = Site::with_log(6_000);
+    let log = site.log();
+    assert!(want.hours.len() >= 3, "{:?}", want.hours);
+
+    // Two runs in which every file write pauses halfway, each SIGKILLed in
+    // such a pause once two more files are complete: so the second crash
+    // falls between files renamed and a position not yet committed past
+    // them, as well as in the middle of one.
+    let agent = site.agent();
+    let lake = site.lake();
+    let mut seen = 0;
+    for round in 1..=2 {
+        let collector = site.collector(Some(300));
+        wait(
+            &format!("round {round}: two more lake files, then one half written"),
+            Duration::from_secs(90),
+            || site.collector_log(),
+            || {
+                files(&lake, ".parquet").len() >= seen + 2
+                    && !files(&lake, ".parquet.tmp").is_empty()
+            },
+        );
+        drop(collector);
+        let half = files(&lake, ".parquet.tmp");
+        assert_eq!(half.len(), 1, "one write was under way: {half:?}");
+        seen = files(&lake, ".parquet").len();
+        // What a reader sees meanwhile is whole files only, fewer rows
+        // than the log.
+        let during = read_lake(&python, &lake);
+        assert!(
+            during.count > 0 && during.count < want.count,
+            "round {round}: {} rows",
+            during.count
+        );
+    }
+
+    // The last run: the temporary file goes, the lost rows are written
+    // again, and the rows files already held are not.
+    let collector = site.collector(None);
+    wait(
+        "every line in the lake",
+        Duration::from_secs(120),
+        || site.collector_log(),
+        || read_lake(&python, &lake).count >= want.count,
+    );
+    assert_eq!(site.metric("logmon_lake_temp_files_removed_total"), 1);
+    assert!(site.metric("logmon_lake_files_total") > 0);
+    let (lake_files, log_bytes) = (
+        files(&lake, ".parquet"),
+        std::fs::metadata(&log).unwrap().len(),
+    );
+    let lake_bytes: u64 = lake_files
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum();
+    eprintln!(
+        "lake: {} files, {lake_bytes} bytes ({:.1} a row; the log: {:.1} a line), {} rows read again and skipped after the last restart",
+        lake_files.len(),
+        lake_bytes as f64 / want.count as f64,
+        log_bytes as f64 / want.count as f64,
+        site.metric("logmon_lake_skipped_rows_total")
+    );
+    drop(agent);
+    // A graceful stop writes what is left in memory (nothing, here).
+    site.stop(collector);
+
+    assert!(files(&lake, ".tmp").is_empty(), "no temporary file is left");
+    let got = read_lake(&python, &lake);
+    assert_eq!(got.count, want.count, "rows");
+    assert_eq!(got.paths, want.paths, "distinct paths");
+    assert_eq!((got.first, got.last), (want.first, want.last), "time range");
+    assert_eq!(got.bytes, want.bytes, "sum of bytes");
+    assert_eq!(got.hours, want.hours, "rows per hour partition");
+    assert_eq!(got.labelled, want.count, "rows with the agent's label");
+    // Row for row: no event lost, none twice.
+    assert!(
+        got.rows == want.rows,
+        "the lake's rows differ from the log's"
+    );
+    // Every file sits in the partition of its rows' hour, named by its
+    // bus range.
+    for file in files(&lake, ".parquet") {
+        let name = file.file_name().unwrap().to_str().unwrap();
+        assert!(
+            name.starts_with("events-") && !name.starts_with('.'),
+            "{name}"
+        );
+        let hour = file
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert!(hour.starts_with("hour="), "{}", file.display());
+    }
+}
+
+/// A lake directory the writer cannot write in (a file where the date's
+/// directory goes) stops the lake writer, and `/health` says so (503) while
+/// ingest takes every line; once the way is clear the
+/// supervisor's restart writes every line, once.
+#[test]
+fn a_lake_that_cannot_be_written_is_reported_and_catches_up_when_it_can() {
+    let Some(python) = duckdb_or_skip("blocked-directory") else {
+        return;
+    };
+    let (site, want) = Site::with_log(3_000);
+    let lake = site.lake();
+    std::fs::create_dir_all(&lake).unwrap();
+    // The directory of the first event's date.
+    let first =
+        time::OffsetDateTime::from_unix_timestamp(want.first.unwrap() / 1_000_000_000).unwrap();
+    let blocker = lake.join(format!(
+        "date={:04}-{:02}-{:02}",
+        first.year(),
+        u8::from(first.month()),
+        first.day()
+    ));
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let collector = site.collector(None);
+    let agent = site.agent();
+    wait(
+        "ingest to take every line",
+        Duration::from_secs(60),
+        || {
+            format!(
+                "{}\n{}",
+                http_get(site.port, "/metrics"),
+                site.collector_log()
+            )
+        },
+        || site.metric("logmon_ingest_events_accepted_total") == want.count,
+    );
+    wait(
+        "/health to name the lake writer",
+        Duration::from_secs(30),
+        || site.collector_log(),
+        || {
+            let health = http_get(site.port, "/health");
+            health.starts_with("HTTP/1.1 503") && health.contains("lake-writer: failed: creating")
+        },
+    );
+    assert!(site.metric("logmon_lake_failures_total") >= 1);
+    // Nothing of that date is in the lake (a run across UTC midnight may
+    // have written the next date's rows).
+    assert!(read_lake(&python, &lake).count < want.count);
+    std::fs::remove_file(&blocker).unwrap();
+    wait(
+        "every line in the lake",
+        Duration::from_secs(90),
+        || site.collector_log(),
+        || read_lake(&python, &lake).count >= want.count,
+    );
+    wait(
+        "/health to be ok again",
+        Duration::from_secs(30),
+        || site.collector_log(),
+        || !http_get(site.port, "/health").contains("lake-writer"),
+    );
+    drop(agent);
+    site.stop(collector);
+    assert_eq!(read_lake(&python, &lake), want);
+}

@@ -1,0 +1,1 @@
+../sdk/logmon-rule.js
