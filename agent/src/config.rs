@@ -38,6 +38,10 @@
 //!
 //! [tail]                        # passed to every source's tailer
 //! start_at = "end"
+//!
+//! [log]                         # the agent's own log, on stderr
+//! format = "text"               # text | json (one object per line)
+//! filter = "info"               # tracing filter: "info,logmon_agent::ship=debug"
 //! ```
 
 use std::collections::BTreeMap;
@@ -48,6 +52,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::tail::{StartAt, TailerConfig, fnv1a64};
+use logmon_io::log::{LogConfig, LogFormat};
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -308,6 +313,9 @@ pub struct AgentConfig {
     /// Tailer settings for every source.
     #[serde(default)]
     pub tail: TailSettings,
+    /// The agent's own log on stderr. Env: `LOGMON_LOG_FORMAT`, `LOGMON_LOG`.
+    #[serde(default)]
+    pub log: LogConfig,
 }
 
 impl Default for AgentConfig {
@@ -337,6 +345,7 @@ impl Default for AgentConfig {
             shutdown_deadline_ms: Self::default_shutdown_deadline_ms(),
             zstd_level: Self::default_zstd_level(),
             tail: TailSettings::default(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -354,6 +363,10 @@ pub struct Overrides {
     pub checkpoint_dir: Option<PathBuf>,
     /// `--metrics-listen` (`""` disables).
     pub metrics_listen: Option<String>,
+    /// `--log-format` (or `LOGMON_LOG_FORMAT`, read by the flag parser).
+    pub log_format: Option<LogFormat>,
+    /// `--log` (or `LOGMON_LOG`, read by the flag parser).
+    pub log_filter: Option<String>,
 }
 
 #[allow(missing_docs)]
@@ -484,6 +497,12 @@ impl AgentConfig {
         if let Some(listen) = flags.metrics_listen {
             self.metrics_listen = listen;
         }
+        if let Some(format) = flags.log_format {
+            self.log.format = format;
+        }
+        if let Some(filter) = flags.log_filter {
+            self.log.filter = filter;
+        }
     }
 
     /// Checks every value and resolves defaults (host name, token file).
@@ -499,6 +518,9 @@ impl AgentConfig {
         };
         if self.collector_urls.is_empty() {
             return invalid("`collector_urls` is empty".into());
+        }
+        if let Err(e) = logmon_io::log::check_filter(&self.log.filter) {
+            return invalid(format!("`log.filter`: {e}"));
         }
         let mut endpoints = Vec::new();
         for url in &self.collector_urls {
@@ -595,6 +617,7 @@ impl AgentConfig {
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             shutdown_deadline: Duration::from_millis(self.shutdown_deadline_ms),
             zstd_level: self.zstd_level,
+            log: self.log.clone(),
         })
     }
 }
@@ -695,6 +718,7 @@ pub struct Settings {
     pub request_timeout: Duration,
     pub shutdown_deadline: Duration,
     pub zstd_level: i32,
+    pub log: LogConfig,
 }
 
 #[cfg(test)]
@@ -781,6 +805,41 @@ mod tests {
         assert_eq!(settings.sources[0].tailer.include, ["/logs/*.log"]);
         assert_eq!(settings.sources[1].format, FormatChoice::Auto);
         assert_eq!(settings.sources[1].tailer.include, ["/odd:name.log"]);
+    }
+
+    #[test]
+    fn the_log_section_is_read_overridden_and_checked() {
+        let mut config = AgentConfig::from_toml(
+            "[log]\nformat = \"json\"\n[[sources]]\ninclude = [\"x\"]\n",
+            Path::new("t"),
+        )
+        .unwrap();
+        assert_eq!(
+            config.validate().unwrap().log,
+            LogConfig {
+                format: LogFormat::Json,
+                filter: "info".into()
+            }
+        );
+        config.apply(Overrides {
+            log_format: Some(LogFormat::Text),
+            log_filter: Some("warn,logmon_agent::ship=debug".into()),
+            ..Overrides::default()
+        });
+        assert_eq!(
+            config.validate().unwrap().log,
+            LogConfig {
+                format: LogFormat::Text,
+                filter: "warn,logmon_agent::ship=debug".into()
+            }
+        );
+        config.log.filter = "info,=[".into();
+        let e = config.validate().unwrap_err().to_string();
+        assert!(e.starts_with("invalid configuration: `log.filter`: log filter `info,=[`"), "{e}");
+        let e = AgentConfig::from_toml("[log]\nlevel = \"info\"\n", Path::new("t"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `level`"), "{e}");
     }
 
     #[test]

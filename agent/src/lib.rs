@@ -2,7 +2,7 @@
 //! collector.
 //!
 //! - [`tail`]: the synchronous, poll-driven tailer (files, rotation,
-//!   checkpoints of acknowledged offsets);
+//!   checkpoints of acknowledged offsets), from `logmon-io`;
 //! - [`config`]: the TOML configuration, environment and flag overrides,
 //!   validated into [`config::Settings`];
 //! - the reader thread (private `reader`) drives the tailers, parses and
@@ -21,7 +21,10 @@ pub mod metrics;
 mod reader;
 pub mod run;
 pub mod ship;
-pub mod tail;
+
+/// The tailer lives in `logmon-io` (the collector's `replay --follow` uses
+/// it too); re-exported here under its old path.
+pub use logmon_io::tail;
 
 pub use config::{AgentConfig, Settings};
 pub use run::{Agent, AgentError};

@@ -12,7 +12,8 @@ use logmon_agent::{Agent, AgentConfig};
 /// Settings come from the TOML file, then LOGMON_* environment variables
 /// (LOGMON_AGENT_TOKEN, LOGMON_AGENT_TOKEN_FILE, LOGMON_COLLECTOR_URL,
 /// LOGMON_AGENT_ID, LOGMON_AGENT_HOST, LOGMON_AGENT_CHECKPOINT_DIR,
-/// LOGMON_AGENT_METRICS_LISTEN), then these flags.
+/// LOGMON_AGENT_METRICS_LISTEN, LOGMON_LOG_FORMAT, LOGMON_LOG), then these
+/// flags.
 #[derive(Debug, Parser)]
 #[command(name = "logmon-agent", version)]
 struct Cli {
@@ -35,6 +36,12 @@ struct Cli {
     /// Address of /metrics and /health ("" disables them).
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
+    /// The agent's log on stderr: text or json (one object per line).
+    #[arg(long, env = "LOGMON_LOG_FORMAT", value_name = "text|json")]
+    log_format: Option<logmon_io::log::LogFormat>,
+    /// Which log events: a `tracing` filter (`info,logmon_agent::ship=debug`).
+    #[arg(long = "log", env = "LOGMON_LOG", value_name = "FILTER")]
+    log_filter: Option<String>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -56,6 +63,8 @@ fn main() -> ExitCode {
         files: cli.files,
         checkpoint_dir: cli.checkpoint_dir,
         metrics_listen: cli.metrics_listen,
+        log_format: cli.log_format,
+        log_filter: cli.log_filter,
     });
     if cli.print_config {
         match toml::to_string_pretty(&config) {
@@ -70,6 +79,10 @@ fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(e) => return fail(&e, 2),
     };
+    if let Err(e) = settings.log.init() {
+        eprintln!("logmon-agent: error: {e}");
+        return ExitCode::from(2);
+    }
     // One thread for HTTP and timers; the reader has its own thread.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -84,11 +97,11 @@ fn main() -> ExitCode {
             Err(e) => return fail(&e, 1),
         };
         if let Some(addr) = agent.metrics_addr() {
-            eprintln!("logmon-agent: serving /metrics and /health on http://{addr}");
+            tracing::info!(%addr, "serving /metrics and /health");
         }
         let stop = agent.shutdown_token();
         tokio::select! {
-            () = signal() => eprintln!("logmon-agent: shutting down"),
+            () = logmon_io::signal::terminated() => tracing::info!("shutting down"),
             () = stop.cancelled() => {}
         }
         stop.cancel();
@@ -97,29 +110,6 @@ fn main() -> ExitCode {
             Err(e) => fail(&e, 1),
         }
     })
-}
-
-/// SIGTERM or SIGINT.
-async fn signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// Prints `error` with its chain of causes and returns `code`.

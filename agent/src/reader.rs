@@ -343,14 +343,11 @@ impl Reader {
             return;
         }
         let more = std::mem::take(&mut self.malformed_unlogged);
-        eprintln!(
-            "logmon-agent: warning: malformed line in {} at byte {offset}: {error}{}",
-            stream.path.display(),
-            if more > 0 {
-                format!(" ({more} more since the last report)")
-            } else {
-                String::new()
-            }
+        tracing::warn!(
+            file = %stream.path.display(),
+            offset,
+            more_since_last_report = more,
+            "malformed line skipped: {error}"
         );
         self.last_malformed_log = Some(now);
     }
@@ -532,9 +529,11 @@ impl Reader {
             Err(e) => {
                 // Never seen in practice; the range cannot be shipped, so
                 // count it and move on rather than stall the file.
-                eprintln!(
-                    "logmon-agent: error: cannot encode a batch of {}: {e}; dropped",
-                    open.stream.path.display()
+                tracing::error!(
+                    file = %open.stream.path.display(),
+                    start = open.start,
+                    end = open.end,
+                    "cannot encode a batch: {e}; dropped"
                 );
                 Metrics::add(&self.metrics.batches_rejected, 1);
                 src.tailer.ack(&open.stream, open.end);
@@ -600,7 +599,7 @@ impl Reader {
                     Err(e) => {
                         current = false;
                         Metrics::add(&self.metrics.checkpoint_errors, 1);
-                        eprintln!("logmon-agent: error: saving checkpoints: {e}");
+                        tracing::error!("saving checkpoints: {e}");
                     }
                 }
             }

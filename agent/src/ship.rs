@@ -131,7 +131,7 @@ impl Delivery {
     fn reload_token(&self) {
         match self.token_source.read() {
             Ok(t) => *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Self::bearer(t),
-            Err(e) => eprintln!("logmon-agent: error: {e}"),
+            Err(e) => tracing::error!("reloading the token: {e}"),
         }
     }
 
@@ -241,11 +241,13 @@ impl Delivery {
             let delay = self.backoff(attempt, retry_after);
             // Log the first failure of a batch and then every 10th.
             if attempt.is_multiple_of(10) {
-                eprintln!(
-                    "logmon-agent: warning: batch {path} [{}, {}) not delivered (attempt {}): {problem}; retrying in {delay:?}",
-                    sealed.batch.start,
-                    sealed.batch.end,
-                    attempt + 1
+                tracing::warn!(
+                    file = %path,
+                    start = sealed.batch.start,
+                    end = sealed.batch.end,
+                    attempt = attempt + 1,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "batch not delivered: {problem}"
                 );
             }
             Metrics::add(&self.metrics.batches_retried, 1);
@@ -285,9 +287,12 @@ impl Delivery {
                 }
                 Settled::Rejected(reason) => {
                     Metrics::add(&self.metrics.batches_rejected, 1);
-                    eprintln!(
-                        "logmon-agent: error: the collector rejected batch {path} [{start}, {end}) ({} events) as undecodable: {reason}; dropped",
-                        piece.events
+                    tracing::error!(
+                        file = %path,
+                        start,
+                        end,
+                        events = piece.events,
+                        "the collector rejected the batch as undecodable: {reason}; dropped"
                     );
                     let _ = to_reader.send(acked(end));
                 }
@@ -299,8 +304,11 @@ impl Delivery {
                     }
                     None => {
                         Metrics::add(&self.metrics.batches_rejected, 1);
-                        eprintln!(
-                            "logmon-agent: error: batch {path} [{start}, {end}) is too large for the collector even alone; dropped"
+                        tracing::error!(
+                            file = %path,
+                            start,
+                            end,
+                            "the batch is too large for the collector even alone; dropped"
                         );
                         let _ = to_reader.send(acked(end));
                     }
@@ -319,8 +327,12 @@ impl Delivery {
                         // The rest of this batch is read again from `stored`.
                         return;
                     } else {
-                        eprintln!(
-                            "logmon-agent: error: the collector has {path} only up to byte {stored}, below this batch [{start}, {end}) and below what it acknowledged before; those bytes cannot be resent"
+                        tracing::error!(
+                            file = %path,
+                            start,
+                            end,
+                            stored,
+                            "the collector holds the file only up to byte {stored}, below this batch and below what it acknowledged before; those bytes cannot be resent"
                         );
                         let _ = to_reader.send(acked(end));
                     }
@@ -514,7 +526,7 @@ pub(crate) async fn ship(
                     Ok((id, ())) => id,
                     Err(e) => {
                         // A panicked delivery: its batch stays unacknowledged.
-                        eprintln!("logmon-agent: error: a delivery task failed: {e}");
+                        tracing::error!("a delivery task failed: {e}");
                         let _ = to_reader.send(ToReader::Released);
                         e.id()
                     }

@@ -19,7 +19,6 @@ pub mod http;
 pub mod influx;
 pub mod ingest;
 pub mod lake;
-pub mod logging;
 pub mod rules;
 pub mod serve;
 pub mod shutdown;

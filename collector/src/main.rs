@@ -10,7 +10,7 @@ fn main() -> ExitCode {
         // print their results themselves and log only warnings.
         let filter = std::env::var("LOGMON_LOG").unwrap_or_else(|_| "warn".into());
         if let Err(e) =
-            logmon_collector::logging::init(logmon_collector::config::LogFormat::Text, &filter)
+            logmon_io::log::init(logmon_io::log::LogFormat::Text, &filter)
         {
             eprintln!("logmon-collector: {e}");
             return ExitCode::FAILURE;
@@ -23,6 +23,9 @@ fn main() -> ExitCode {
     };
     match run(command) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of stdout went away (`replay … | head`): the output is
+        // not wanted any more, which is no error to report.
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("logmon-collector: {e:#}");
             ExitCode::FAILURE
@@ -46,7 +49,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 return Ok(());
             }
             let options = args.options()?;
-            logmon_collector::logging::init(options.log.format, &options.log.filter)
+            logmon_io::log::init(options.log.format, &options.log.filter)
                 .map_err(anyhow::Error::msg)?;
             logmon_collector::serve::run(options)?;
         }
@@ -76,4 +79,13 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether `e` comes from writing to a closed pipe.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

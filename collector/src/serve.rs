@@ -59,7 +59,7 @@ pub struct ServeOptions {
     /// How long after a shutdown begins everything is stopped hard.
     pub shutdown_deadline: Duration,
     /// The collector's own log.
-    pub log: crate::config::LogSection,
+    pub log: logmon_io::log::LogConfig,
     /// The web dashboard's token and path prefix.
     pub dashboard: crate::dashboard::DashboardOptions,
 }
@@ -303,7 +303,7 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let signals = {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            logmon_io::signal::terminated().await;
             tracing::info!("shutting down");
             shutdown.cancel();
         })
@@ -768,26 +768,4 @@ fn pipeline_metrics(
         }
     }
     text.into_string()
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -8,6 +8,7 @@
 //! [`std::io::Write`].
 #![forbid(unsafe_code)]
 
+mod civil;
 pub mod event;
 #[cfg(any(test, feature = "generate"))]
 pub mod generate;

@@ -16,7 +16,8 @@
 use std::fmt::Write as _;
 
 use crate::event::{Event, NANOS_PER_SEC};
-use crate::parse::{Format, MONTHS, civil_from_days};
+use crate::civil::{push_clf_time, push_rfc3339};
+use crate::parse::Format;
 
 /// The CSV header line.
 pub const CSV_HEADER: &str =
@@ -129,21 +130,6 @@ fn clf_quoted_or_dash(out: &mut String, s: Option<&str>) {
     out.push('"');
 }
 
-/// `10/Oct/2000:13:55:36 +0000` (UTC, whole second).
-pub(crate) fn push_clf_time(out: &mut String, ts: i64) {
-    let secs = ts.div_euclid(NANOS_PER_SEC);
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let sod = secs.rem_euclid(86_400);
-    let _ = write!(
-        out,
-        "{d:02}/{}/{y:04}:{:02}:{:02}:{:02} +0000",
-        MONTHS[m as usize - 1],
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
-    );
-}
-
 fn clf(e: &Event, combined: bool, out: &mut String) {
     out.push_str(or_dash(&e.client));
     out.push_str(" - ");
@@ -196,26 +182,6 @@ fn json_string(out: &mut String, key: &str, value: &str) {
     out.push_str("\":\"");
     json_text(out, value);
     out.push('"');
-}
-
-/// `2019-02-07T21:11:00+00:00`, with `.NNNNNNNNN` when the nanoseconds are
-/// not zero.
-pub(crate) fn push_rfc3339(out: &mut String, ts: i64) {
-    let secs = ts.div_euclid(NANOS_PER_SEC);
-    let nanos = ts.rem_euclid(NANOS_PER_SEC);
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let sod = secs.rem_euclid(86_400);
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
-    );
-    if nanos != 0 {
-        let _ = write!(out, ".{nanos:09}");
-    }
-    out.push_str("+00:00");
 }
 
 fn json(e: &Event, out: &mut String) {

@@ -576,6 +576,19 @@ impl Model {
 /// evaluated (silent seconds too); avg(t) = (hits of t-W+1 ..= t) / W; above
 /// `threshold` fires, below resolves, equal changes nothing.
 pub fn brute_force(seconds: &[i64], threshold: f64, window: u32, lateness: u32) -> Model {
+    brute_force_until(seconds, threshold, window, lateness, None)
+}
+
+/// [`brute_force`], evaluating the silent seconds after the newest event
+/// through `until` as well (a live input whose seconds the wall clock
+/// closes during silence).
+pub fn brute_force_until(
+    seconds: &[i64],
+    threshold: f64,
+    window: u32,
+    lateness: u32,
+    until: Option<i64>,
+) -> Model {
     let mut model = Model::default();
     let mut newest: Option<i64> = None;
     for &s in seconds {
@@ -593,7 +606,7 @@ pub fn brute_force(seconds: &[i64], threshold: f64, window: u32, lateness: u32) 
         return model;
     };
     let mut firing = false;
-    for t in first..=last {
+    for t in first..=until.map_or(last, |u| u.max(last)) {
         let avg = model.average(t, window);
         if !firing && avg > threshold {
             firing = true;

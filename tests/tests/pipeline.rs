@@ -1218,6 +1218,86 @@ fn json_logs_are_one_object_per_line() {
     );
 }
 
+#[test]
+fn the_agents_json_log_gives_each_event_its_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    std::fs::write(&log, "").unwrap();
+    let metrics = free_port();
+    // Nothing listens on the collector's port: every delivery fails.
+    let collector = free_port();
+    let err = dir.path().join("agent.err");
+    let mut child = Command::new(agent_bin())
+        .arg("--collector")
+        .arg(format!("http://127.0.0.1:{collector}"))
+        .arg("--file")
+        .arg(format!("{}:combined", log.display()))
+        .arg("--checkpoint-dir")
+        .arg(dir.path().join("checkpoints"))
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
+        .args(["--log-format", "json", "--log", "info"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let ok = format!(
+        "10.0.0.1 - - [{}] \"GET /a HTTP/1.1\" 200 5\n",
+        clf_time(unix_now() as i64)
+    );
+    // The agent starts at the end of what the file held: append after it
+    // is up (its /metrics answers).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !get(metrics, "/metrics").starts_with("HTTP/1.1 200") {
+        assert!(Instant::now() < deadline, "the agent's /metrics never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    append_text(&log, &format!("{ok}not an access log line\n{ok}"));
+    let read = || std::fs::read_to_string(&err).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(read().contains("malformed line skipped") && read().contains("batch not delivered")) {
+        assert!(Instant::now() < deadline, "no malformed/undelivered lines in {}", read());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait().unwrap();
+    let text = read();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for line in &lines {
+        for key in ["timestamp", "level", "target", "message"] {
+            assert!(line.get(key).is_some(), "no {key}: {line}");
+        }
+    }
+    let find = |prefix: &str| {
+        lines
+            .iter()
+            .find(|l| l["message"].as_str().is_some_and(|m| m.starts_with(prefix)))
+            .unwrap_or_else(|| panic!("no `{prefix}` line in {text}"))
+    };
+    let serving = find("serving /metrics and /health");
+    assert_eq!(serving["level"], "INFO");
+    assert_eq!(serving["target"], "logmon_agent");
+    assert_eq!(serving["addr"], format!("127.0.0.1:{metrics}"));
+    let malformed = find("malformed line skipped");
+    assert_eq!(malformed["level"], "WARN");
+    assert_eq!(malformed["target"], "logmon_agent::reader");
+    assert_eq!(malformed["file"], log.display().to_string());
+    assert_eq!(malformed["offset"], ok.len() as u64);
+    let undelivered = find("batch not delivered");
+    assert_eq!(undelivered["level"], "WARN");
+    assert_eq!(undelivered["target"], "logmon_agent::ship");
+    assert_eq!(undelivered["attempt"], 1);
+    assert_eq!(undelivered["start"], 0);
+    assert!(undelivered["retry_in_ms"].is_u64(), "{undelivered}");
+    assert_eq!(find("shutting down")["level"], "INFO");
+}
+
 /// A tmpfs of `mib` MiB mounted for the test, unmounted when dropped.
 struct Tmpfs {
     dir: tempfile::TempDir,
@@ -1495,4 +1575,281 @@ fn an_agent_whose_clock_trails_by_ten_minutes_holds_no_one_back() {
     let behind_by = lag("behind");
     assert!((595..=620).contains(&behind_by), "{agents}");
     assert!(lag("on-time") < 120, "{agents}");
+}
+
+/// A child's stdout, line by line, each with the wall time it was read.
+struct Lines {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(f64, String)>>>,
+}
+
+impl Lines {
+    fn watch(out: impl std::io::Read + Send + 'static) -> Self {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let into = std::sync::Arc::clone(&seen);
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                into.lock().unwrap().push((unix_now(), line));
+            }
+        });
+        Lines { seen }
+    }
+
+    fn all(&self) -> Vec<(f64, String)> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn text(&self) -> String {
+        self.all().into_iter().map(|(_, l)| l + "\n").collect()
+    }
+
+    /// The `kind: alert` lines as (state, second), with when each was read.
+    fn alerts(&self) -> Vec<(String, i64, f64)> {
+        self.all()
+            .into_iter()
+            .filter_map(|(at, line)| {
+                let v: serde_json::Value = serde_json::from_str(&line).ok()?;
+                (v["kind"] == "alert" && v["rule"] == "high-traffic").then(|| {
+                    (
+                        v["state"].as_str().unwrap().to_owned(),
+                        v["at"].as_i64().unwrap(),
+                        at,
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn wait(&self, what: &str, limit: Duration, done: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + limit;
+        while !done(self) {
+            assert!(Instant::now() < deadline, "no {what} in:\n{}", self.text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `replay` following a live input: with `--follow FILE` or a pipe on
+/// stdin.
+fn spawn_follow(input: Option<&Path>, lateness: u32) -> (Running, Lines) {
+    let mut cmd = Command::new(collector_bin());
+    cmd.arg("replay");
+    match input {
+        Some(path) => cmd.arg(path).arg("--follow").stdin(Stdio::null()),
+        None => cmd.arg("-").stdin(Stdio::piped()),
+    };
+    let mut child = cmd
+        .args(["--input-format", "clf", "--threshold", "10", "--window", "2"])
+        .args(["--lateness", &lateness.to_string(), "--stats-every", "1"])
+        .args(["--output", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Lines::watch(child.stdout.take().unwrap());
+    (Running(child), lines)
+}
+
+/// SIGTERM, then what the process printed, parsed; it must end cleanly.
+fn stop_follow(mut run: Running, lines: &Lines) -> logmon_tests::ReplayRun {
+    let status = Command::new("kill")
+        .args(["-TERM", &run.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = run.0.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut run.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(exit.success(), "replay --follow ended with {exit}: {stderr}");
+    // The reader thread has the last lines once the pipe closed.
+    std::thread::sleep(Duration::from_millis(200));
+    logmon_tests::parse_json_output(&lines.text(), stderr)
+}
+
+/// Sleeps until `at` (unix seconds, fractional).
+fn sleep_until(at: f64) {
+    let now = unix_now();
+    if at > now {
+        std::thread::sleep(Duration::from_secs_f64(at - now));
+    }
+}
+
+#[test]
+fn replay_follow_closes_seconds_in_silence_like_the_live_collector() {
+    const LATENESS: u32 = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let log = logs.join("access.log");
+    std::fs::write(&log, "").unwrap();
+
+    // The live collector with the same rule, fed by an agent.
+    let port = free_port();
+    let serve_out = dir.path().join("serve.out");
+    let _serve = Running(
+        Command::new(collector_bin())
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--token", "secret", "--threshold", "10", "--window", "2"])
+            .args(["--lateness", &LATENESS.to_string(), "--output", "json"])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .stdout(std::fs::File::create(&serve_out).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("serve.err")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_health(port);
+    let _agent = spawn_agent(port, &logs, &dir.path().join("checkpoints"));
+    let (file_run, file_lines) = spawn_follow(Some(&log), LATENESS);
+    let (mut pipe_run, pipe_lines) = spawn_follow(None, LATENESS);
+    let mut pipe = pipe_run.0.stdin.take().unwrap();
+    // Give the followers a moment to start reading.
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // Each second's lines written in that second, stamped with it: quiet,
+    // a burst over the threshold, then silence.
+    let t0 = unix_now().ceil() as i64 + 1;
+    let per_second = [4, 4, 4, 30, 30, 30, 30, 30];
+    let mut seconds = Vec::new();
+    let mut n = 0;
+    for (k, &count) in per_second.iter().enumerate() {
+        let second = t0 + k as i64;
+        sleep_until(second as f64 + 0.2);
+        let stamp = clf_time(second);
+        let mut text = String::new();
+        for _ in 0..count {
+            text.push_str(&format!(
+                "10.3.0.{} - - [{stamp}] \"GET /live/{n} HTTP/1.1\" 200 {}\n",
+                n % 9,
+                100 + n
+            ));
+            seconds.push(second);
+            n += 1;
+        }
+        append_text(&log, &text);
+        pipe.write_all(text.as_bytes()).unwrap();
+        pipe.flush().unwrap();
+    }
+    let last = *seconds.last().unwrap();
+    let model = logmon_tests::brute_force_until(&seconds, 10.0, 2, LATENESS, Some(last + 10));
+    let expected = model.states();
+    assert_eq!(expected.len(), 2, "{expected:?}");
+    assert_eq!(
+        expected[1].1,
+        last + 2,
+        "the recovery falls in the silence"
+    );
+    // Nothing more is written: the recovery must come from the wall clock.
+    for (what, lines) in [("--follow", &file_lines), ("stdin", &pipe_lines)] {
+        lines.wait(
+            &format!("recovery from replay {what}"),
+            Duration::from_secs(30),
+            |l| l.alerts().len() >= 2,
+        );
+        let (_, at, read) = lines.alerts()[1].clone();
+        println!(
+            "replay {what}: the recovery at second {at} was printed {:.2} s after its second ended (lateness {LATENESS} s)",
+            read - (at + 1) as f64
+        );
+    }
+    let serve_alerts = || -> Vec<(logmon_tests::State, i64)> {
+        std::fs::read_to_string(&serve_out)
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["kind"] == "alert" && v["rule"] == "high-traffic")
+            .map(|v| {
+                let state = match v["state"].as_str().unwrap() {
+                    "firing" => logmon_tests::State::Firing,
+                    _ => logmon_tests::State::Resolved,
+                };
+                (state, v["at"].as_i64().unwrap())
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while serve_alerts().len() < expected.len() {
+        assert!(Instant::now() < deadline, "serve printed {:?}", serve_alerts());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(serve_alerts(), expected, "serve + agent");
+
+    drop(pipe);
+    // End of the pipe ends that replay by itself, with its summary.
+    let exit = pipe_run.0.wait().unwrap();
+    assert!(exit.success(), "{exit}");
+    std::thread::sleep(Duration::from_millis(200));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut pipe_run.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    let runs = [
+        ("--follow", stop_follow(file_run, &file_lines)),
+        ("stdin", logmon_tests::parse_json_output(&pipe_lines.text(), stderr)),
+    ];
+    for (what, run) in runs {
+        logmon_tests::assert_matches_model(&run, &model, what);
+        let summary = run.summary();
+        assert_eq!(summary.events, n, "{what}: {}", run.stderr);
+        assert_eq!(summary.late, 0, "{what}");
+        assert_eq!(summary.malformed, 0, "{what}");
+        assert_eq!(run.stats_hits(), n, "{what}");
+        assert_eq!(run.stderr, "", "{what}");
+    }
+}
+
+#[test]
+fn replay_follow_loses_no_line_across_rename_rotation_and_copytruncate() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    std::fs::write(&log, "").unwrap();
+    let (run, lines) = spawn_follow(Some(&log), 1);
+    let mut n = 0u64;
+    let mut write = |path: &Path, count: u64| {
+        let stamp = clf_time(unix_now() as i64);
+        let mut text = String::new();
+        for _ in 0..count {
+            text.push_str(&format!(
+                "10.4.0.1 - - [{stamp}] \"GET /rot/{n} HTTP/1.1\" 200 7\n"
+            ));
+            n += 1;
+        }
+        append_text(path, &text);
+    };
+    write(&log, 100);
+    std::thread::sleep(Duration::from_millis(1500));
+    // Rename rotation: the old file gets a last line after the move, and a
+    // new file takes the path.
+    std::fs::rename(&log, dir.path().join("access.log.1")).unwrap();
+    write(&dir.path().join("access.log.1"), 7);
+    write(&log, 100);
+    std::thread::sleep(Duration::from_millis(2500));
+    // copytruncate: the content is copied away and the file cut to zero.
+    std::fs::copy(&log, dir.path().join("access.log.2")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&log)
+        .unwrap();
+    write(&log, 50);
+    std::thread::sleep(Duration::from_millis(1500));
+    write(&log, 50);
+    let written = n;
+    lines.wait(
+        "every line in the statistics",
+        Duration::from_secs(30),
+        |l| {
+            l.all()
+                .iter()
+                .filter_map(|(_, line)| serde_json::from_str::<serde_json::Value>(line).ok())
+                .filter(|v| v["kind"] == "stats")
+                .map(|v| v["hits"].as_u64().unwrap())
+                .sum::<u64>()
+                >= written
+        },
+    );
+    let run = stop_follow(run, &lines);
+    assert_eq!(run.stats_hits(), written);
+    assert_eq!(run.summary().events, written);
+    assert_eq!(run.summary().lines, written);
+    assert_eq!(run.summary().late, 0);
 }

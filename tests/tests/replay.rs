@@ -721,3 +721,33 @@ fn gaps_of_an_hour_and_of_three_days_give_the_brute_force_transitions() {
         "{start}..{end} in {from}..{to}"
     );
 }
+
+#[test]
+fn replay_into_a_reader_that_stops_reading_ends_quietly() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = generate(
+        dir.path(),
+        &GenSpec {
+            lines: 200_000,
+            ..GenSpec::default()
+        },
+    );
+    // `replay FILE | head -n 1`.
+    let mut child = std::process::Command::new(logmon_tests::collector_bin())
+        .arg("replay")
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running replay");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("a first line");
+    assert!(!first.is_empty());
+    let out = child.wait_with_output().expect("waiting for replay");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    assert_eq!(stderr, "");
+}

@@ -152,7 +152,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub rule_deadline_ms: Option<u64>,
     /// The collector's log on stderr: text or json (one object per line).
-    #[arg(long, value_enum, env = "LOGMON_LOG_FORMAT")]
+    #[arg(long, env = "LOGMON_LOG_FORMAT", value_name = "text|json")]
     pub log_format: Option<crate::config::LogFormat>,
     /// Which log events: a `tracing` filter (`info,logmon_collector::ingest=debug`).
     #[arg(long = "log", env = "LOGMON_LOG")]
@@ -261,6 +261,19 @@ pub struct ReplayArgs {
     /// Per-call time budget of a rule, milliseconds.
     #[arg(long, default_value_t = 200)]
     pub rule_deadline_ms: u64,
+    /// Keep reading FILE as it grows, like `tail -F` (rename rotation and
+    /// copytruncate followed); ends on SIGINT or SIGTERM with the summary.
+    /// Standard input is followed by itself when it is a pipe or a terminal.
+    #[arg(long)]
+    pub follow: bool,
+    /// With --follow: start at the file's end instead of its beginning.
+    #[arg(long, requires = "follow")]
+    pub from_end: bool,
+    /// While following: seconds without a new line after which the wall
+    /// clock (minus --lateness) closes seconds, as the live collector does.
+    /// Default: the lateness.
+    #[arg(long, value_name = "SECS")]
+    pub idle_after: Option<u32>,
 }
 
 impl ReplayArgs {
@@ -298,6 +311,10 @@ impl ReplayArgs {
                 call_deadline: Duration::from_millis(self.rule_deadline_ms),
                 ..SandboxLimits::default()
             },
+            follow: self.follow,
+            follow_stdin: true,
+            from_end: self.from_end,
+            idle_after: self.idle_after,
             ..ReplayOptions::default()
         })
     }

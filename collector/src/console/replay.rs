@@ -6,15 +6,16 @@
 use crate::console::printer::{OutputKind, Printer};
 use crate::engine::observer::{Observer, Summary};
 use crate::engine::pipeline::Pipeline;
-use crate::engine::seconds::Closer;
+use crate::console::follow;
+use crate::engine::seconds::{Closer, Observed};
 use crate::engine::stats::StatsClock;
 use crate::engine::{EventTimeEngine, SecondStats};
 use crate::rules::{RuleRuntime, RuleSet, RuleSource, RuleSpec, SandboxLimits};
 use anyhow::Context as _;
 use logmon_protocol::parse::{DETECT_LINES, Parsed, detect};
 use logmon_protocol::{Event, Format, LineParser};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 
 /// How to pick the input format: `auto`, a built-in format's name, or a
 /// server's format string (`nginx:<log_format>`, `apache:<LogFormat>`);
@@ -43,6 +44,16 @@ pub struct ReplayOptions {
     /// Malformed lines reported one by one before only counting.
     pub report_malformed: u64,
     pub limits: SandboxLimits,
+    /// `--follow`: keep reading `input` as it grows, across rotation.
+    pub follow: bool,
+    /// Follow standard input when it is a pipe or a terminal (`replay`
+    /// does; `rules test` reads it to its end).
+    pub follow_stdin: bool,
+    /// `--from-end`: a followed file starts at its end, like `tail -f`.
+    pub from_end: bool,
+    /// While following: seconds without a line after which the wall clock
+    /// (minus lateness) closes seconds. `None`: the lateness.
+    pub idle_after: Option<u32>,
 }
 
 impl Default for ReplayOptions {
@@ -60,6 +71,10 @@ impl Default for ReplayOptions {
             top: 5,
             report_malformed: 20,
             limits: SandboxLimits::default(),
+            follow: false,
+            follow_stdin: false,
+            from_end: false,
+            idle_after: None,
         }
     }
 }
@@ -173,82 +188,70 @@ pub fn read_log(
     diag: &mut dyn Write,
     sink: &mut dyn SecondSink,
 ) -> anyhow::Result<LogCounts> {
-    let (name, reader): (String, Box<dyn Read>) = match &opts.input {
-        None => ("<stdin>".into(), Box::new(std::io::stdin().lock())),
-        Some(p) if p == Path::new("-") => ("<stdin>".into(), Box::new(std::io::stdin().lock())),
-        Some(p) => (
-            p.display().to_string(),
-            Box::new(std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?),
-        ),
+    let reading = follow::Reading {
+        follow: opts.follow,
+        follow_stdin: opts.follow_stdin,
+        from_end: opts.from_end,
     };
+    let (name, mut input) = follow::open(opts.input.as_deref(), reading)?;
     let mut counts = LogCounts::default();
     let mut closed = Closed { sink, failed: None };
-    let mut engine = EventTimeEngine::new(opts.lateness);
-    let mut input = LineReader::new(BufReader::with_capacity(1 << 20, reader));
-
-    // Auto-detection looks at the first non-empty lines, which are then parsed
-    // like the rest.
-    let mut head: Vec<Vec<u8>> = Vec::new();
-    let mut parser = match opts.format.parser() {
-        Some(parser) => parser,
-        None => {
-            while head.iter().filter(|l| !l.trim_ascii().is_empty()).count() < DETECT_LINES {
-                match input.next_line()? {
-                    Some(line) => head.push(line.to_vec()),
-                    None => break,
-                }
-            }
-            let texts: Vec<&str> = head
-                .iter()
-                .filter_map(|l| std::str::from_utf8(l).ok())
-                .filter(|l| !l.trim().is_empty())
-                .collect();
-            LineParser::new(match detect(texts.iter().copied()) {
-                Some(f) => f,
-                None if texts.is_empty() => Format::Csv,
-                None => anyhow::bail!(
-                    "{name}: could not detect the log format from its first lines; pass --input-format"
-                ),
-            })
-        }
+    let mut lines = Lines {
+        opts,
+        name: &name,
+        counts: &mut counts,
+        engine: EventTimeEngine::new(opts.lateness),
+        parser: opts.format.parser(),
+        head: Vec::new(),
+        event: Event::empty(),
+        line_no: 0,
+        report_late: input.follows(),
+        late_reported: 0,
     };
-    let mut event = Event::empty();
-    let mut line_no = 0u64;
-    let mut handle =
-        |bytes: &[u8], closed: &mut Closed<'_>, diag: &mut dyn Write| -> std::io::Result<()> {
-            line_no += 1;
-            counts.lines += 1;
-            let result = match std::str::from_utf8(bytes) {
-                Ok(text) => parser
-                    .parse_into(text, &mut event)
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(format!("not UTF-8 ({e})")),
-            };
-            match result {
-                Ok(Parsed::Event) => {
-                    counts.events += 1;
-                    engine.observe(&event, closed);
-                }
-                Ok(Parsed::Skipped) => counts.skipped += 1,
-                Err(reason) => {
-                    counts.malformed += 1;
-                    if counts.malformed <= opts.report_malformed {
-                        writeln!(diag, "{name}:{line_no}: malformed line skipped: {reason}")?;
-                    }
+    // While following, SIGINT and SIGTERM end the reading like the end of
+    // input does (the last seconds close and the summary prints).
+    let stop = match input.follows() {
+        true => Some(logmon_io::signal::flag().context("watching for SIGINT and SIGTERM")?),
+        false => None,
+    };
+    let idle_after =
+        std::time::Duration::from_secs(u64::from(opts.idle_after.unwrap_or(opts.lateness)));
+    let mut last_line = std::time::Instant::now();
+    loop {
+        let step = input.next(&mut |line| {
+            lines.line(line, &mut closed, diag)?;
+            Ok(closed.failed.is_none())
+        })?;
+        match step {
+            follow::Step::Lines => last_line = std::time::Instant::now(),
+            follow::Step::Idle => {
+                // A live log that went quiet: what arrived so far picks the
+                // format, and the wall clock closes seconds as in the live
+                // engine when no stream holds time.
+                lines.detect(&mut closed, diag)?;
+                if last_line.elapsed() >= idle_after {
+                    let wall = crate::clock::now_seconds();
+                    lines
+                        .engine
+                        .close_before(wall - i64::from(opts.lateness), &mut closed);
                 }
             }
-            Ok(())
-        };
-    for line in &head {
-        handle(line, &mut closed, diag)?;
-    }
-    drop(head);
-    while let Some(line) = input.next_line()? {
-        handle(line, &mut closed, diag)?;
-        if closed.failed.is_some() {
+            follow::Step::End => break,
+        }
+        if closed.failed.is_some()
+            || stop
+                .as_ref()
+                .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+        {
             break;
         }
     }
+    lines.detect(&mut closed, diag)?;
+    let Lines {
+        mut engine,
+        late_reported,
+        ..
+    } = lines;
     if closed.failed.is_none() {
         engine.finish(&mut closed);
     }
@@ -258,6 +261,13 @@ pub fn read_log(
             diag,
             "{name}: {} more malformed lines not shown",
             counts.malformed - opts.report_malformed
+        )?;
+    }
+    if late_reported > opts.report_malformed {
+        writeln!(
+            diag,
+            "{name}: {} more late events not shown",
+            late_reported - opts.report_malformed
         )?;
     }
     match closed.failed {
@@ -290,28 +300,104 @@ impl Closer for Closed<'_> {
     }
 }
 
-/// Lines from a reader, without their `\n`, reusing one buffer.
-struct LineReader<R> {
-    inner: R,
-    buf: Vec<u8>,
+/// Parses lines into the engine, detecting the format from the first
+/// ones when it was not given.
+struct Lines<'a> {
+    opts: &'a ReplayOptions,
+    name: &'a str,
+    counts: &'a mut LogCounts,
+    engine: EventTimeEngine,
+    /// `None` until the format is known.
+    parser: Option<LineParser>,
+    /// The first lines, held for format detection.
+    head: Vec<Vec<u8>>,
+    event: Event,
+    line_no: u64,
+    /// While following, each late event is reported (the first
+    /// `report_malformed` of them), as the live engine reports them.
+    report_late: bool,
+    late_reported: u64,
 }
 
-impl<R: BufRead> LineReader<R> {
-    fn new(inner: R) -> Self {
-        LineReader {
-            inner,
-            buf: Vec::with_capacity(4096),
+impl Lines<'_> {
+    fn line(&mut self, bytes: &[u8], closed: &mut Closed<'_>, diag: &mut dyn Write) -> anyhow::Result<()> {
+        if self.parser.is_none() {
+            self.head.push(bytes.to_vec());
+            if self.head.iter().filter(|l| !l.trim_ascii().is_empty()).count() >= DETECT_LINES {
+                self.detect(closed, diag)?;
+            }
+            return Ok(());
         }
+        self.parse(bytes, closed, diag)?;
+        Ok(())
     }
 
-    fn next_line(&mut self) -> std::io::Result<Option<&[u8]>> {
-        self.buf.clear();
-        if self.inner.read_until(b'\n', &mut self.buf)? == 0 {
-            return Ok(None);
+    /// Picks the format from the held lines (when it is not known yet) and
+    /// parses them. With no line at all, CSV.
+    fn detect(&mut self, closed: &mut Closed<'_>, diag: &mut dyn Write) -> anyhow::Result<()> {
+        if self.parser.is_some() {
+            return Ok(());
         }
-        if self.buf.last() == Some(&b'\n') {
-            self.buf.pop();
+        let texts: Vec<&str> = self
+            .head
+            .iter()
+            .filter_map(|l| std::str::from_utf8(l).ok())
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        if texts.is_empty() && !self.head.is_empty() {
+            // Only empty lines so far: wait for more.
+            return Ok(());
         }
-        Ok(Some(&self.buf))
+        self.parser = Some(LineParser::new(match detect(texts.iter().copied()) {
+            Some(f) => f,
+            None if texts.is_empty() => Format::Csv,
+            None => anyhow::bail!(
+                "{}: could not detect the log format from its first lines; pass --input-format",
+                self.name
+            ),
+        }));
+        for line in std::mem::take(&mut self.head) {
+            self.parse(&line, closed, diag)?;
+        }
+        Ok(())
+    }
+
+    fn parse(&mut self, bytes: &[u8], closed: &mut Closed<'_>, diag: &mut dyn Write) -> std::io::Result<()> {
+        let parser = self.parser.as_mut().expect("the format is known");
+        self.line_no += 1;
+        self.counts.lines += 1;
+        let result = match std::str::from_utf8(bytes) {
+            Ok(text) => parser.parse_into(text, &mut self.event).map_err(|e| e.to_string()),
+            Err(e) => Err(format!("not UTF-8 ({e})")),
+        };
+        match result {
+            Ok(Parsed::Event) => {
+                self.counts.events += 1;
+                if self.engine.observe(&self.event, closed) == Observed::Late && self.report_late {
+                    self.late_reported += 1;
+                    if self.late_reported <= self.opts.report_malformed {
+                        writeln!(
+                            diag,
+                            "{}:{}: late event counted, not aggregated: its second {} had closed",
+                            self.name,
+                            self.line_no,
+                            crate::clock::utc(self.event.second())
+                        )?;
+                    }
+                }
+            }
+            Ok(Parsed::Skipped) => self.counts.skipped += 1,
+            Err(reason) => {
+                self.counts.malformed += 1;
+                if self.counts.malformed <= self.opts.report_malformed {
+                    writeln!(
+                        diag,
+                        "{}:{}: malformed line skipped: {reason}",
+                        self.name, self.line_no
+                    )?;
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -17,7 +17,6 @@
 //! and also forges its digests: the directory is created private (0700) and
 //! must be trusted like the collector's binary.
 
-use super::sandbox::Compiled;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -41,6 +40,18 @@ pub struct Loaded {
     /// SHA-256 of the `.wasm` bytes, hex.
     pub digest: Arc<str>,
     pub compiled: Compiled,
+}
+
+/// How a component came to be ready to instantiate, for `/api/rules`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compiled {
+    /// Compiled now (and written to the disk cache when there is one).
+    Compiled,
+    /// Read from the disk cache, compiled by an earlier run.
+    DiskCache,
+    /// Already compiled in this process.
+    Memory,
 }
 
 /// Compiled components by the digest of their bytes.

@@ -8,6 +8,7 @@
 //! the host's diff of consecutive firing sets.
 
 mod cache;
+pub mod entry;
 mod kind;
 pub mod lifecycle;
 pub mod reload;

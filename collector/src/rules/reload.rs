@@ -22,7 +22,7 @@
 //! interval (the live engine polls every 2 s).
 
 use super::{RuleSet, RuleSource, RuleSpec};
-use crate::config::RuleConfig;
+use crate::rules::entry::RuleConfig;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;

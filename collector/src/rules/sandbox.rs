@@ -9,6 +9,7 @@
 //! per process, and once per machine when the cache has a directory.
 
 use super::RuleFault;
+pub use super::cache::Compiled;
 use super::cache::{ComponentCache, Loaded};
 use super::kind::ComponentKind;
 use super::stderr::StderrTail;
@@ -174,18 +175,6 @@ impl std::fmt::Debug for RuleRuntime {
             .field("cache", &self.cache)
             .finish()
     }
-}
-
-/// How a component came to be ready to instantiate, for `/api/rules`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Compiled {
-    /// Compiled now (and written to the disk cache when there is one).
-    Compiled,
-    /// Read from the disk cache, compiled by an earlier run.
-    DiskCache,
-    /// Already compiled in this process.
-    Memory,
 }
 
 /// A compiled rule component, ready to instantiate any number of times.

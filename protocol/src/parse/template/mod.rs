@@ -28,7 +28,7 @@ use super::{
 };
 use crate::event::Event;
 use crate::parse::Format;
-use crate::render::{push_clf_time, push_rfc3339};
+use crate::civil::{push_clf_time, push_rfc3339};
 
 mod syntax;
 #[cfg(test)]

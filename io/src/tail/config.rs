@@ -79,6 +79,12 @@ impl TailerConfig {
         }
     }
 
+    /// A config following exactly one file (its path escaped, so `[`, `*`
+    /// or `?` in it are not patterns), with every default.
+    pub fn for_file(path: &std::path::Path) -> Self {
+        Self::new(vec![glob::Pattern::escape(&path.to_string_lossy())])
+    }
+
     /// 64 KiB: far beyond any sane access-log line.
     pub const fn default_max_line_bytes() -> usize {
         64 * 1024
@@ -188,5 +194,13 @@ mod tests {
         let mut config = TailerConfig::new(vec!["*.log".into()]);
         config.fingerprint_bytes = 0;
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn one_file_is_matched_literally() {
+        let config = TailerConfig::for_file(std::path::Path::new("/logs/a[1]*.log"));
+        let patterns = config.validate().unwrap();
+        assert!(patterns.include[0].matches("/logs/a[1]*.log"));
+        assert!(!patterns.include[0].matches("/logs/a1x.log"));
     }
 }
