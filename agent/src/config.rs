@@ -568,7 +568,7 @@ impl AgentConfig {
             }
             let tailer = self.tail.tailer_config(source);
             tailer
-                .validate()
+                .check()
                 .map_err(|e| ConfigError::Invalid(format!("source {name}: {e}")))?;
             let mut labels = self.labels.clone();
             labels.extend(source.labels.clone());
@@ -835,7 +835,10 @@ mod tests {
         );
         config.log.filter = "info,=[".into();
         let e = config.validate().unwrap_err().to_string();
-        assert!(e.starts_with("invalid configuration: `log.filter`: log filter `info,=[`"), "{e}");
+        assert!(
+            e.starts_with("invalid configuration: `log.filter`: log filter `info,=[`"),
+            "{e}"
+        );
         let e = AgentConfig::from_toml("[log]\nlevel = \"info\"\n", Path::new("t"))
             .unwrap_err()
             .to_string();

@@ -20,7 +20,7 @@ use crate::http::ServerConfig;
 use crate::influx::InfluxConfig;
 use crate::ingest::IngestConfig;
 pub use crate::rules::entry::RuleConfig;
-use crate::rules::{RuleSource, RuleSpec, SandboxLimits, parse_seconds};
+use crate::rules::{RuleSpec, SandboxLimits};
 use crate::serve::ServeOptions;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -610,6 +610,7 @@ fn resolve(rules: &[RuleConfig], notify: &[NotifyConfig]) -> Result<Configured, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::RuleSource;
 
     const FULL: &str = include_str!("../collector.example.toml");
 

@@ -9,9 +9,7 @@ fn main() -> ExitCode {
         // `serve` sets up its log from its configuration; the other commands
         // print their results themselves and log only warnings.
         let filter = std::env::var("LOGMON_LOG").unwrap_or_else(|_| "warn".into());
-        if let Err(e) =
-            logmon_io::log::init(logmon_io::log::LogFormat::Text, &filter)
-        {
+        if let Err(e) = logmon_io::log::init(logmon_io::log::LogFormat::Text, &filter) {
             eprintln!("logmon-collector: {e}");
             return ExitCode::FAILURE;
         }

@@ -15,8 +15,8 @@
 
 use std::fmt::Write as _;
 
-use crate::event::{Event, NANOS_PER_SEC};
 use crate::civil::{push_clf_time, push_rfc3339};
+use crate::event::{Event, NANOS_PER_SEC};
 use crate::parse::Format;
 
 /// The CSV header line.

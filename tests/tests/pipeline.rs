@@ -1231,7 +1231,7 @@ fn the_agents_json_log_gives_each_event_its_fields() {
         .arg("--collector")
         .arg(format!("http://127.0.0.1:{collector}"))
         .arg("--file")
-        .arg(format!("{}:combined", log.display()))
+        .arg(format!("{}:clf", log.display()))
         .arg("--checkpoint-dir")
         .arg(dir.path().join("checkpoints"))
         .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
@@ -1248,14 +1248,21 @@ fn the_agents_json_log_gives_each_event_its_fields() {
     // is up (its /metrics answers).
     let deadline = Instant::now() + Duration::from_secs(30);
     while !get(metrics, "/metrics").starts_with("HTTP/1.1 200") {
-        assert!(Instant::now() < deadline, "the agent's /metrics never answered");
+        assert!(
+            Instant::now() < deadline,
+            "the agent's /metrics never answered"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     append_text(&log, &format!("{ok}not an access log line\n{ok}"));
     let read = || std::fs::read_to_string(&err).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !(read().contains("malformed line skipped") && read().contains("batch not delivered")) {
-        assert!(Instant::now() < deadline, "no malformed/undelivered lines in {}", read());
+        assert!(
+            Instant::now() < deadline,
+            "no malformed/undelivered lines in {}",
+            read()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let status = Command::new("kill")
@@ -1640,7 +1647,14 @@ fn spawn_follow(input: Option<&Path>, lateness: u32) -> (Running, Lines) {
         None => cmd.arg("-").stdin(Stdio::piped()),
     };
     let mut child = cmd
-        .args(["--input-format", "clf", "--threshold", "10", "--window", "2"])
+        .args([
+            "--input-format",
+            "clf",
+            "--threshold",
+            "10",
+            "--window",
+            "2",
+        ])
         .args(["--lateness", &lateness.to_string(), "--stats-every", "1"])
         .args(["--output", "json"])
         .stdout(Stdio::piped())
@@ -1661,7 +1675,10 @@ fn stop_follow(mut run: Running, lines: &Lines) -> logmon_tests::ReplayRun {
     let exit = run.0.wait().unwrap();
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut run.0.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(exit.success(), "replay --follow ended with {exit}: {stderr}");
+    assert!(
+        exit.success(),
+        "replay --follow ended with {exit}: {stderr}"
+    );
     // The reader thread has the last lines once the pipe closed.
     std::thread::sleep(Duration::from_millis(200));
     logmon_tests::parse_json_output(&lines.text(), stderr)
@@ -1735,11 +1752,7 @@ fn replay_follow_closes_seconds_in_silence_like_the_live_collector() {
     let model = logmon_tests::brute_force_until(&seconds, 10.0, 2, LATENESS, Some(last + 10));
     let expected = model.states();
     assert_eq!(expected.len(), 2, "{expected:?}");
-    assert_eq!(
-        expected[1].1,
-        last + 2,
-        "the recovery falls in the silence"
-    );
+    assert_eq!(expected[1].1, last + 2, "the recovery falls in the silence");
     // Nothing more is written: the recovery must come from the wall clock.
     for (what, lines) in [("--follow", &file_lines), ("stdin", &pipe_lines)] {
         lines.wait(
@@ -1770,7 +1783,11 @@ fn replay_follow_closes_seconds_in_silence_like_the_live_collector() {
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while serve_alerts().len() < expected.len() {
-        assert!(Instant::now() < deadline, "serve printed {:?}", serve_alerts());
+        assert!(
+            Instant::now() < deadline,
+            "serve printed {:?}",
+            serve_alerts()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(serve_alerts(), expected, "serve + agent");
@@ -1784,7 +1801,10 @@ fn replay_follow_closes_seconds_in_silence_like_the_live_collector() {
     std::io::Read::read_to_string(&mut pipe_run.0.stderr.take().unwrap(), &mut stderr).unwrap();
     let runs = [
         ("--follow", stop_follow(file_run, &file_lines)),
-        ("stdin", logmon_tests::parse_json_output(&pipe_lines.text(), stderr)),
+        (
+            "stdin",
+            logmon_tests::parse_json_output(&pipe_lines.text(), stderr),
+        ),
     ];
     for (what, run) in runs {
         logmon_tests::assert_matches_model(&run, &model, what);

@@ -3,10 +3,10 @@
 //! interval of log time and the alert transitions of the rules, exactly as
 //! the seconds close.
 
+use crate::console::follow;
 use crate::console::printer::{OutputKind, Printer};
 use crate::engine::observer::{Observer, Summary};
 use crate::engine::pipeline::Pipeline;
-use crate::console::follow;
 use crate::engine::seconds::{Closer, Observed};
 use crate::engine::stats::StatsClock;
 use crate::engine::{EventTimeEngine, SecondStats};
@@ -320,10 +320,21 @@ struct Lines<'a> {
 }
 
 impl Lines<'_> {
-    fn line(&mut self, bytes: &[u8], closed: &mut Closed<'_>, diag: &mut dyn Write) -> anyhow::Result<()> {
+    fn line(
+        &mut self,
+        bytes: &[u8],
+        closed: &mut Closed<'_>,
+        diag: &mut dyn Write,
+    ) -> anyhow::Result<()> {
         if self.parser.is_none() {
             self.head.push(bytes.to_vec());
-            if self.head.iter().filter(|l| !l.trim_ascii().is_empty()).count() >= DETECT_LINES {
+            if self
+                .head
+                .iter()
+                .filter(|l| !l.trim_ascii().is_empty())
+                .count()
+                >= DETECT_LINES
+            {
                 self.detect(closed, diag)?;
             }
             return Ok(());
@@ -362,12 +373,19 @@ impl Lines<'_> {
         Ok(())
     }
 
-    fn parse(&mut self, bytes: &[u8], closed: &mut Closed<'_>, diag: &mut dyn Write) -> std::io::Result<()> {
+    fn parse(
+        &mut self,
+        bytes: &[u8],
+        closed: &mut Closed<'_>,
+        diag: &mut dyn Write,
+    ) -> std::io::Result<()> {
         let parser = self.parser.as_mut().expect("the format is known");
         self.line_no += 1;
         self.counts.lines += 1;
         let result = match std::str::from_utf8(bytes) {
-            Ok(text) => parser.parse_into(text, &mut self.event).map_err(|e| e.to_string()),
+            Ok(text) => parser
+                .parse_into(text, &mut self.event)
+                .map_err(|e| e.to_string()),
             Err(e) => Err(format!("not UTF-8 ({e})")),
         };
         match result {

@@ -135,6 +135,11 @@ impl TailerConfig {
         Duration::from_secs(self.checkpoint_ttl_secs)
     }
 
+    /// Checks the limits and that every pattern compiles.
+    pub fn check(&self) -> Result<(), TailError> {
+        self.validate().map(drop)
+    }
+
     /// Checks the limits and compiles the patterns.
     pub(crate) fn validate(&self) -> Result<Patterns, TailError> {
         const MAX_FINGERPRINT_BYTES: usize = 64 * 1024;

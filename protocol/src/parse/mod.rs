@@ -397,9 +397,9 @@ fn is_protocol(token: &str) -> bool {
     token.len() >= 5 && token.as_bytes()[..5].eq_ignore_ascii_case(b"HTTP/")
 }
 
-pub(crate) use crate::civil::{MONTHS, days_from_civil, days_in_month};
 #[cfg(test)]
 pub(crate) use crate::civil::civil_from_days;
+pub(crate) use crate::civil::{MONTHS, days_from_civil, days_in_month};
 
 /// `n` ASCII digits at the start of `s`.
 fn digits(s: &[u8], n: usize) -> Option<u32> {

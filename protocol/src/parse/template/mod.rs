@@ -26,9 +26,9 @@ use super::{
     ParseError, Parsed, parse_bytes, parse_clf_time, parse_rfc3339, parse_seconds_to_micros,
     parse_status, parse_u64, parse_unix_seconds, set, set_opt, snippet, split_request,
 };
+use crate::civil::{push_clf_time, push_rfc3339};
 use crate::event::Event;
 use crate::parse::Format;
-use crate::civil::{push_clf_time, push_rfc3339};
 
 mod syntax;
 #[cfg(test)]
