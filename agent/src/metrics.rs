@@ -67,6 +67,9 @@ pub struct Metrics {
     pub checkpoint_errors: AtomicU64,
     /// Unix milliseconds when the checkpoints on disk last matched memory.
     pub checkpoint_current_unix_ms: AtomicU64,
+    /// Why the last checkpoint write failed, while writes keep failing
+    /// (a full or read-only checkpoint directory); `None` once one works.
+    checkpoint_failure: Mutex<Option<String>>,
     files: Mutex<Vec<FileState>>,
 }
 
@@ -98,6 +101,47 @@ impl Metrics {
     /// Replaces the per-file snapshot.
     pub fn set_files(&self, files: Vec<FileState>) {
         *self.files.lock().unwrap_or_else(|e| e.into_inner()) = files;
+    }
+
+    /// Records whether the last checkpoint write failed, and why.
+    pub fn set_checkpoint_failure(&self, failure: Option<String>) {
+        *self
+            .checkpoint_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = failure;
+    }
+
+    /// Why checkpoint writes are failing, if they are.
+    pub fn checkpoint_failure(&self) -> Option<String> {
+        self.checkpoint_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// `/health`: 200 `ok`, or 503 `checkpoints_failing` with the reason
+    /// while checkpoints cannot be written (shipping goes on; a restart in
+    /// that state reads again what was acknowledged since the last
+    /// checkpoint that was written, and the collector drops the repeats).
+    pub fn health(&self) -> (StatusCode, String) {
+        let common = format!(
+            "\"batches_buffered\":{},\"reading_paused\":{},\"checkpoint_age_seconds\":{}",
+            Metrics::get(&self.batches_buffered),
+            Metrics::get(&self.reading_paused) == 1,
+            self.checkpoint_age_seconds()
+        );
+        match self.checkpoint_failure() {
+            None => (StatusCode::OK, format!("{{\"status\":\"ok\",{common}}}\n")),
+            Some(reason) => {
+                let quoted = serde_json::Value::String(reason).to_string();
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "{{\"status\":\"checkpoints_failing\",\"reason\":{quoted},{common}}}\n"
+                    ),
+                )
+            }
+        }
     }
 
     /// The per-file snapshot.
@@ -219,7 +263,7 @@ impl Metrics {
                 Self::get(value),
             );
         }
-        let gauges: [(&str, &str, f64); 5] = [
+        let gauges: [(&str, &str, f64); 6] = [
             (
                 "batches_buffered",
                 "Batches read and not finished.",
@@ -244,6 +288,11 @@ impl Metrics {
                 "checkpoint_age_seconds",
                 "Seconds since checkpoints on disk matched acknowledgements.",
                 self.checkpoint_age_seconds(),
+            ),
+            (
+                "checkpoints_failing",
+                "1 while checkpoints cannot be written (see /health for why).",
+                f64::from(u8::from(self.checkpoint_failure().is_some())),
             ),
         ];
         for (name, help, value) in gauges {
@@ -325,16 +374,10 @@ fn respond(req: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> 
             "text/plain; version=0.0.4",
             metrics.render(),
         ),
-        "/health" => (
-            StatusCode::OK,
-            "application/json",
-            format!(
-                "{{\"status\":\"ok\",\"batches_buffered\":{},\"reading_paused\":{},\"checkpoint_age_seconds\":{}}}\n",
-                Metrics::get(&metrics.batches_buffered),
-                Metrics::get(&metrics.reading_paused) == 1,
-                metrics.checkpoint_age_seconds()
-            ),
-        ),
+        "/health" => {
+            let (status, body) = metrics.health();
+            (status, "application/json", body)
+        }
         _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -356,6 +399,24 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn health_says_why_checkpoints_fail_until_they_work_again() {
+        let m = Metrics::default();
+        let (status, body) = m.health();
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.starts_with("{\"status\":\"ok\","), "{body}");
+        m.set_checkpoint_failure(Some("checkpoint file /c/\"x\": Read-only file system".into()));
+        let (status, body) = m.health();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["status"], "checkpoints_failing");
+        assert_eq!(v["reason"], "checkpoint file /c/\"x\": Read-only file system");
+        assert!(m.render().contains("logmon_agent_checkpoints_failing 1\n"));
+        m.set_checkpoint_failure(None);
+        assert_eq!(m.health().0, StatusCode::OK);
+        assert!(m.render().contains("logmon_agent_checkpoints_failing 0\n"));
+    }
 
     #[test]
     fn renders_counters_and_files() {

@@ -84,6 +84,9 @@ pub(crate) struct Reader {
     kill: CancellationToken,
     buffered: usize,
     last_save: Option<Instant>,
+    /// Checkpoint save rounds that failed in a row.
+    checkpoint_failures: u64,
+    last_checkpoint_log: Option<Instant>,
     last_malformed_log: Option<Instant>,
     malformed_unlogged: u64,
     /// When each file last had a batch or heartbeat sealed.
@@ -123,6 +126,8 @@ impl Reader {
             kill,
             buffered: 0,
             last_save: None,
+            checkpoint_failures: 0,
+            last_checkpoint_log: None,
             last_malformed_log: None,
             malformed_unlogged: 0,
             last_sent: HashMap::new(),
@@ -325,6 +330,26 @@ impl Reader {
         Metrics::add(&self.metrics.events_parsed, parsed);
         Metrics::add(&self.metrics.lines_malformed, malformed);
         Metrics::add(&self.metrics.lines_skipped, skipped);
+    }
+
+    /// A checkpoint directory that cannot be written (full, read-only):
+    /// reported in `/health` and `/metrics`, logged once per burst (the
+    /// first failure, then at most once a minute), while shipping goes on.
+    /// The checkpoint file on disk stays the last one written whole, so a
+    /// restart now reads again only what was acknowledged since then.
+    fn checkpoints_failed(&mut self, reason: String, now: Instant) {
+        self.checkpoint_failures += 1;
+        if self
+            .last_checkpoint_log
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(60))
+        {
+            tracing::error!(
+                failed_attempts = self.checkpoint_failures,
+                "checkpoints cannot be written: {reason}; shipping goes on, and a restart would read again what was acknowledged since the last checkpoint written"
+            );
+            self.last_checkpoint_log = Some(now);
+        }
+        self.metrics.set_checkpoint_failure(Some(reason));
     }
 
     /// Logs a malformed line, at most one log line per 10 s (with a count).
@@ -587,6 +612,7 @@ impl Reader {
         }
         self.last_save = Some(now);
         let mut current = true;
+        let mut failure = None;
         let mut files = Vec::new();
         for src in &mut self.sources {
             let checkpoints = src.tailer.checkpoints();
@@ -599,7 +625,7 @@ impl Reader {
                     Err(e) => {
                         current = false;
                         Metrics::add(&self.metrics.checkpoint_errors, 1);
-                        tracing::error!("saving checkpoints: {e}");
+                        failure.get_or_insert_with(|| e.to_string());
                     }
                 }
             }
@@ -617,6 +643,19 @@ impl Reader {
             self.metrics
                 .checkpoint_current_unix_ms
                 .store(unix_ms(), std::sync::atomic::Ordering::Relaxed);
+        }
+        match failure {
+            Some(reason) => self.checkpoints_failed(reason, now),
+            None if current && self.checkpoint_failures > 0 => {
+                tracing::info!(
+                    failed_attempts = self.checkpoint_failures,
+                    "checkpoints are written again"
+                );
+                self.checkpoint_failures = 0;
+                self.last_checkpoint_log = None;
+                self.metrics.set_checkpoint_failure(None);
+            }
+            None => {}
         }
         self.metrics.set_files(files);
     }

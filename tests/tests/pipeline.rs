@@ -1439,6 +1439,151 @@ fn a_disk_filled_by_another_process_refuses_batches_until_space_returns() {
     assert_healed(&site, &data, n);
 }
 
+/// The agent's checkpoint directory (a tmpfs) turns read-only mid-run: the
+/// agent keeps shipping, says so in `/health` and `/metrics`; SIGKILLed in
+/// that state and restarted once the directory is writable again, it reads
+/// again from its last written checkpoint, and InfluxDB holds every line
+/// exactly once.
+#[test]
+fn a_read_only_checkpoint_directory_loses_and_repeats_nothing() {
+    let Some(disk) = Tmpfs::mount(4) else {
+        return;
+    };
+    let checkpoints = disk.path().join("agent");
+    let mut site = DownAtStart::start(&[]);
+    site.influx.restart();
+    // This test's own agent, with its checkpoints on the tmpfs and /health.
+    site.agent.take();
+    let metrics = free_port();
+    let agent_err = site.dir.path().join("agent.err");
+    let spawn = || {
+        Running(
+            Command::new(agent_bin())
+                .args(["--collector", &format!("http://127.0.0.1:{}", site.port)])
+                .args(["--token", "secret"])
+                .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
+                .arg("--file")
+                .arg(format!("{}/*.log:clf", site.dir.path().join("logs").display()))
+                .arg("--checkpoint-dir")
+                .arg(&checkpoints)
+                .stdout(Stdio::null())
+                .stderr(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&agent_err)
+                        .unwrap(),
+                )
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let agent_health = || -> (u16, serde_json::Value) {
+        let answer = get(metrics, "/health");
+        let code = answer.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        (code, serde_json::from_str(body).unwrap_or_default())
+    };
+    // The log appears after the agent started (a file it finds at start
+    // without a checkpoint is followed from its end).
+    let log = site.log();
+    let mut agent = spawn();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !get(metrics, "/metrics").starts_with("HTTP/1.1 200") {
+        assert!(Instant::now() < deadline, "the agent's /metrics never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let mut written = 0u64;
+    let mut write = |n: u64| {
+        append(&log, "ro", written, n);
+        written += n;
+        written
+    };
+    let accepted = |n: u64| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while site.metric("logmon_ingest_events_accepted_total") < n {
+            assert!(
+                Instant::now() < deadline,
+                "{n} events not accepted; agent log:\n{}\nagent metrics:\n{}\nfiles: {:?}",
+                std::fs::read_to_string(&agent_err).unwrap_or_default(),
+                get(metrics, "/metrics"),
+                std::fs::read_dir(site.dir.path().join("logs")).unwrap().map(|e| e.unwrap().path()).collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let n = write(1000);
+    accepted(n);
+    // Checkpoints are written every second: let one hold all of it.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(agent_health().0, 200);
+    let remount = |how: &str| {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,{how}")])
+            .arg(disk.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount,{how}");
+    };
+    remount("ro");
+    let n = write(1000);
+    accepted(n);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, health) = agent_health();
+        if code == 503 {
+            assert_eq!(health["status"], "checkpoints_failing", "{health}");
+            let reason = health["reason"].as_str().unwrap_or_default();
+            assert!(reason.contains("Read-only file system"), "{health}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "agent /health stayed {code}: {health}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let agent_metric = |name: &str| {
+        logmon_tests::bench::metric(&get(metrics, "/metrics"), name).unwrap_or(0)
+    };
+    assert_eq!(
+        agent_metric("logmon_agent_checkpoints_failing"),
+        1,
+        "{}\n{}",
+        get(metrics, "/metrics"),
+        std::fs::read_to_string(&agent_err).unwrap_or_default()
+    );
+    assert!(agent_metric("logmon_agent_checkpoint_errors_total") >= 1);
+    // Shipping went on: the second thousand was acknowledged.
+    assert_eq!(agent_metric("logmon_agent_events_acked_total"), 2000);
+    // One log line for the burst of failures so far, not one per attempt.
+    std::thread::sleep(Duration::from_millis(3000));
+    let errors = std::fs::read_to_string(&agent_err).unwrap();
+    assert_eq!(
+        errors.matches("checkpoints cannot be written").count(),
+        1,
+        "{errors}"
+    );
+    // A crash in that state, then the directory is writable again.
+    drop(agent);
+    remount("rw");
+    agent = spawn();
+    let n = write(1000);
+    site.wait("every line in InfluxDB", Duration::from_secs(120), || {
+        site.stored(r#"count("bytes")"#) >= n as i64
+    });
+    assert_eq!(site.stored(r#"count("bytes")"#), n as i64);
+    assert_eq!(site.stored(r#"count(distinct("path"))"#), n as i64);
+    println!(
+        "after the restart: {} duplicate batches refused by the collector",
+        site.metric("logmon_ingest_batches_duplicate_total")
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while agent_health().0 != 200 {
+        assert!(Instant::now() < deadline, "{:?}", agent_health());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(agent);
+}
+
 /// A second agent on a host whose clock is ten minutes behind (Debian's
 /// faketime), writing lines ten minutes behind: the first agent's alerts are
 /// exactly the brute-force ones, its seconds close as if the second agent
