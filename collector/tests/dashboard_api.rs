@@ -472,7 +472,7 @@ fn series_stream_and_access_from_memory() {
         agents,
         json!([{"agent": "agent-1", "host": "web-1", "last_seen": base + 40, "streams": [
             {"stream": "000000000000feed", "file": "/var/log/nginx/access.log",
-             "watermark": base + 35, "lag_seconds": 0, "caught_up": true,
+             "watermark": base + 35, "lag_seconds": 0, "skew_seconds": 0, "caught_up": true,
              "finished": false, "events": 60}
         ]}])
     );

@@ -1727,6 +1727,18 @@ fn an_agent_whose_clock_trails_by_ten_minutes_holds_no_one_back() {
     let behind_by = lag("behind");
     assert!((595..=620).contains(&behind_by), "{agents}");
     assert!(lag("on-time") < 120, "{agents}");
+    // And its measured skew: how far it trails the leading stream.
+    let skew = |id: &str| {
+        agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["agent"] == id)
+            .and_then(|a| a["streams"][0]["skew_seconds"].as_i64())
+            .unwrap_or_else(|| panic!("no skew of {id}: {agents}"))
+    };
+    assert_eq!(skew("on-time"), 0, "{agents}");
+    assert!((595..=605).contains(&skew("behind")), "{agents}");
 }
 
 /// A child's stdout, line by line, each with the wall time it was read.

@@ -210,8 +210,17 @@ impl AgentsView {
 impl AgentsSnapshot {
     /// The `/api/agents` JSON at wall-clock second `wall`: agents by id,
     /// streams by file then fingerprint.
+    ///
+    /// `skew_seconds` is how far a stream's newest event or heartbeat trails
+    /// the leading stream's (the engine stops letting a live stream hold
+    /// time back past `max_skew`, [`crate::engine::watermark`]).
     pub fn json(mut self, wall: i64) -> serde_json::Value {
         let lateness = self.lateness;
+        let lead = self
+            .agents
+            .iter()
+            .flat_map(|a| a.streams.iter().filter_map(|s| s.mark))
+            .max();
         let agents: Vec<serde_json::Value> = self
             .agents
             .iter_mut()
@@ -227,6 +236,7 @@ impl AgentsSnapshot {
                             "file": (!s.path.is_empty()).then_some(&*s.path),
                             "watermark": s.mark.map(|m| m - lateness),
                             "lag_seconds": s.mark.map(|m| (wall - m).max(0)),
+                            "skew_seconds": s.mark.zip(lead).map(|(m, l)| l - m),
                             "caught_up": s.caught_up,
                             "finished": s.finished,
                             "events": s.events,
@@ -296,16 +306,44 @@ mod tests {
             json!([
                 {"agent": "a0", "host": "web-1", "last_seen": 900, "streams": [
                     {"stream": "0000000000000002", "file": null, "watermark": null,
-                     "lag_seconds": null, "caught_up": false, "finished": false, "events": 0}
+                     "lag_seconds": null, "skew_seconds": null, "caught_up": false, "finished": false, "events": 0}
                 ]},
                 {"agent": "a1", "host": "web-1", "last_seen": 1010, "streams": [
                     {"stream": "0000000000000001", "file": "/var/log/a.log", "watermark": null,
-                     "lag_seconds": null, "caught_up": false, "finished": true, "events": 0},
+                     "lag_seconds": null, "skew_seconds": null, "caught_up": false, "finished": true, "events": 0},
                     {"stream": "000000000000beef", "file": "/var/log/b.log", "watermark": 1005,
-                     "lag_seconds": 10, "caught_up": true, "finished": false, "events": 3}
+                     "lag_seconds": 10, "skew_seconds": 0, "caught_up": true, "finished": false, "events": 3}
                 ]}
             ])
         );
+    }
+
+    #[test]
+    fn a_stream_behind_the_others_shows_its_skew() {
+        let mut view = AgentsView::new(5);
+        let now = Instant::now();
+        for (agent, fp, newest) in [("on-time", 1, 2000), ("behind", 2, 1400), ("also", 3, 1990)] {
+            view.seen(
+                &BatchSeen {
+                    events: 1,
+                    newest: Some(newest),
+                    ..batch(agent, fp, "/a.log", newest)
+                },
+                now,
+            );
+        }
+        let json = view.snapshot().json(2001);
+        let skew = |agent: &str| {
+            json.as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["agent"] == agent)
+                .map(|a| a["streams"][0]["skew_seconds"].clone())
+                .unwrap()
+        };
+        assert_eq!(skew("on-time"), json!(0));
+        assert_eq!(skew("behind"), json!(600));
+        assert_eq!(skew("also"), json!(10));
     }
 
     #[test]
@@ -327,7 +365,7 @@ mod tests {
             snapshot.json(300),
             json!([{"agent": "a1", "host": "web-1", "last_seen": 100, "streams": [
                 {"stream": "0000000000000001", "file": "/old.log", "watermark": null,
-                 "lag_seconds": null, "caught_up": false, "finished": false, "events": 0}
+                 "lag_seconds": null, "skew_seconds": null, "caught_up": false, "finished": false, "events": 0}
             ]}])
         );
         assert_eq!(view.snapshot().json(300)[0]["host"], "web-2");
