@@ -406,12 +406,17 @@ mod tests {
         let (status, body) = m.health();
         assert_eq!(status, StatusCode::OK);
         assert!(body.starts_with("{\"status\":\"ok\","), "{body}");
-        m.set_checkpoint_failure(Some("checkpoint file /c/\"x\": Read-only file system".into()));
+        m.set_checkpoint_failure(Some(
+            "checkpoint file /c/\"x\": Read-only file system".into(),
+        ));
         let (status, body) = m.health();
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["status"], "checkpoints_failing");
-        assert_eq!(v["reason"], "checkpoint file /c/\"x\": Read-only file system");
+        assert_eq!(
+            v["reason"],
+            "checkpoint file /c/\"x\": Read-only file system"
+        );
         assert!(m.render().contains("logmon_agent_checkpoints_failing 1\n"));
         m.set_checkpoint_failure(None);
         assert_eq!(m.health().0, StatusCode::OK);

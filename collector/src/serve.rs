@@ -129,6 +129,11 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .unwrap_or_else(|| crate::disk::default_floor(&opts.data_dir));
     let disk = Arc::new(crate::disk::DiskWatch::new(&opts.data_dir, floor));
     state.watch_disk(Arc::clone(&disk));
+    if let Some(lake) = &opts.lake {
+        // The lake's position moves when a file is complete, up to
+        // `flush_after` behind by design.
+        state.allow_lag(crate::lake::CONSUMER, lake.flush_after);
+    }
     let listener = tokio::net::TcpListener::bind(opts.http.listen)
         .await
         .with_context(|| format!("binding {}", opts.http.listen))?;
@@ -449,7 +454,7 @@ impl HealthSource for OutboxHealth {
         let consumers = outbox_status(&self.outbox, &self.configured);
         let reasons: Vec<String> = consumers
             .iter()
-            .filter(|c| crate::ingest::health::stuck(c))
+            .filter(|c| crate::ingest::health::stuck(c, 0))
             .map(|c| format!("alert outbox: {}", crate::ingest::health::describe(c)))
             .collect();
         let mut details = serde_json::Map::new();

@@ -1463,7 +1463,10 @@ fn a_read_only_checkpoint_directory_loses_and_repeats_nothing() {
                 .args(["--token", "secret"])
                 .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
                 .arg("--file")
-                .arg(format!("{}/*.log:clf", site.dir.path().join("logs").display()))
+                .arg(format!(
+                    "{}/*.log:clf",
+                    site.dir.path().join("logs").display()
+                ))
                 .arg("--checkpoint-dir")
                 .arg(&checkpoints)
                 .stdout(Stdio::null())
@@ -1490,7 +1493,10 @@ fn a_read_only_checkpoint_directory_loses_and_repeats_nothing() {
     let mut agent = spawn();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !get(metrics, "/metrics").starts_with("HTTP/1.1 200") {
-        assert!(Instant::now() < deadline, "the agent's /metrics never answered");
+        assert!(
+            Instant::now() < deadline,
+            "the agent's /metrics never answered"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(500));
@@ -1508,7 +1514,10 @@ fn a_read_only_checkpoint_directory_loses_and_repeats_nothing() {
                 "{n} events not accepted; agent log:\n{}\nagent metrics:\n{}\nfiles: {:?}",
                 std::fs::read_to_string(&agent_err).unwrap_or_default(),
                 get(metrics, "/metrics"),
-                std::fs::read_dir(site.dir.path().join("logs")).unwrap().map(|e| e.unwrap().path()).collect::<Vec<_>>()
+                std::fs::read_dir(site.dir.path().join("logs"))
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .collect::<Vec<_>>()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -1538,12 +1547,14 @@ fn a_read_only_checkpoint_directory_loses_and_repeats_nothing() {
             assert!(reason.contains("Read-only file system"), "{health}");
             break;
         }
-        assert!(Instant::now() < deadline, "agent /health stayed {code}: {health}");
+        assert!(
+            Instant::now() < deadline,
+            "agent /health stayed {code}: {health}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let agent_metric = |name: &str| {
-        logmon_tests::bench::metric(&get(metrics, "/metrics"), name).unwrap_or(0)
-    };
+    let agent_metric =
+        |name: &str| logmon_tests::bench::metric(&get(metrics, "/metrics"), name).unwrap_or(0);
     assert_eq!(
         agent_metric("logmon_agent_checkpoints_failing"),
         1,

@@ -66,10 +66,12 @@ pub fn describe(c: &ConsumerStatus) -> String {
 }
 
 /// Whether `c` is stuck: it says it cannot make progress, is more than
-/// [`BEHIND`] behind, or is not configured and holds records.
-pub fn stuck(c: &ConsumerStatus) -> bool {
+/// [`BEHIND`] (plus the `allowance` seconds it trails by design) behind, or
+/// is not configured and holds records.
+pub fn stuck(c: &ConsumerStatus, allowance: u64) -> bool {
     c.problem.is_some()
-        || c.lag_seconds.is_some_and(|s| s >= BEHIND.as_secs())
+        || c.lag_seconds
+            .is_some_and(|s| s >= BEHIND.as_secs().saturating_add(allowance))
         || (!c.configured && c.lag_records > 0)
 }
 
@@ -101,7 +103,12 @@ impl HealthSource for IngestState {
             );
             (Level::Down, "backpressure")
         } else {
-            reasons.extend(consumers.iter().filter(|c| stuck(c)).map(describe));
+            reasons.extend(
+                consumers
+                    .iter()
+                    .filter(|c| stuck(c, self.lag_allowance(&c.name)))
+                    .map(describe),
+            );
             let down = consumers
                 .iter()
                 .any(|c| c.configured && c.problem_seconds >= Some(DOWN_AFTER.as_secs()));
@@ -123,5 +130,42 @@ impl HealthSource for IngestState {
             reasons,
             details,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consumer(name: &str, lag_seconds: u64) -> ConsumerStatus {
+        ConsumerStatus {
+            name: name.into(),
+            configured: true,
+            offset: 0,
+            lag_records: 5,
+            lag_bytes: 500,
+            lag_seconds: Some(lag_seconds),
+            problem: None,
+            problem_seconds: None,
+        }
+    }
+
+    #[test]
+    fn a_consumer_is_behind_past_a_minute_plus_its_allowance() {
+        assert!(!stuck(&consumer("influx", 59), 0));
+        assert!(stuck(&consumer("influx", 60), 0));
+        // The lake writer flushes every 300 s: 5 minutes behind is normal.
+        assert!(!stuck(&consumer("lake", 359), 300));
+        assert!(stuck(&consumer("lake", 360), 300));
+        let failing = ConsumerStatus {
+            problem: Some("InfluxDB unreachable".into()),
+            ..consumer("influx", 0)
+        };
+        assert!(stuck(&failing, 300));
+        let unconfigured = ConsumerStatus {
+            configured: false,
+            ..consumer("old", 0)
+        };
+        assert!(stuck(&unconfigured, 0));
     }
 }

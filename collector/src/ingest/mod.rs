@@ -199,6 +199,10 @@ pub struct IngestState {
     shutting_down: AtomicBool,
     /// The data directory's free space, when it is watched.
     disk: std::sync::OnceLock<Arc<crate::disk::DiskWatch>>,
+    /// Seconds of lag a consumer has by design (the lake writer's flush
+    /// interval), on top of [`health::BEHIND`], before `/health` calls it
+    /// behind.
+    lag_allowances: RwLock<std::collections::BTreeMap<String, u64>>,
 }
 
 impl IngestState {
@@ -221,6 +225,7 @@ impl IngestState {
             writer: Mutex::new(Some(writer)),
             shutting_down: AtomicBool::new(false),
             disk: std::sync::OnceLock::new(),
+            lag_allowances: RwLock::new(std::collections::BTreeMap::new()),
         }))
     }
 
@@ -240,6 +245,26 @@ impl IngestState {
     /// Refuse batches while the data directory is under its floor (set once).
     pub fn watch_disk(&self, disk: Arc<crate::disk::DiskWatch>) {
         let _ = self.disk.set(disk);
+    }
+
+    /// Lets `consumer` trail by `by` more than [`health::BEHIND`] before
+    /// `/health` reports it (a consumer that batches by time, such as the
+    /// lake writer, is that far behind by design).
+    pub fn allow_lag(&self, consumer: &str, by: std::time::Duration) {
+        self.lag_allowances
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(consumer.to_owned(), by.as_secs());
+    }
+
+    /// The extra lag `consumer` is allowed, in seconds.
+    pub fn lag_allowance(&self, consumer: &str) -> u64 {
+        self.lag_allowances
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(consumer)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub(crate) fn disk(&self) -> Option<&crate::disk::DiskWatch> {
