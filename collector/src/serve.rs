@@ -411,12 +411,37 @@ fn outbox_status(
         .collect()
 }
 
-/// The engine's snapshots in `/health`: degraded while they fail (the
-/// engine evaluates on; a restart would replay more of the bus).
+/// The engine in `/health`: down (503) while it waits for an alert outbox
+/// append that fails (a full disk: it evaluates nothing meanwhile);
+/// degraded while its snapshots fail (it evaluates on; a restart would
+/// replay more of the bus).
 struct EngineHealth(Arc<LiveCounters>);
 
 impl HealthSource for EngineHealth {
     fn health(&self) -> Health {
+        let waiting = self
+            .0
+            .outbox_append
+            .problem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some((since, why)) = waiting {
+            let seconds = (crate::clock::now_ms() - since).max(0) / 1000;
+            let mut details = serde_json::Map::new();
+            details.insert(
+                "engine".into(),
+                serde_json::json!({ "outbox_failing_seconds": seconds, "problem": why }),
+            );
+            return Health {
+                level: Level::Down,
+                status: "engine_waiting",
+                reasons: vec![format!(
+                    "engine: alert outbox appends failing for {seconds} s; the engine waits and retries: {why}"
+                )],
+                details,
+            };
+        }
         let problem = self
             .0
             .snapshot_problem
@@ -620,6 +645,12 @@ fn pipeline_metrics(
             Kind::Counter,
             "Engine snapshots that could not be written (retried at the next interval).",
             &live.snapshot_failures,
+        ),
+        (
+            "logmon_engine_outbox_failures_total",
+            Kind::Counter,
+            "Alert outbox appends that failed (the engine waits and retries).",
+            &live.outbox_append.failures,
         ),
         (
             "logmon_engine_replayed_transitions_total",

@@ -22,7 +22,10 @@ use crate::bus::{BusError, ConsumerLag, LogConfig, SegmentLog};
 use crate::rules::{AlertState, Transition};
 use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// A transition's identity: rule instance, key, state, event time.
 pub type TransitionId = (String, String, AlertState, i64);
@@ -65,6 +68,12 @@ impl Outbox {
 
     fn lock(&self) -> MutexGuard<'_, SegmentLog> {
         self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Test hook: the next `n` writes fail half-way, as on a full disk.
+    #[cfg(test)]
+    pub(crate) fn fail_next_writes(&self, n: u32) {
+        self.lock().fail_next_writes(n);
     }
 
     /// Offset the next transition will get.
@@ -137,6 +146,21 @@ impl Outbox {
     }
 }
 
+/// How the engine's outbox appends fare, shared with `/health` and
+/// `/metrics` (the engine thread waits inside a failing append).
+#[derive(Debug, Default)]
+pub struct AppendStatus {
+    /// Appends that failed (each retry counts).
+    pub failures: AtomicU64,
+    /// Since when (unix ms) and why appends fail, while they do.
+    pub problem: Mutex<Option<(i64, String)>>,
+}
+
+/// First wait before a failed append is tried again; it doubles up to
+/// [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
 /// The engine's side of the outbox: appends new transitions and drops those a
 /// replay produces again (see the module documentation).
 #[derive(Debug)]
@@ -146,6 +170,9 @@ pub struct OutboxWriter {
     already: VecDeque<TransitionId>,
     /// Regenerated transitions dropped so far.
     pub replayed: u64,
+    status: Arc<AppendStatus>,
+    /// Ends the retries of a failing append (shutdown).
+    stop: Option<CancellationToken>,
 }
 
 impl OutboxWriter {
@@ -166,7 +193,16 @@ impl OutboxWriter {
             outbox,
             already,
             replayed: 0,
+            status: Arc::default(),
+            stop: None,
         })
+    }
+
+    /// Reports append failures to `status` and gives up retrying a failing
+    /// append when `stop` is cancelled.
+    pub fn watch(&mut self, status: Arc<AppendStatus>, stop: CancellationToken) {
+        self.status = status;
+        self.stop = Some(stop);
     }
 
     pub fn outbox(&self) -> &Outbox {
@@ -189,7 +225,41 @@ impl OutboxWriter {
                 None => true,
             }
         });
-        self.outbox.append(transitions)
+        // A local I/O error (a full disk) is waited out: the log undid the
+        // failed write, the engine waits here (its bus position and snapshot
+        // stay where they were), and the append is tried again with backoff
+        // until it works or the collector shuts down.
+        let mut wait = FIRST_RETRY;
+        loop {
+            let e = match self.outbox.append(transitions) {
+                Ok(()) => {
+                    let mut problem = self.status.problem.lock().unwrap_or_else(|e| e.into_inner());
+                    if problem.take().is_some() {
+                        tracing::info!("alert outbox appends work again");
+                    }
+                    return Ok(());
+                }
+                Err(e @ OutboxError::Log(BusError::Poisoned)) => return Err(e),
+                Err(e) => e,
+            };
+            self.status.failures.fetch_add(1, Ordering::Relaxed);
+            {
+                let mut problem = self.status.problem.lock().unwrap_or_else(|e| e.into_inner());
+                if problem.is_none() {
+                    tracing::warn!(error = %e, "alert outbox append failed; the engine waits and tries again");
+                }
+                let since = problem.as_ref().map_or_else(crate::clock::now_ms, |p| p.0);
+                *problem = Some((since, e.to_string()));
+            }
+            let Some(stop) = &self.stop else {
+                return Err(e);
+            };
+            if stop.is_cancelled() {
+                return Err(e);
+            }
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(MAX_RETRY);
+        }
     }
 
     /// Whether transitions from before the crash are still expected.
@@ -211,6 +281,57 @@ mod tests {
             value: 12.5,
             message: format!("{rule} at {at}"),
         }
+    }
+
+    #[test]
+    fn a_failing_append_is_retried_until_it_works_and_reported_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path()).unwrap();
+        let mut w = OutboxWriter::resume(outbox.clone(), 0).unwrap();
+        let status = Arc::new(AppendStatus::default());
+        w.watch(Arc::clone(&status), CancellationToken::new());
+        w.offer(&mut vec![t("a", AlertState::Firing, 10)]).unwrap();
+        // Three writes fail (a full disk), then space is back.
+        outbox.fail_next_writes(3);
+        let mut next = vec![t("a", AlertState::Resolved, 20), t("b", AlertState::Firing, 21)];
+        w.offer(&mut next).unwrap();
+        assert_eq!(next.len(), 2);
+        assert_eq!(status.failures.load(Ordering::Relaxed), 3);
+        assert!(status.problem.lock().unwrap().is_none());
+        let stored: Vec<Transition> = outbox.read(0, 100).unwrap().into_iter().map(|(_, t)| t).collect();
+        assert_eq!(
+            stored,
+            vec![
+                t("a", AlertState::Firing, 10),
+                t("a", AlertState::Resolved, 20),
+                t("b", AlertState::Firing, 21)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failing_append_gives_up_at_shutdown_with_the_reason_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path()).unwrap();
+        let mut w = OutboxWriter::resume(outbox.clone(), 0).unwrap();
+        let status = Arc::new(AppendStatus::default());
+        let stop = CancellationToken::new();
+        w.watch(Arc::clone(&status), stop.clone());
+        outbox.fail_next_writes(u32::MAX);
+        let stopper = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                stop.cancel();
+            })
+        };
+        let e = w.offer(&mut vec![t("a", AlertState::Firing, 10)]).unwrap_err();
+        stopper.join().unwrap();
+        assert!(e.to_string().contains("No space left on device"), "{e}");
+        assert!(status.failures.load(Ordering::Relaxed) >= 2);
+        let problem = status.problem.lock().unwrap().clone().unwrap();
+        assert!(problem.1.contains("No space left on device"), "{problem:?}");
+        assert_eq!(outbox.next_offset(), 0);
     }
 
     #[test]

@@ -87,7 +87,8 @@ impl LocalBus {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock left the log in a state its own
-        // methods keep consistent (they poison it on failed writes).
+        // methods keep consistent (a failed write is undone, or poisons the
+        // log when it cannot be).
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 

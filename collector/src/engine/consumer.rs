@@ -99,6 +99,9 @@ pub struct LiveCounters {
     /// Why the last snapshot failed and since when (unix ms), until one is
     /// written again.
     pub snapshot_problem: std::sync::Mutex<Option<(i64, String)>>,
+    /// How the engine's alert outbox appends fare (the engine waits inside
+    /// one that fails, so it reports here itself).
+    pub outbox_append: std::sync::Arc<crate::alerts::outbox::AppendStatus>,
     /// The rule instances as `GET /api/rules` shows them, refreshed as
     /// seconds close (at most ten times a second) and at least each second.
     pub rules: std::sync::Mutex<Vec<crate::rules::RuleStatus>>,
@@ -245,6 +248,9 @@ pub fn run<O: Observer>(
     }
     let mut last_reload = Instant::now();
     let mut live = resume(bus, outbox, &mut pipeline, opts)?;
+    if let Some(writer) = &mut pipeline.outbox {
+        writer.watch(std::sync::Arc::clone(&counters.outbox_append), stop.clone());
+    }
     let max_future = opts.max_future.as_secs() as i64;
     let mut last_snapshot = Instant::now();
     let mut dirty = false;

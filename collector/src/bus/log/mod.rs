@@ -212,7 +212,19 @@ pub struct SegmentLog {
     consumers: BTreeMap<String, Position>,
     write_buf: Vec<u8>,
     poisoned: bool,
+    /// Test hook: this many more buffer writes fail half-way.
+    #[cfg(test)]
+    failing_writes: u32,
     _lock: File,
+}
+
+/// Where the log ended before a batch (see [`SegmentLog::roll_back`]).
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    segments: usize,
+    count: u64,
+    len: u64,
+    index: usize,
 }
 
 impl SegmentLog {
@@ -309,6 +321,8 @@ impl SegmentLog {
             consumers: BTreeMap::new(),
             write_buf: Vec::new(),
             poisoned: false,
+            #[cfg(test)]
+            failing_writes: 0,
             _lock: lock,
         };
         for (name, offset) in offsets::load(&dir)? {
@@ -335,9 +349,10 @@ impl SegmentLog {
 
     /// Appends `records` as one group commit and returns their offsets. Either
     /// every record is durable when this returns `Ok`, or the batch was
-    /// refused before anything was written (empty or oversized record), or the
-    /// log is poisoned: an I/O error part way leaves it refusing appends until
-    /// reopened (the failed batch was never acknowledged, so recovery may keep
+    /// refused before anything was written (empty or oversized record), or an
+    /// I/O error part way was undone (the log is as before the call, and a
+    /// later append may succeed); only when undoing fails too is the log
+    /// poisoned, refusing appends until reopened (the failed batch was never acknowledged, so recovery may keep
     /// or drop any of it).
     pub fn append(&mut self, records: &[&[u8]]) -> Result<Range<u64>, BusError> {
         if self.poisoned {
@@ -356,6 +371,7 @@ impl SegmentLog {
         if records.is_empty() {
             return Ok(start..start);
         }
+        let mark = self.mark();
         match self.write_batch(records) {
             Ok(()) => {
                 let active = self.segments.back().expect("at least one segment");
@@ -364,11 +380,64 @@ impl SegmentLog {
                 Ok(start..self.next_offset)
             }
             Err(e) => {
-                self.poisoned = true;
                 self.write_buf = Vec::new();
+                // Cut what this batch wrote (a full disk leaves part of it):
+                // truncating and deleting need no space, so the log is as
+                // before the call and the next append may succeed. Only if
+                // that fails too is the log poisoned until reopened.
+                if let Err(undo) = self.roll_back(mark) {
+                    tracing::error!(
+                        dir = %self.config.dir.display(),
+                        "a failed append could not be undone ({undo}); the log refuses appends until it is opened again"
+                    );
+                    self.poisoned = true;
+                }
                 Err(e)
             }
         }
+    }
+
+    /// Where the log ends now, for [`Self::roll_back`].
+    fn mark(&self) -> Mark {
+        let active = self.segments.back().expect("at least one segment");
+        Mark {
+            segments: self.segments.len(),
+            count: active.count,
+            len: active.len,
+            index: active.index.len(),
+        }
+    }
+
+    /// Undoes a failed batch: the segments it created are deleted and the
+    /// active segment of `mark` is cut back to its length then.
+    fn roll_back(&mut self, mark: Mark) -> Result<(), BusError> {
+        while self.segments.len() > mark.segments {
+            let seg = self.segments.pop_back().expect("more segments than the mark");
+            drop(seg.file);
+            std::fs::remove_file(&seg.path).map_err(BusError::io("removing", &seg.path))?;
+        }
+        let active = self.segments.back_mut().expect("at least one segment");
+        active
+            .file
+            .set_len(mark.len)
+            .map_err(BusError::io("truncating", &active.path))?;
+        if self.config.fsync {
+            active
+                .file
+                .sync_data()
+                .map_err(BusError::io("syncing", &active.path))?;
+        }
+        active.count = mark.count;
+        active.len = mark.len;
+        active.index.truncate(mark.index);
+        Ok(())
+    }
+
+    /// Test hook: the next `n` buffer writes write half their bytes, then
+    /// fail as a full disk does.
+    #[cfg(test)]
+    pub(crate) fn fail_next_writes(&mut self, n: u32) {
+        self.failing_writes = n;
     }
 
     fn write_batch(&mut self, records: &[&[u8]]) -> Result<(), BusError> {
@@ -401,6 +470,16 @@ impl SegmentLog {
     /// Writes the buffered bytes to the active segment, and syncs it if asked.
     fn flush_buffer(&mut self, sync: bool) -> Result<(), BusError> {
         let active = self.segments.back_mut().expect("at least one segment");
+        #[cfg(test)]
+        if self.failing_writes > 0 && !self.write_buf.is_empty() {
+            self.failing_writes -= 1;
+            let half = self.write_buf.len() / 2;
+            active
+                .file
+                .write_all(&self.write_buf[..half])
+                .map_err(BusError::io("writing", &active.path))?;
+            return Err(BusError::io("writing", &active.path)(io::Error::from_raw_os_error(28)));
+        }
         if !self.write_buf.is_empty() {
             active
                 .file

@@ -908,3 +908,36 @@ fn append_throughput() {
         }
     }
 }
+
+#[test]
+fn a_write_that_fails_part_way_is_undone_and_the_next_append_works() {
+    let dir = TempDir::new().unwrap();
+    // Small segments, so the failing batch also starts a new one.
+    let cfg = config(dir.path(), 256);
+    let (mut log, _) = open(&cfg);
+    let first = payloads(0, 10, 40);
+    append_all(&mut log, &first);
+    let (segments, files) = (log.segment_count(), segment_files(dir.path()));
+    // Two writes fail half-way: the batch (which rolls a segment) is
+    // refused, then the same batch again.
+    log.fail_next_writes(2);
+    let batch = payloads(10, 20, 40);
+    let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+    for _ in 0..2 {
+        let e = log.append(&refs).unwrap_err();
+        assert!(e.to_string().contains("No space left on device"), "{e}");
+        assert_eq!(log.next_offset(), 10);
+        assert_eq!(log.segment_count(), segments);
+        assert_eq!(segment_files(dir.path()), files);
+        assert_eq!(read_all(&log, 0), first);
+    }
+    // Space is back: the same batch goes in after the first records.
+    assert_eq!(append_all(&mut log, &batch), 10..30);
+    let mut all = first.clone();
+    all.extend(batch);
+    assert_eq!(read_all(&log, 0), all);
+    drop(log);
+    let (log, recovery) = open(&cfg);
+    assert!(recovery.torn.is_none(), "nothing torn was left");
+    assert_eq!(read_all(&log, 0), all);
+}
