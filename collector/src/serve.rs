@@ -597,7 +597,7 @@ fn pipeline_metrics(
     use std::sync::atomic::AtomicU64;
     let mut text = Text::new();
     let load = |v: &AtomicU64| v.load(Ordering::Relaxed);
-    let engine: [(&str, Kind, &str, &AtomicU64); 12] = [
+    let engine: [(&str, Kind, &str, &AtomicU64); 13] = [
         (
             "logmon_engine_batches_total",
             Kind::Counter,

@@ -233,7 +233,11 @@ impl OutboxWriter {
         loop {
             let e = match self.outbox.append(transitions) {
                 Ok(()) => {
-                    let mut problem = self.status.problem.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut problem = self
+                        .status
+                        .problem
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
                     if problem.take().is_some() {
                         tracing::info!("alert outbox appends work again");
                     }
@@ -244,7 +248,11 @@ impl OutboxWriter {
             };
             self.status.failures.fetch_add(1, Ordering::Relaxed);
             {
-                let mut problem = self.status.problem.lock().unwrap_or_else(|e| e.into_inner());
+                let mut problem = self
+                    .status
+                    .problem
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 if problem.is_none() {
                     tracing::warn!(error = %e, "alert outbox append failed; the engine waits and tries again");
                 }
@@ -293,12 +301,20 @@ mod tests {
         w.offer(&mut vec![t("a", AlertState::Firing, 10)]).unwrap();
         // Three writes fail (a full disk), then space is back.
         outbox.fail_next_writes(3);
-        let mut next = vec![t("a", AlertState::Resolved, 20), t("b", AlertState::Firing, 21)];
+        let mut next = vec![
+            t("a", AlertState::Resolved, 20),
+            t("b", AlertState::Firing, 21),
+        ];
         w.offer(&mut next).unwrap();
         assert_eq!(next.len(), 2);
         assert_eq!(status.failures.load(Ordering::Relaxed), 3);
         assert!(status.problem.lock().unwrap().is_none());
-        let stored: Vec<Transition> = outbox.read(0, 100).unwrap().into_iter().map(|(_, t)| t).collect();
+        let stored: Vec<Transition> = outbox
+            .read(0, 100)
+            .unwrap()
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
         assert_eq!(
             stored,
             vec![
@@ -325,7 +341,9 @@ mod tests {
                 stop.cancel();
             })
         };
-        let e = w.offer(&mut vec![t("a", AlertState::Firing, 10)]).unwrap_err();
+        let e = w
+            .offer(&mut vec![t("a", AlertState::Firing, 10)])
+            .unwrap_err();
         stopper.join().unwrap();
         assert!(e.to_string().contains("No space left on device"), "{e}");
         assert!(status.failures.load(Ordering::Relaxed) >= 2);

@@ -412,7 +412,10 @@ impl SegmentLog {
     /// active segment of `mark` is cut back to its length then.
     fn roll_back(&mut self, mark: Mark) -> Result<(), BusError> {
         while self.segments.len() > mark.segments {
-            let seg = self.segments.pop_back().expect("more segments than the mark");
+            let seg = self
+                .segments
+                .pop_back()
+                .expect("more segments than the mark");
             drop(seg.file);
             std::fs::remove_file(&seg.path).map_err(BusError::io("removing", &seg.path))?;
         }
@@ -478,7 +481,9 @@ impl SegmentLog {
                 .file
                 .write_all(&self.write_buf[..half])
                 .map_err(BusError::io("writing", &active.path))?;
-            return Err(BusError::io("writing", &active.path)(io::Error::from_raw_os_error(28)));
+            return Err(BusError::io("writing", &active.path)(
+                io::Error::from_raw_os_error(28),
+            ));
         }
         if !self.write_buf.is_empty() {
             active
