@@ -2,7 +2,7 @@
 //! partitioned by UTC hour (`date=YYYY-MM-DD/hour=HH/`), zstd-compressed,
 //! sorted by time within a file ([`encode`]), each named by the bus range
 //! it covers ([`layout`]), written by the `lake` bus consumer
-//! ([`consumer`]).
+//! ([`consumer`]), read back in event time for backtests ([`read`]).
 //!
 //! The invariant: every event of a record before the consumer's committed
 //! position is in exactly one complete file, and a name that ends in
@@ -14,6 +14,7 @@
 pub mod consumer;
 pub mod encode;
 pub mod layout;
+pub mod read;
 
 pub use consumer::{CONSUMER, LakeCounters, LakeError, LakeWriter, run};
 
