@@ -460,6 +460,158 @@ fn every_line_reaches_the_lake_once_across_a_crash_in_the_middle_of_a_file() {
             .unwrap();
         assert!(hour.starts_with("hour="), "{}", file.display());
     }
+
+    backtests_give_the_transitions_of_the_log(&lake, &log);
+}
+
+/// `replay` output (JSON lines) of `args`, which must succeed; its alert
+/// and stats lines, and its summary's events.
+fn replay_json(args: &[&str]) -> (Vec<Value>, u64, String) {
+    let out = Command::new(collector_bin())
+        .arg("replay")
+        .args(args)
+        .args(["--output", "json"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "replay {args:?}: {stderr}");
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let events = lines
+        .iter()
+        .find(|v| v["kind"] == "summary")
+        .and_then(|v| v["events"].as_u64())
+        .unwrap();
+    let kept = lines
+        .into_iter()
+        .filter(|v| v["kind"] == "alert" || v["kind"] == "stats")
+        .collect();
+    (kept, events, stderr)
+}
+
+/// A backtest over the lake gives exactly what `replay` of the log gives,
+/// for several rules and parameter sets, over the whole lake and over a
+/// window of it (against the log's lines of that window).
+fn backtests_give_the_transitions_of_the_log(lake: &Path, log: &Path) {
+    let lake_arg = lake.to_str().unwrap();
+    let log_arg = log.to_str().unwrap();
+    let rules: [&[&str]; 3] = [
+        &["--threshold", "0.8", "--window", "20"],
+        &[
+            "--threshold",
+            "0.6",
+            "--window",
+            "60",
+            "--rule",
+            "error-rate:threshold=0.3,window=120",
+        ],
+        &[
+            "--threshold",
+            "2",
+            "--window",
+            "5",
+            "--rule",
+            "client-flood",
+        ],
+    ];
+    let mut transitions = 0;
+    for args in rules {
+        let text = replay_json(&[&["--input-format", "combined", log_arg], args].concat());
+        let lake_run = replay_json(&[&["--lake", lake_arg], args].concat());
+        assert_eq!(lake_run.2, "", "the backtest's stderr");
+        assert_eq!(lake_run.1, text.1, "{args:?}: events");
+        assert_eq!(lake_run.0, text.0, "{args:?}: alerts and statistics");
+        transitions += text.0.iter().filter(|v| v["kind"] == "alert").count();
+    }
+    assert!(transitions > 0, "the parameter sets produce transitions");
+    println!("backtests: {transitions} transitions, the same from the lake as from the log");
+
+    // A window: the second hour of the log, against the log's lines of it.
+    let text = std::fs::read_to_string(log).unwrap();
+    let mut parser = LineParser::new(Format::Combined);
+    let mut event = Event::empty();
+    let seconds: Vec<i64> = text
+        .lines()
+        .map(|l| {
+            assert_eq!(parser.parse_into(l, &mut event).unwrap(), Parsed::Event);
+            event.second()
+        })
+        .collect();
+    let first = seconds.iter().min().unwrap();
+    let from = (first / 3600 + 1) * 3600;
+    let to = from + 3600;
+    let window: String = text
+        .lines()
+        .zip(&seconds)
+        .filter(|(_, s)| (from..to).contains(*s))
+        .map(|(l, _)| format!("{l}\n"))
+        .collect();
+    let cut = log.with_file_name("window.log");
+    std::fs::write(&cut, &window).unwrap();
+    let args = ["--threshold", "0.8", "--window", "20"];
+    let text_run = replay_json(
+        &[
+            &["--input-format", "combined", cut.to_str().unwrap()],
+            &args[..],
+        ]
+        .concat(),
+    );
+    let (from_s, to_s) = (from.to_string(), to.to_string());
+    let lake_run = replay_json(
+        &[
+            &[
+                "--lake",
+                lake_arg,
+                "--from",
+                from_s.as_str(),
+                "--to",
+                to_s.as_str(),
+            ],
+            &args[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        lake_run.1,
+        window.lines().count() as u64,
+        "events in the window"
+    );
+    assert_eq!(lake_run.1, text_run.1);
+    assert_eq!(lake_run.0, text_run.0, "the window's alerts and statistics");
+
+    // A truncated file in the lake (half of a real one, under a name of its
+    // own) is reported with its path and skipped; the rest is read.
+    let real = files(lake, ".parquet").into_iter().next().unwrap();
+    let bytes = std::fs::read(&real).unwrap();
+    let broken = real.with_file_name("events-900000000-900000001.parquet");
+    std::fs::write(&broken, &bytes[..bytes.len() / 2]).unwrap();
+    let out = Command::new(collector_bin())
+        .args(["replay", "--lake", lake_arg, "--output", "json"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: skipped, not a readable lake file: ",
+            broken.display()
+        )),
+        "{stderr}"
+    );
+    let summary: Value = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["kind"] == "summary")
+        .unwrap();
+    assert_eq!(summary["events"], seconds.len() as u64);
+    std::fs::remove_file(&broken).unwrap();
 }
 
 /// A lake directory the writer cannot write in (a file where the date's

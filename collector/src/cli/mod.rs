@@ -274,6 +274,27 @@ pub struct ReplayArgs {
     /// Default: the lateness.
     #[arg(long, value_name = "SECS")]
     pub idle_after: Option<u32>,
+    /// Backtest: read the events of a Parquet lake (serve's `--lake-dir`)
+    /// instead of a log, in event time, through the same engine and rules.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["file", "follow"])]
+    pub lake: Option<PathBuf>,
+    /// With --lake: the window's start, unix seconds or RFC 3339
+    /// (`2026-11-01T00:00:00Z`), inclusive.
+    #[arg(long, requires = "lake", value_parser = parse_time)]
+    pub from: Option<i64>,
+    /// With --lake: the window's end, exclusive.
+    #[arg(long, requires = "lake", value_parser = parse_time)]
+    pub to: Option<i64>,
+}
+
+/// Unix seconds, or an RFC 3339 time.
+fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(n) = s.trim().parse::<i64>() {
+        return Ok(n);
+    }
+    time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|e| format!("`{s}` is neither unix seconds nor an RFC 3339 time: {e}"))
 }
 
 impl ReplayArgs {
@@ -312,7 +333,11 @@ impl ReplayArgs {
                 ..SandboxLimits::default()
             },
             follow: self.follow,
-            follow_stdin: true,
+            // A backtest reads the lake, not standard input.
+            follow_stdin: self.lake.is_none(),
+            lake: self.lake,
+            from: self.from,
+            to: self.to,
             from_end: self.from_end,
             idle_after: self.idle_after,
             ..ReplayOptions::default()

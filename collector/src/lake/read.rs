@@ -9,8 +9,10 @@
 use super::layout::{self, LakeFile, Partition};
 use logmon_protocol::Event;
 use logmon_protocol::event::NANOS_PER_SEC;
-use parquet::file::reader::SerializedFileReader;
-use parquet::record::{Field, Row, reader::RowIter};
+use parquet::column::reader::get_typed_column_reader;
+use parquet::data_type::{ByteArray, ByteArrayType, DataType, Int32Type, Int64Type};
+use parquet::file::reader::{FileReader, RowGroupReader, SerializedFileReader};
+
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -34,10 +36,117 @@ pub struct LakeEvents {
     pub files: u64,
 }
 
+/// One file, read a row group at a time through its column readers (no
+/// per-row records: the values of each column come as one vector).
 struct Cursor {
     path: PathBuf,
-    rows: RowIter<'static>,
+    reader: SerializedFileReader<std::fs::File>,
+    columns: Columns,
+    next_group: usize,
+    buffered: std::vec::IntoIter<Event>,
     next: Option<Event>,
+}
+
+/// Where the columns a backtest reads are in a file: what the engine's
+/// seconds, and so the rules, see (time, method, path for the section,
+/// client, status, bytes). The others (host, agent, stream, protocol, user,
+/// referer, user agent, duration, labels) are not decoded at all.
+#[derive(Debug, Clone, Copy)]
+struct Columns {
+    time: usize,
+    method: usize,
+    path: usize,
+    client: usize,
+    status: usize,
+    bytes: usize,
+}
+
+impl Columns {
+    fn of(reader: &SerializedFileReader<std::fs::File>) -> Result<Columns, String> {
+        let schema = reader.metadata().file_metadata().schema_descr();
+        let find = |name: &str| {
+            schema
+                .columns()
+                .iter()
+                .position(|c| c.path().string() == name)
+                .ok_or_else(|| format!("no `{name}` column"))
+        };
+        Ok(Columns {
+            time: find("time")?,
+            method: find("method")?,
+            path: find("path")?,
+            client: find("client")?,
+            status: find("status")?,
+            bytes: find("bytes")?,
+        })
+    }
+}
+
+/// Every value of column `i` of a row group of `n` rows.
+fn column<T: DataType>(
+    group: &dyn RowGroupReader,
+    i: usize,
+    n: usize,
+) -> Result<Vec<T::T>, String> {
+    let mut reader =
+        get_typed_column_reader::<T>(group.get_column_reader(i).map_err(|e| e.to_string())?);
+    let mut values = Vec::with_capacity(n);
+    while values.len() < n {
+        let (records, _, _) = reader
+            .read_records(n - values.len(), None, None, &mut values)
+            .map_err(|e| e.to_string())?;
+        if records == 0 {
+            break;
+        }
+    }
+    if values.len() != n {
+        return Err(format!(
+            "column {i} has {} values for {n} rows",
+            values.len()
+        ));
+    }
+    Ok(values)
+}
+
+fn text(b: &ByteArray) -> Result<String, String> {
+    std::str::from_utf8(b.data())
+        .map(str::to_owned)
+        .map_err(|e| format!("a string column is not UTF-8: {e}"))
+}
+
+impl Cursor {
+    /// The events of the next row group; `None` after the last.
+    fn load(&mut self) -> Option<Result<Vec<Event>, String>> {
+        if self.next_group >= self.reader.num_row_groups() {
+            return None;
+        }
+        let g = self.next_group;
+        self.next_group += 1;
+        let c = self.columns;
+        Some((|| {
+            let group = self.reader.get_row_group(g).map_err(|e| e.to_string())?;
+            let n = usize::try_from(group.metadata().num_rows()).map_err(|e| e.to_string())?;
+            let time = column::<Int64Type>(&*group, c.time, n)?;
+            let method = column::<ByteArrayType>(&*group, c.method, n)?;
+            let path = column::<ByteArrayType>(&*group, c.path, n)?;
+            let client = column::<ByteArrayType>(&*group, c.client, n)?;
+            let status = column::<Int32Type>(&*group, c.status, n)?;
+            let bytes = column::<Int64Type>(&*group, c.bytes, n)?;
+            (0..n)
+                .map(|i| {
+                    Ok(Event {
+                        timestamp: time[i],
+                        method: text(&method[i])?,
+                        path: text(&path[i])?,
+                        client: text(&client[i])?,
+                        status: u16::try_from(status[i]).map_err(|e| e.to_string())?,
+                        bytes: bytes[i] as u64,
+                        ..Event::empty()
+                    })
+                })
+                .collect()
+        })())
+    }
 }
 
 impl std::fmt::Debug for Cursor {
@@ -95,13 +204,17 @@ impl LakeEvents {
         for file in files {
             let opened = std::fs::File::open(&file.path)
                 .map_err(|e| e.to_string())
-                .and_then(|f| SerializedFileReader::new(f).map_err(|e| e.to_string()));
+                .and_then(|f| SerializedFileReader::new(f).map_err(|e| e.to_string()))
+                .and_then(|reader| Ok((Columns::of(&reader)?, reader)));
             match opened {
-                Ok(reader) => {
+                Ok((columns, reader)) => {
                     self.files += 1;
                     let mut cursor = Cursor {
                         path: file.path,
-                        rows: reader.into_iter(),
+                        reader,
+                        columns,
+                        next_group: 0,
+                        buffered: Vec::new().into_iter(),
                         next: None,
                     };
                     if self.advance(&mut cursor) {
@@ -119,19 +232,20 @@ impl LakeEvents {
     /// Reads the cursor's next row; false at its end or when the file
     /// turned out bad (reported, and the rest of it skipped).
     fn advance(&mut self, cursor: &mut Cursor) -> bool {
-        cursor.next = None;
-        let Some(row) = cursor.rows.next() else {
-            return false;
-        };
-        match row.map_err(|e| e.to_string()).and_then(|r| event(&r)) {
-            Ok(event) => {
+        loop {
+            if let Some(event) = cursor.buffered.next() {
                 self.rows += 1;
                 cursor.next = Some(event);
-                true
+                return true;
             }
-            Err(reason) => {
-                self.skip(&cursor.path, &reason);
-                false
+            cursor.next = None;
+            match cursor.load() {
+                None => return false,
+                Some(Ok(events)) => cursor.buffered = events.into_iter(),
+                Some(Err(reason)) => {
+                    self.skip(&cursor.path, &reason);
+                    return false;
+                }
             }
         }
     }
@@ -155,8 +269,13 @@ impl Iterator for LakeEvents {
                 }
                 return None;
             };
-            let mut cursor = self.cursors[i].take().expect("a cursor in the heap is in its slot");
-            let event = cursor.next.take().expect("a cursor in the heap has an event");
+            let mut cursor = self.cursors[i]
+                .take()
+                .expect("a cursor in the heap is in its slot");
+            let event = cursor
+                .next
+                .take()
+                .expect("a cursor in the heap has an event");
             if self.advance(&mut cursor) {
                 let at = cursor.next.as_ref().map_or(0, |e| e.timestamp);
                 self.heap.push(Reverse((at, i)));
@@ -169,32 +288,4 @@ impl Iterator for LakeEvents {
             return Some(event);
         }
     }
-}
-
-/// One row of the lake's schema as an event.
-fn event(row: &Row) -> Result<Event, String> {
-    let mut e = Event::empty();
-    let mut time = None;
-    for (name, field) in row.get_column_iter() {
-        match (name.as_str(), field) {
-            ("time", Field::Long(v)) => time = Some(*v),
-            ("method", Field::Str(s)) => e.method.clone_from(s),
-            ("path", Field::Str(s)) => e.path.clone_from(s),
-            ("protocol", Field::Str(s)) => e.protocol.clone_from(s),
-            ("client", Field::Str(s)) => e.client.clone_from(s),
-            ("user", Field::Str(s)) => e.user.clone_from(s),
-            ("status", Field::UShort(v)) => e.status = *v,
-            ("bytes", Field::ULong(v)) => e.bytes = *v,
-            ("referer", Field::Str(s)) => e.referer = Some(s.clone()),
-            ("user_agent", Field::Str(s)) => e.user_agent = Some(s.clone()),
-            ("duration_us", Field::ULong(v)) => e.duration_us = Some(*v),
-            (
-                "method" | "path" | "protocol" | "client" | "user" | "status" | "bytes" | "time",
-                other,
-            ) => return Err(format!("column `{name}` holds {other:?}")),
-            _ => {}
-        }
-    }
-    e.timestamp = time.ok_or("no `time` column")?;
-    Ok(e)
 }
