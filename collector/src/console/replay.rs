@@ -301,7 +301,8 @@ fn read_lake(
     let mut closed = Closed { sink, failed: None };
     let mut engine = EventTimeEngine::new(opts.lateness);
     let mut counts = LogCounts::default();
-    while let Some(event) = events.next() {
+    let mut event = Event::empty();
+    while events.next_into(&mut event) {
         counts.events += 1;
         engine.observe(&event, &mut closed);
         for problem in events.take_problems() {

@@ -43,8 +43,27 @@ struct Cursor {
     reader: SerializedFileReader<std::fs::File>,
     columns: Columns,
     next_group: usize,
-    buffered: std::vec::IntoIter<Event>,
-    next: Option<Event>,
+    /// The row group being read, as its columns' values.
+    group: Group,
+    /// The row of `group` that is next (valid while `< group.len()`).
+    at: usize,
+}
+
+/// One row group's values of the columns a backtest reads.
+#[derive(Default)]
+struct Group {
+    time: Vec<i64>,
+    method: Vec<ByteArray>,
+    path: Vec<ByteArray>,
+    client: Vec<ByteArray>,
+    status: Vec<i32>,
+    bytes: Vec<i64>,
+}
+
+impl Group {
+    fn len(&self) -> usize {
+        self.time.len()
+    }
 }
 
 /// Where the columns a backtest reads are in a file: what the engine's
@@ -108,44 +127,52 @@ fn column<T: DataType>(
     Ok(values)
 }
 
-fn text(b: &ByteArray) -> Result<String, String> {
-    std::str::from_utf8(b.data())
-        .map(str::to_owned)
-        .map_err(|e| format!("a string column is not UTF-8: {e}"))
+fn set_text(to: &mut String, b: &ByteArray) -> Result<(), String> {
+    let text =
+        std::str::from_utf8(b.data()).map_err(|e| format!("a string column is not UTF-8: {e}"))?;
+    to.clear();
+    to.push_str(text);
+    Ok(())
 }
 
 impl Cursor {
-    /// The events of the next row group; `None` after the last.
-    fn load(&mut self) -> Option<Result<Vec<Event>, String>> {
+    /// Reads the next row group into `self.group`; false after the last.
+    fn load(&mut self) -> Result<bool, String> {
         if self.next_group >= self.reader.num_row_groups() {
-            return None;
+            return Ok(false);
         }
         let g = self.next_group;
         self.next_group += 1;
         let c = self.columns;
-        Some((|| {
-            let group = self.reader.get_row_group(g).map_err(|e| e.to_string())?;
-            let n = usize::try_from(group.metadata().num_rows()).map_err(|e| e.to_string())?;
-            let time = column::<Int64Type>(&*group, c.time, n)?;
-            let method = column::<ByteArrayType>(&*group, c.method, n)?;
-            let path = column::<ByteArrayType>(&*group, c.path, n)?;
-            let client = column::<ByteArrayType>(&*group, c.client, n)?;
-            let status = column::<Int32Type>(&*group, c.status, n)?;
-            let bytes = column::<Int64Type>(&*group, c.bytes, n)?;
-            (0..n)
-                .map(|i| {
-                    Ok(Event {
-                        timestamp: time[i],
-                        method: text(&method[i])?,
-                        path: text(&path[i])?,
-                        client: text(&client[i])?,
-                        status: u16::try_from(status[i]).map_err(|e| e.to_string())?,
-                        bytes: bytes[i] as u64,
-                        ..Event::empty()
-                    })
-                })
-                .collect()
-        })())
+        let group = self.reader.get_row_group(g).map_err(|e| e.to_string())?;
+        let n = usize::try_from(group.metadata().num_rows()).map_err(|e| e.to_string())?;
+        self.group = Group {
+            time: column::<Int64Type>(&*group, c.time, n)?,
+            method: column::<ByteArrayType>(&*group, c.method, n)?,
+            path: column::<ByteArrayType>(&*group, c.path, n)?,
+            client: column::<ByteArrayType>(&*group, c.client, n)?,
+            status: column::<Int32Type>(&*group, c.status, n)?,
+            bytes: column::<Int64Type>(&*group, c.bytes, n)?,
+        };
+        self.at = 0;
+        Ok(true)
+    }
+
+    /// The time of the next row.
+    fn time(&self) -> i64 {
+        self.group.time[self.at]
+    }
+
+    /// The next row into `e`, reusing its strings.
+    fn fill(&self, e: &mut Event) -> Result<(), String> {
+        let (g, i) = (&self.group, self.at);
+        e.timestamp = g.time[i];
+        set_text(&mut e.method, &g.method[i])?;
+        set_text(&mut e.path, &g.path[i])?;
+        set_text(&mut e.client, &g.client[i])?;
+        e.status = u16::try_from(g.status[i]).map_err(|e| e.to_string())?;
+        e.bytes = g.bytes[i] as u64;
+        Ok(())
     }
 }
 
@@ -214,12 +241,11 @@ impl LakeEvents {
                         reader,
                         columns,
                         next_group: 0,
-                        buffered: Vec::new().into_iter(),
-                        next: None,
+                        group: Group::default(),
+                        at: 0,
                     };
-                    if self.advance(&mut cursor) {
-                        let at = cursor.next.as_ref().map_or(0, |e| e.timestamp);
-                        self.heap.push(Reverse((at, self.cursors.len())));
+                    if self.ready(&mut cursor) {
+                        self.heap.push(Reverse((cursor.time(), self.cursors.len())));
                     }
                     self.cursors.push(Some(cursor));
                 }
@@ -229,25 +255,21 @@ impl LakeEvents {
         true
     }
 
-    /// Reads the cursor's next row; false at its end or when the file
-    /// turned out bad (reported, and the rest of it skipped).
-    fn advance(&mut self, cursor: &mut Cursor) -> bool {
-        loop {
-            if let Some(event) = cursor.buffered.next() {
-                self.rows += 1;
-                cursor.next = Some(event);
-                return true;
-            }
-            cursor.next = None;
+    /// Whether the cursor has a row at `at`, loading row groups as needed;
+    /// false at its end or when the file turned out bad (reported, and the
+    /// rest of it skipped).
+    fn ready(&mut self, cursor: &mut Cursor) -> bool {
+        while cursor.at >= cursor.group.len() {
             match cursor.load() {
-                None => return false,
-                Some(Ok(events)) => cursor.buffered = events.into_iter(),
-                Some(Err(reason)) => {
+                Ok(true) => {}
+                Ok(false) => return false,
+                Err(reason) => {
                     self.skip(&cursor.path, &reason);
                     return false;
                 }
             }
         }
+        true
     }
 
     fn skip(&mut self, path: &Path, reason: &str) {
@@ -258,34 +280,40 @@ impl LakeEvents {
     }
 }
 
-impl Iterator for LakeEvents {
-    type Item = Event;
-
-    fn next(&mut self) -> Option<Event> {
+impl LakeEvents {
+    /// The next event of the window into `e` (its strings reused); false
+    /// at the end.
+    pub fn next_into(&mut self, e: &mut Event) -> bool {
         loop {
-            let Some(Reverse((_, i))) = self.heap.pop() else {
+            let Some(Reverse((t, i))) = self.heap.pop() else {
                 if self.next_hour() {
                     continue;
                 }
-                return None;
+                return false;
             };
             let mut cursor = self.cursors[i]
                 .take()
                 .expect("a cursor in the heap is in its slot");
-            let event = cursor
-                .next
-                .take()
-                .expect("a cursor in the heap has an event");
-            if self.advance(&mut cursor) {
-                let at = cursor.next.as_ref().map_or(0, |e| e.timestamp);
-                self.heap.push(Reverse((at, i)));
+            let in_window =
+                !(self.from_ns.is_some_and(|f| t < f) || self.to_ns.is_some_and(|to| t >= to));
+            let filled = if in_window { cursor.fill(e) } else { Ok(()) };
+            self.rows += 1;
+            cursor.at += 1;
+            let ok = filled.is_ok();
+            match filled {
+                Ok(()) => {
+                    if self.ready(&mut cursor) {
+                        self.heap.push(Reverse((cursor.time(), i)));
+                    }
+                }
+                // A row that cannot be an event: the rest of its file is
+                // skipped, as a file that cannot be read is.
+                Err(reason) => self.skip(&cursor.path, &reason),
             }
             self.cursors[i] = Some(cursor);
-            let t = event.timestamp;
-            if self.from_ns.is_some_and(|f| t < f) || self.to_ns.is_some_and(|to| t >= to) {
-                continue;
+            if in_window && ok {
+                return true;
             }
-            return Some(event);
         }
     }
 }
