@@ -431,12 +431,22 @@ fn run(mode: Mode, influx: &Mutex<InfluxServer>, db: &str, seed: u64) -> Outcome
         rows.sort();
         rows
     };
+    // Settled: nothing changed for 2 s and the notifier has delivered
+    // every transition of the outbox (a notifier waiting out its backoff
+    // after the receiver was down changes nothing for longer than 2 s).
+    let notify_lag = || {
+        let metrics = http_get(settings.port, "/metrics");
+        logmon_tests::bench::metric(
+            &metrics,
+            r#"logmon_consumer_lag_records{log="outbox",consumer="notify:hook"}"#,
+        )
+    };
     let mut last = (Vec::new(), 0);
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         std::thread::sleep(Duration::from_secs(2));
         let now = (stored_transitions(), webhook.received().len());
-        if now == last || Instant::now() > deadline {
+        if (now == last && notify_lag() == Some(0)) || Instant::now() > deadline {
             break;
         }
         last = now;
