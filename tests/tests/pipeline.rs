@@ -1245,15 +1245,8 @@ fn the_agents_json_log_gives_each_event_its_fields() {
         clf_time(unix_now() as i64)
     );
     // The agent starts at the end of what the file held: append after it
-    // is up (its /metrics answers).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !get(metrics, "/metrics").starts_with("HTTP/1.1 200") {
-        assert!(
-            Instant::now() < deadline,
-            "the agent's /metrics never answered"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // is up (its /health answers).
+    wait_for_health(metrics);
     append_text(&log, &format!("{ok}not an access log line\n{ok}"));
     let read = || std::fs::read_to_string(&err).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -1491,14 +1484,7 @@ fn a_read_only_checkpoint_directory_loses_and_repeats_nothing() {
     // without a checkpoint is followed from its end).
     let log = site.log();
     let mut agent = spawn();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !get(metrics, "/metrics").starts_with("HTTP/1.1 200") {
-        assert!(
-            Instant::now() < deadline,
-            "the agent's /metrics never answered"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_health(metrics);
     std::thread::sleep(Duration::from_millis(500));
     let mut written = 0u64;
     let mut write = |n: u64| {
