@@ -52,6 +52,16 @@ fn run(command: Command) -> anyhow::Result<()> {
             logmon_collector::serve::run(options)?;
         }
         Command::Bus(args) => logmon_collector::cli::bus::run(args, &mut std::io::stdout().lock())?,
+        Command::Lake(args) => {
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+            let complete =
+                logmon_collector::cli::lake::run(args, &mut out, &mut std::io::stderr().lock())?;
+            out.flush()?;
+            anyhow::ensure!(
+                complete,
+                "some lake files could not be read and were skipped (named above)"
+            );
+        }
         Command::Generate(args) => {
             let spec = args.spec();
             match &args.output {

@@ -221,6 +221,9 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     // (its position is committed only after its files are in place).
     let lake_counters = Arc::new(crate::lake::LakeCounters::default());
     if let Some(config) = opts.lake.clone() {
+        if let Some(warning) = tiers_warning(&config, opts.influx.as_ref()) {
+            tracing::warn!("{warning}");
+        }
         let bus = Arc::clone(&bus);
         let counters = Arc::clone(&lake_counters);
         supervisor.restarting("lake-writer", move |tokens| {
@@ -804,4 +807,66 @@ fn pipeline_metrics(
         }
     }
     text.into_string()
+}
+
+/// What to tell an operator whose lake deletes events sooner than
+/// InfluxDB's raw tier does: nothing is lost meanwhile (InfluxDB holds
+/// them), but past InfluxDB's retention such events are in neither tier,
+/// which a cold tier is there to prevent (docs/lake.md "Tiers").
+fn tiers_warning(
+    lake: &crate::lake::LakeConfig,
+    influx: Option<&crate::influx::config::InfluxConfig>,
+) -> Option<String> {
+    let days = lake.retention_days?;
+    let crate::influx::config::InfluxApi::V1(v1) = &influx?.api else {
+        return None;
+    };
+    let hot = crate::influx::config::parse_duration_ns(&v1.retention)?;
+    let cold = u128::from(days) * 86_400 * 1_000_000_000;
+    // 0: InfluxDB keeps them forever.
+    (hot == 0 || cold < hot).then(|| {
+        format!(
+            "the lake keeps events {days} days (retention_days), less than InfluxDB's raw \
+             tier ({}): the cold tier holds nothing InfluxDB does not; set retention_days \
+             above it so events stay in the lake after InfluxDB drops them",
+            v1.retention
+        )
+    })
+}
+
+#[cfg(test)]
+mod tiers_tests {
+    use super::tiers_warning;
+    use crate::influx::config::{InfluxApi, InfluxConfig};
+    use crate::lake::LakeConfig;
+
+    fn influx(retention: &str) -> InfluxConfig {
+        let mut config = InfluxConfig::default();
+        let InfluxApi::V1(v1) = &mut config.api else {
+            panic!("v1 is the default")
+        };
+        v1.retention = retention.into();
+        config
+    }
+
+    #[test]
+    fn a_lake_that_forgets_before_influxdb_is_warned_of() {
+        let mut lake = LakeConfig::new("lake".into());
+        assert_eq!(
+            tiers_warning(&lake, Some(&influx("30d"))),
+            None,
+            "kept forever"
+        );
+        lake.retention_days = Some(31);
+        assert_eq!(tiers_warning(&lake, Some(&influx("30d"))), None);
+        assert_eq!(tiers_warning(&lake, None), None, "no InfluxDB");
+        lake.retention_days = Some(7);
+        let warning = tiers_warning(&lake, Some(&influx("30d"))).unwrap();
+        assert!(
+            warning.starts_with("the lake keeps events 7 days"),
+            "{warning}"
+        );
+        assert!(warning.contains("(30d)"), "{warning}");
+        assert!(tiers_warning(&lake, Some(&influx("INF"))).is_some());
+    }
 }

@@ -169,3 +169,33 @@ fn read_json_post(stream: &std::net::TcpStream) -> Option<serde_json::Value> {
     std::io::Read::read_exact(&mut reader, &mut body).ok()?;
     serde_json::from_slice(&body).ok()
 }
+
+/// A small deterministic generator for the moments of faults (xorshift64*).
+#[derive(Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `lo..hi` seconds.
+    pub fn seconds(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The seed of a test's random fault moments: `LOGMON_CHAOS_SEED` when set,
+/// else the clock; printed with what it seeds, so a failing run can be
+/// repeated.
+pub fn chaos_seed(what: &str) -> u64 {
+    let seed = std::env::var("LOGMON_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| unix_now().to_bits());
+    eprintln!("{what} from seed {seed} (LOGMON_CHAOS_SEED={seed} repeats them)");
+    seed
+}

@@ -24,6 +24,8 @@ pub struct InfluxServer {
     bin: PathBuf,
     http_port: u16,
     child: Option<Child>,
+    /// Whether the retention service deletes expired shards.
+    retention: bool,
 }
 
 /// The `influxd` binary: `$INFLUXD_BIN`, else the first on `PATH`.
@@ -51,6 +53,16 @@ fn free_port() -> u16 {
 impl InfluxServer {
     /// Starts a fresh server and waits until `/ping` answers.
     pub fn start() -> InfluxServer {
+        InfluxServer::start_with(false)
+    }
+
+    /// [`start`](Self::start), with the retention service on and checking
+    /// every second (off otherwise: nothing a test writes is deleted).
+    pub fn start_enforcing_retention() -> InfluxServer {
+        InfluxServer::start_with(true)
+    }
+
+    fn start_with(retention: bool) -> InfluxServer {
         let dir = tempfile::Builder::new()
             .prefix("logmon-influxd-")
             .tempdir()
@@ -60,6 +72,7 @@ impl InfluxServer {
             bin: influxd_bin(),
             http_port: 0,
             child: None,
+            retention,
         };
         // A port picked free may be taken by a parallel test before influxd
         // binds it: try again with others.
@@ -92,6 +105,7 @@ impl InfluxServer {
             bin: influxd_bin(),
             http_port,
             child: None,
+            retention: false,
         };
         server.write_config(rpc_port);
         server
@@ -144,7 +158,8 @@ bind-address = "127.0.0.1:{rpc_port}"
   write-timeout = "10s"
 
 [retention]
-  enabled = false
+  enabled = {retention}
+  check-interval = "1s"
 
 [shard-precreation]
   enabled = false
@@ -184,6 +199,7 @@ bind-address = "127.0.0.1:{rpc_port}"
   enabled = false
 "#,
             http = self.http_port,
+            retention = self.retention,
         );
         std::fs::write(self.config_path(), config).expect("writing influxdb.conf");
     }

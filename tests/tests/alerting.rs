@@ -18,8 +18,8 @@
 //! their twins' in every run.
 
 use logmon_tests::harness::{
-    self, Notified, Running, WebhookSink, append_text, clf_time, free_port, http_get, unix_now,
-    wait_for_health,
+    self, Notified, Rng, Running, WebhookSink, append_text, chaos_seed, clf_time, free_port,
+    http_get, unix_now, wait_for_health,
 };
 use logmon_tests::influx::InfluxServer;
 use logmon_tests::polyglot::{self, Lang};
@@ -145,23 +145,6 @@ fn lines(t0: i64, s: i64) -> Vec<String> {
     out
 }
 
-/// A small deterministic generator for the crash moments (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in `lo..hi` seconds.
-    fn seconds(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Reference,
@@ -241,7 +224,7 @@ fn crash_loop(
 ) -> (usize, bool) {
     let mut rng = Rng(seed | 1);
     let kills = 6;
-    let aimed = (rng.next() % kills) as usize;
+    let aimed = (rng.next_u64() % kills) as usize;
     let temp = settings
         .data
         .join(format!("{}.tmp", logmon_collector::engine::snapshot::FILE));
@@ -491,11 +474,7 @@ fn of<'a>(list: &'a [Notified], rule: &str) -> Vec<&'a Notified> {
 
 #[test]
 fn crashes_a_receiver_outage_and_hot_reload_change_no_alert() {
-    let seed = std::env::var("LOGMON_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| unix_now().to_bits());
-    eprintln!("crash moments from seed {seed} (LOGMON_CHAOS_SEED={seed} repeats them)");
+    let seed = chaos_seed("crash moments");
     // Built and compiled into the shared rule cache before the runs start.
     for lang in [Lang::Python, Lang::Js] {
         for rule in ["high-traffic", "error-rate"] {

@@ -5,7 +5,8 @@
 //! `scripts/setup.sh` makes at tests/lake/.venv).
 
 use logmon_protocol::{Event, Format, LineParser, Parsed};
-use logmon_tests::harness::{Running, free_port, http_get, wait_for_health};
+use logmon_tests::harness::{Rng, Running, chaos_seed, free_port, http_get, wait_for_health};
+use logmon_tests::influx::InfluxServer;
 use logmon_tests::{GenSpec, agent_bin, collector_bin, generate, skipped};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -209,6 +210,10 @@ fn files(lake: &Path, suffix: &str) -> Vec<PathBuf> {
 struct Site {
     dir: tempfile::TempDir,
     port: u16,
+    /// InfluxDB's URL, when the collector writes there too.
+    influx: Option<String>,
+    /// More of the collector's configuration file.
+    config: String,
 }
 
 impl Site {
@@ -218,9 +223,16 @@ impl Site {
     /// in it. Recent, so the engine (which the lake does not wait for) has
     /// no years of silence to close.
     fn with_log(lines: u64) -> (Site, Read) {
+        Site::with_log_at(lines, 0.7)
+    }
+
+    /// [`with_log`](Self::with_log) at `rate` lines a second.
+    fn with_log_at(lines: u64, rate: f64) -> (Site, Read) {
         let site = Site {
             dir: tempfile::tempdir().unwrap(),
             port: free_port(),
+            influx: None,
+            config: String::new(),
         };
         let logs = site.dir.path().join("logs");
         std::fs::create_dir_all(&logs).unwrap();
@@ -229,8 +241,10 @@ impl Site {
             &GenSpec {
                 format: Format::Combined,
                 lines,
-                start: logmon_tests::harness::unix_now() as i64 - 600 - (lines as f64 / 0.7) as i64,
-                rate: 0.7,
+                start: logmon_tests::harness::unix_now() as i64
+                    - 600
+                    - (lines as f64 / rate) as i64,
+                rate,
                 seed: 7,
                 steady: true,
                 ..GenSpec::default()
@@ -279,7 +293,10 @@ impl Site {
         let config = self.dir.path().join("collector.toml");
         std::fs::write(
             &config,
-            "[lake]\nfile_rows = 500\nrow_group_rows = 200\nflush_secs = 1\n",
+            format!(
+                "[lake]\nfile_rows = 500\nrow_group_rows = 200\nflush_secs = 1\n{}",
+                self.config
+            ),
         )
         .unwrap();
         let mut cmd = Command::new(collector_bin());
@@ -302,6 +319,9 @@ impl Site {
             );
         if let Some(ms) = pause_ms {
             cmd.env(logmon_collector::faults::LAKE_PAUSE_ENV, ms.to_string());
+        }
+        if let Some(url) = &self.influx {
+            cmd.args(["--influx-url", url, "--influx-db", "lake"]);
         }
         let c = Running(cmd.spawn().expect("starting logmon-collector serve"));
         wait_for_health(self.port);
@@ -364,7 +384,9 @@ fn every_line_reaches_the_lake_once_across_a_crash_in_the_middle_of_a_file() {
     let Some(python) = duckdb_or_skip("end-to-end") else {
         return;
     };
-    let (site, want) = Site::with_log(6_000);
+    let (mut site, want) = Site::with_log(6_000);
+    let influx = InfluxServer::start();
+    site.influx = Some(influx.url());
     let log = site.log();
     assert!(want.hours.len() >= 3, "{:?}", want.hours);
 
@@ -400,8 +422,23 @@ fn every_line_reaches_the_lake_once_across_a_crash_in_the_middle_of_a_file() {
         );
     }
 
+    // Then kills at seeded random moments of runs whose file writes pause
+    // (so a kill often falls in one), while the agent goes on shipping.
+    let mut rng = Rng(chaos_seed("lake writer kill moments") | 1);
+    let mut mid_file = 0;
+    for round in 1..=3 {
+        let collector = site.collector(Some(150));
+        std::thread::sleep(Duration::from_secs_f64(rng.seconds(0.3, 3.0)));
+        let writing = !files(&lake, ".parquet.tmp").is_empty();
+        drop(collector);
+        mid_file += usize::from(writing);
+        eprintln!("random kill {round}: a file write under way: {writing}");
+    }
+    eprintln!("{mid_file} of 3 random kills fell in the middle of a file");
+
     // The last run: the temporary file goes, the lost rows are written
     // again, and the rows files already held are not.
+    let temps = files(&lake, ".parquet.tmp").len() as u64;
     let collector = site.collector(None);
     wait(
         "every line in the lake",
@@ -409,8 +446,7 @@ fn every_line_reaches_the_lake_once_across_a_crash_in_the_middle_of_a_file() {
         || site.collector_log(),
         || read_lake(&python, &lake).count >= want.count,
     );
-    assert_eq!(site.metric("logmon_lake_temp_files_removed_total"), 1);
-    assert!(site.metric("logmon_lake_files_total") > 0);
+    assert_eq!(site.metric("logmon_lake_temp_files_removed_total"), temps);
     let (lake_files, log_bytes) = (
         files(&lake, ".parquet"),
         std::fs::metadata(&log).unwrap().len(),
@@ -425,6 +461,15 @@ fn every_line_reaches_the_lake_once_across_a_crash_in_the_middle_of_a_file() {
         lake_bytes as f64 / want.count as f64,
         log_bytes as f64 / want.count as f64,
         site.metric("logmon_lake_skipped_rows_total")
+    );
+    wait(
+        "InfluxDB's writer to take every line",
+        Duration::from_secs(60),
+        || http_get(site.port, "/metrics"),
+        || {
+            http_get(site.port, "/metrics")
+                .contains(r#"logmon_consumer_lag_records{log="bus",consumer="influx"} 0"#)
+        },
     );
     drop(agent);
     // A graceful stop writes what is left in memory (nothing, here).
@@ -442,6 +487,27 @@ fn every_line_reaches_the_lake_once_across_a_crash_in_the_middle_of_a_file() {
     assert!(
         got.rows == want.rows,
         "the lake's rows differ from the log's"
+    );
+    // InfluxDB, written by the other consumer of the same bus, holds as many.
+    let hot = |q: &str| {
+        influx.scalar(&format!(
+            r#"SELECT {q} FROM "lake"."logmon_hot"."http_requests""#
+        ))
+    };
+    assert_eq!(
+        hot(r#"count("bytes")"#),
+        want.count as i64,
+        "InfluxDB's rows"
+    );
+    assert_eq!(
+        hot(r#"count(DISTINCT "path")"#),
+        want.paths as i64,
+        "InfluxDB's paths"
+    );
+    assert_eq!(
+        hot(r#"sum("bytes")"#),
+        want.bytes.unwrap() as i64,
+        "InfluxDB's bytes"
     );
     // Every file sits in the partition of its rows' hour, named by its
     // bus range.
@@ -462,6 +528,181 @@ fn every_line_reaches_the_lake_once_across_a_crash_in_the_middle_of_a_file() {
     }
 
     backtests_give_the_transitions_of_the_log(&lake, &log);
+}
+
+/// Every line of `text` parsed as `format` (each must be an event).
+fn parse_all(text: &str, format: Format) -> Vec<Event> {
+    let mut parser = LineParser::new(format);
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let mut event = Event::empty();
+            let parsed = parser.parse_into(l, &mut event).unwrap();
+            assert_eq!(parsed, Parsed::Event, "{l}");
+            event
+        })
+        .collect()
+}
+
+/// The stdout of `logmon-collector ARGS`, which must succeed with an empty
+/// stderr.
+fn run_ok(args: &[&str]) -> String {
+    let out = Command::new(collector_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?}: {stderr}");
+    assert_eq!(stderr, "", "{args:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Events in a canonical order, for comparing sets of them.
+fn sorted(mut events: Vec<Event>) -> Vec<Event> {
+    events.sort_by(|a, b| {
+        (a.timestamp, &a.path, &a.client, &a.user_agent, a.bytes).cmp(&(
+            b.timestamp,
+            &b.path,
+            &b.client,
+            &b.user_agent,
+            b.bytes,
+        ))
+    });
+    events
+}
+
+/// `lake ls` counts what the log holds, per hour partition and in total,
+/// from the files' footers; `lake export` renders the lake's events back
+/// into lines that parse into exactly the log's events (Combined and JSON:
+/// every field; CSV and CLF: the fields those formats have), in time order,
+/// and a `--since`/`--until` window gives exactly the log's events of it.
+fn lake_ls_and_export_give_back_the_log(lake: &Path, text: &str, originals: &[Event]) {
+    let lake_arg = lake.to_str().unwrap();
+    let listed: Vec<Value> = run_ok(&["lake", "ls", lake_arg, "--output", "json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (total, partitions) = listed.split_last().unwrap();
+    assert_eq!(total["kind"], "total");
+    assert_eq!(total["rows"], originals.len() as u64);
+    assert_eq!(total["partitions"], partitions.len() as u64);
+    assert_eq!(total["unreadable_files"], 0);
+    let lake_files = files(lake, ".parquet");
+    assert_eq!(total["files"], lake_files.len() as u64);
+    let on_disk: u64 = lake_files
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum();
+    assert_eq!(total["bytes"], on_disk);
+    let mut per_hour: BTreeMap<String, u64> = BTreeMap::new();
+    for e in originals {
+        let t = time::OffsetDateTime::from_unix_timestamp(e.second()).unwrap();
+        let name = format!(
+            "date={:04}-{:02}-{:02}/hour={:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour()
+        );
+        *per_hour.entry(name).or_default() += 1;
+    }
+    let listed_hours: BTreeMap<String, u64> = partitions
+        .iter()
+        .map(|p| {
+            (
+                p["partition"].as_str().unwrap().to_owned(),
+                p["rows"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(listed_hours, per_hour, "rows per partition");
+    let rfc = |s: i64| {
+        time::OffsetDateTime::from_unix_timestamp(s)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let first = originals.iter().map(Event::second).min().unwrap();
+    let last = originals.iter().map(Event::second).max().unwrap();
+    assert_eq!(total["first"], rfc(first));
+    assert_eq!(total["last"], rfc(last));
+    let table = run_ok(&["lake", "ls", lake_arg]);
+    assert!(
+        table.lines().last().unwrap().starts_with(&format!(
+            "total: {} partitions, {} files, {} rows, {on_disk} bytes, ",
+            partitions.len(),
+            lake_files.len(),
+            originals.len()
+        )),
+        "{table}"
+    );
+
+    let want = sorted(originals.to_vec());
+    for (name, format) in [("combined", Format::Combined), ("json", Format::Json)] {
+        let exported = run_ok(&["lake", "export", lake_arg, "--format", name]);
+        let back = parse_all(&exported, format);
+        let times: Vec<i64> = back.iter().map(|e| e.timestamp).collect();
+        assert!(times.is_sorted(), "{name}: the export is in time order");
+        assert!(
+            sorted(back) == want,
+            "{name}: the export's events differ from the log's"
+        );
+    }
+    // The Combined export of a Combined log is the log, line for line, up
+    // to order.
+    let exported = run_ok(&["lake", "export", lake_arg, "--format", "combined"]);
+    let mut a: Vec<&str> = exported.lines().collect();
+    let mut b: Vec<&str> = text.lines().collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    assert!(a == b, "the Combined export's lines differ from the log's");
+    // CSV and CLF keep what they can say.
+    let strip = |mut e: Event| {
+        e.referer = None;
+        e.user_agent = None;
+        e.duration_us = None;
+        e
+    };
+    for (name, format) in [("csv", Format::Csv), ("clf", Format::Clf)] {
+        let exported = run_ok(&["lake", "export", lake_arg, "--format", name]);
+        let body = if name == "csv" {
+            let (header, rest) = exported.split_once('\n').unwrap();
+            assert_eq!(header, logmon_protocol::render::CSV_HEADER);
+            rest
+        } else {
+            &exported
+        };
+        let back: Vec<Event> = parse_all(body, format).into_iter().map(strip).collect();
+        let want: Vec<Event> = want.iter().cloned().map(strip).collect();
+        assert!(
+            sorted(back) == sorted(want),
+            "{name}: the export's events differ"
+        );
+    }
+    // A window.
+    let from = (first / 3600 + 1) * 3600;
+    let to = from + 1800;
+    let (from_s, to_s) = (from.to_string(), rfc(to));
+    let exported = run_ok(&[
+        "lake", "export", lake_arg, "--format", "json", "--since", &from_s, "--until", &to_s,
+    ]);
+    let window: Vec<Event> = originals
+        .iter()
+        .filter(|e| (from..to).contains(&e.second()))
+        .cloned()
+        .collect();
+    assert!(!window.is_empty());
+    assert!(
+        sorted(parse_all(&exported, Format::Json)) == sorted(window),
+        "the window's events"
+    );
+    println!(
+        "lake ls: {} partitions, {} rows; lake export: {} events back in four formats",
+        partitions.len(),
+        originals.len(),
+        originals.len()
+    );
 }
 
 /// `replay` output (JSON lines) of `args`, which must succeed; its alert
@@ -530,17 +771,86 @@ fn backtests_give_the_transitions_of_the_log(lake: &Path, log: &Path) {
     assert!(transitions > 0, "the parameter sets produce transitions");
     println!("backtests: {transitions} transitions, the same from the lake as from the log");
 
-    // A window: the second hour of the log, against the log's lines of it.
     let text = std::fs::read_to_string(log).unwrap();
-    let mut parser = LineParser::new(Format::Combined);
-    let mut event = Event::empty();
-    let seconds: Vec<i64> = text
-        .lines()
-        .map(|l| {
-            assert_eq!(parser.parse_into(l, &mut event).unwrap(), Parsed::Event);
-            event.second()
+    let originals = parse_all(&text, Format::Combined);
+    let seconds: Vec<i64> = originals.iter().map(Event::second).collect();
+
+    // Against the definition: `high-traffic` by brute force over the log's
+    // seconds (the default lateness, 5 s), and `rules test --lake` alike.
+    let lake_run = replay_json(&["--lake", lake_arg, "--threshold", "0.8", "--window", "20"]);
+    let model = logmon_tests::brute_force(&seconds, 0.8, 20, 5);
+    let high: Vec<(String, i64, f64)> = lake_run
+        .0
+        .iter()
+        .filter(|v| v["kind"] == "alert" && v["rule"] == "high-traffic")
+        .map(|v| {
+            (
+                v["state"].as_str().unwrap().to_owned(),
+                v["at"].as_i64().unwrap(),
+                v["value"].as_f64().unwrap(),
+            )
         })
         .collect();
+    let states = |v: &[(String, i64, f64)]| -> Vec<(String, i64)> {
+        v.iter().map(|(s, at, _)| (s.clone(), *at)).collect()
+    };
+    let expected: Vec<(String, i64)> = model
+        .transitions
+        .iter()
+        .map(|t| {
+            let state = match t.state {
+                logmon_tests::State::Firing => "firing",
+                logmon_tests::State::Resolved => "resolved",
+            };
+            (state.to_owned(), t.at)
+        })
+        .collect();
+    assert!(expected.len() >= 4, "{expected:?}");
+    assert_eq!(
+        states(&high),
+        expected,
+        "the backtest against the brute force"
+    );
+    for ((_, at, value), e) in high.iter().zip(&model.transitions) {
+        assert!(
+            (value - e.value).abs() < 1e-9,
+            "value at {at}: {value} vs {}",
+            e.value
+        );
+    }
+    let tested = run_ok(&[
+        "rules",
+        "test",
+        "high-traffic",
+        "--lake",
+        lake_arg,
+        "--param",
+        "threshold=0.8",
+        "--param",
+        "window=20",
+        "--output",
+        "json",
+    ]);
+    let tested: Vec<(String, i64, f64)> = tested
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["kind"] == "transition")
+        .map(|v| {
+            (
+                v["state"].as_str().unwrap().to_owned(),
+                v["at"].as_i64().unwrap(),
+                v["value"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tested, high,
+        "rules test --lake gives the backtest's transitions"
+    );
+
+    lake_ls_and_export_give_back_the_log(lake, &text, &originals);
+
+    // A window: the second hour of the log, against the log's lines of it.
     let first = seconds.iter().min().unwrap();
     let from = (first / 3600 + 1) * 3600;
     let to = from + 3600;
@@ -597,13 +907,26 @@ fn backtests_give_the_transitions_of_the_log(lake: &Path, log: &Path) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "{}: skipped, not a readable lake file: ",
-            broken.display()
-        )),
-        "{stderr}"
-    );
+    let skipped = format!("{}: skipped, not a readable lake file: ", broken.display());
+    assert!(stderr.contains(&skipped), "{stderr}");
+    // `lake ls` and `lake export` report it too, give the rest, and exit 1.
+    for args in [
+        &["lake", "ls", lake_arg, "--output", "json"][..],
+        &["lake", "export", lake_arg, "--format", "json"][..],
+    ] {
+        let out = Command::new(collector_bin()).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(&skipped), "{args:?}: {stderr}");
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        if args[1] == "ls" {
+            let total: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+            assert_eq!(total["rows"], seconds.len() as u64, "{stdout}");
+            assert_eq!(total["unreadable_files"], 1, "{stdout}");
+        } else {
+            assert_eq!(stdout.lines().count(), seconds.len(), "{args:?}");
+        }
+    }
     let summary: Value = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -679,4 +1002,79 @@ fn a_lake_that_cannot_be_written_is_reported_and_catches_up_when_it_can() {
     drop(agent);
     site.stop(collector);
     assert_eq!(read_lake(&python, &lake), want);
+}
+
+/// The tiers at the hot tier's edge. InfluxDB keeps raw events for one hour
+/// here (the shortest retention it allows) and its retention service runs
+/// every second; a log whose events reach from about 4.6 hours ago to ten
+/// minutes ago is shipped. InfluxDB deletes its shards past the retention
+/// (1-hour shard groups, deleted once they ended more than an hour ago),
+/// keeps every event of the last hour, and the lake keeps them all: every
+/// event is in one tier at least, and those InfluxDB dropped are in the lake.
+#[test]
+fn every_event_is_in_influxdb_or_the_lake_at_the_hot_tiers_edge() {
+    let Some(python) = duckdb_or_skip("tiers") else {
+        return;
+    };
+    let (mut site, want) = Site::with_log_at(4_000, 0.25);
+    let influx = InfluxServer::start_enforcing_retention();
+    site.influx = Some(influx.url());
+    site.config = "[influx.api.v1]\nretention = \"1h\"\n".into();
+    let events = parse_all(
+        &std::fs::read_to_string(site.log()).unwrap(),
+        Format::Combined,
+    );
+    let collector = site.collector(None);
+    let agent = site.agent();
+    let hot = |q: &str| {
+        influx.scalar(&format!(
+            r#"SELECT count("bytes") FROM "lake"."logmon_hot"."http_requests"{q}"#
+        ))
+    };
+    wait(
+        "every line in the lake",
+        Duration::from_secs(90),
+        || site.collector_log(),
+        || read_lake(&python, &site.lake()).count >= want.count,
+    );
+    wait(
+        "InfluxDB's writer to take every line",
+        Duration::from_secs(60),
+        || http_get(site.port, "/metrics"),
+        || {
+            http_get(site.port, "/metrics")
+                .contains(r#"logmon_consumer_lag_records{log="bus",consumer="influx"} 0"#)
+        },
+    );
+    // Every event older than two hours is in a shard group that ended more
+    // than an hour ago: the retention service deletes it.
+    let now = logmon_tests::harness::unix_now() as i64;
+    let old = events.iter().filter(|e| e.second() < now - 7200).count();
+    assert!(old > 0, "the log reaches past InfluxDB's retention");
+    wait(
+        "InfluxDB's retention to delete the old shards",
+        Duration::from_secs(30),
+        || influx.log(),
+        || hot(&format!(" WHERE time < {}s", now - 7200)) == 0,
+    );
+    drop(agent);
+    site.stop(collector);
+
+    // The lake: every event, once, the old ones too.
+    assert_eq!(read_lake(&python, &site.lake()), want);
+    // InfluxDB: every event of the last hour (never due for deletion).
+    let check = logmon_tests::harness::unix_now() as i64;
+    let recent = events.iter().filter(|e| e.second() >= check - 3600).count() as i64;
+    assert!(recent > 0);
+    assert_eq!(hot(&format!(" WHERE time >= {}s", check - 3600)), recent);
+    let stored = hot("");
+    assert!(
+        stored >= recent && stored <= (events.len() - old) as i64,
+        "InfluxDB holds {stored}"
+    );
+    eprintln!(
+        "tiers: {} events; InfluxDB (1 h) holds {stored}, the lake all; {} only in the lake",
+        events.len(),
+        events.len() as i64 - stored
+    );
 }

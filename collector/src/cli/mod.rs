@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use logmon_protocol::generate::{Burst, Gap, Site, TrafficSpec};
 
 pub mod bus;
+pub mod lake;
 pub mod rules;
 use logmon_protocol::{Format, UnknownVariables};
 use std::path::PathBuf;
@@ -38,6 +39,9 @@ pub enum Command {
     /// Inspect the data directory's logs while the collector is stopped:
     /// `bus consumers [list|remove NAME]`.
     Bus(crate::cli::bus::BusArgs),
+    /// Inspect the Parquet lake: `lake ls` (partitions, rows, bytes, time
+    /// range), `lake export` (its events as log lines).
+    Lake(crate::cli::lake::LakeArgs),
 }
 
 /// `serve`'s flags. Every setting has a key in the config file (see
@@ -280,15 +284,15 @@ pub struct ReplayArgs {
     pub lake: Option<PathBuf>,
     /// With --lake: the window's start, unix seconds or RFC 3339
     /// (`2026-11-01T00:00:00Z`), inclusive.
-    #[arg(long, requires = "lake", value_parser = parse_time)]
+    #[arg(long, visible_alias = "since", requires = "lake", value_parser = parse_time)]
     pub from: Option<i64>,
     /// With --lake: the window's end, exclusive.
-    #[arg(long, requires = "lake", value_parser = parse_time)]
+    #[arg(long, visible_alias = "until", requires = "lake", value_parser = parse_time)]
     pub to: Option<i64>,
 }
 
 /// Unix seconds, or an RFC 3339 time.
-fn parse_time(s: &str) -> Result<i64, String> {
+pub(crate) fn parse_time(s: &str) -> Result<i64, String> {
     if let Ok(n) = s.trim().parse::<i64>() {
         return Ok(n);
     }

@@ -81,8 +81,18 @@ pub struct TestArgs {
     /// A rule component (`.wasm` file) or a shipped rule's name.
     pub component: String,
     /// The access log; `-` reads standard input.
-    #[arg(long)]
-    pub input: PathBuf,
+    #[arg(long, required_unless_present = "lake", conflicts_with = "lake")]
+    pub input: Option<PathBuf>,
+    /// Backtest: the events of a Parquet lake (serve's `--lake-dir`)
+    /// instead of a log, in event time.
+    #[arg(long, value_name = "DIR")]
+    pub lake: Option<PathBuf>,
+    /// With --lake: the window's start, unix seconds or RFC 3339, inclusive.
+    #[arg(long, visible_alias = "since", requires = "lake", value_parser = super::parse_time)]
+    pub from: Option<i64>,
+    /// With --lake: the window's end, exclusive.
+    #[arg(long, visible_alias = "until", requires = "lake", value_parser = super::parse_time)]
+    pub to: Option<i64>,
     /// A parameter `key=value` for the rule. Repeatable.
     #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
@@ -265,10 +275,18 @@ struct TestSummary {
 }
 
 fn test(args: &TestArgs, out: &mut dyn Write, diag: &mut dyn Write) -> Result<(), Failure> {
-    if args.input != Path::new("-") {
-        std::fs::metadata(&args.input)
-            .with_context(|| format!("reading the log {}", args.input.display()))
+    if let Some(input) = args.input.as_ref().filter(|i| *i != Path::new("-")) {
+        std::fs::metadata(input)
+            .with_context(|| format!("reading the log {}", input.display()))
             .map_err(usage)?;
+    }
+    if let Some(lake) = &args.lake
+        && !lake.is_dir()
+    {
+        return Err(usage(anyhow::anyhow!(
+            "the lake {} is not a directory",
+            lake.display()
+        )));
     }
     let limits = SandboxLimits {
         memory: args.rule_memory_mib << 20,
@@ -301,7 +319,10 @@ fn test(args: &TestArgs, out: &mut dyn Write, diag: &mut dyn Write) -> Result<()
     }
 
     let opts = ReplayOptions {
-        input: Some(args.input.clone()),
+        input: args.input.clone(),
+        lake: args.lake.clone(),
+        from: args.from,
+        to: args.to,
         format: args.input_format.clone(),
         lateness: args.lateness,
         ..ReplayOptions::default()

@@ -296,8 +296,13 @@ fn read_lake(
     diag: &mut dyn Write,
     sink: &mut dyn SecondSink,
 ) -> anyhow::Result<LogCounts> {
-    let mut events = crate::lake::read::LakeEvents::open(lake, opts.from, opts.to)
-        .with_context(|| format!("opening the lake {}", lake.display()))?;
+    let mut events = crate::lake::read::LakeEvents::open(
+        lake,
+        opts.from,
+        opts.to,
+        crate::lake::read::Projection::Engine,
+    )
+    .with_context(|| format!("opening the lake {}", lake.display()))?;
     let mut closed = Closed { sink, failed: None };
     let mut engine = EventTimeEngine::new(opts.lateness);
     let mut counts = LogCounts::default();

@@ -1,4 +1,5 @@
-//! Reading the lake back in event time, for backtesting (`replay --lake`):
+//! Reading the lake back in event time, for backtesting (`replay --lake`)
+//! and exporting (`lake export`):
 //! the partitions of a window hour by hour, and within an hour the rows of
 //! all its files merged by time (each file is sorted by time; files of one
 //! hour cover different bus ranges, so their times interleave). Only whole
@@ -17,10 +18,21 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::path::{Path, PathBuf};
 
+/// Which columns are decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Projection {
+    /// What the engine's seconds, and so the rules, see: time, method, path,
+    /// client, status, bytes (a backtest).
+    Engine,
+    /// Every field of an [`Event`] (an export that renders log lines).
+    Event,
+}
+
 /// The lake's events with `from <= second < to` (unix seconds; `None`:
 /// unbounded), in time order (ties: file then row order).
 #[derive(Debug)]
 pub struct LakeEvents {
+    projection: Projection,
     from_ns: Option<i64>,
     to_ns: Option<i64>,
     /// Hours not opened yet, oldest first.
@@ -58,6 +70,17 @@ struct Group {
     client: Vec<ByteArray>,
     status: Vec<i32>,
     bytes: Vec<i64>,
+    /// The rest of an event's fields, decoded only for [`Projection::Event`].
+    rest: Option<Rest>,
+}
+
+/// A row group's values of the event fields a backtest does not need.
+struct Rest {
+    protocol: Vec<ByteArray>,
+    user: Vec<ByteArray>,
+    referer: Vec<Option<ByteArray>>,
+    user_agent: Vec<Option<ByteArray>>,
+    duration_us: Vec<Option<i64>>,
 }
 
 impl Group {
@@ -78,10 +101,16 @@ struct Columns {
     client: usize,
     status: usize,
     bytes: usize,
+    /// protocol, user, referer, user_agent, duration_us, for
+    /// [`Projection::Event`].
+    rest: Option<[usize; 5]>,
 }
 
 impl Columns {
-    fn of(reader: &SerializedFileReader<std::fs::File>) -> Result<Columns, String> {
+    fn of(
+        reader: &SerializedFileReader<std::fs::File>,
+        projection: Projection,
+    ) -> Result<Columns, String> {
         let schema = reader.metadata().file_metadata().schema_descr();
         let find = |name: &str| {
             schema
@@ -97,6 +126,16 @@ impl Columns {
             client: find("client")?,
             status: find("status")?,
             bytes: find("bytes")?,
+            rest: match projection {
+                Projection::Engine => None,
+                Projection::Event => Some([
+                    find("protocol")?,
+                    find("user")?,
+                    find("referer")?,
+                    find("user_agent")?,
+                    find("duration_us")?,
+                ]),
+            },
         })
     }
 }
@@ -127,9 +166,62 @@ fn column<T: DataType>(
     Ok(values)
 }
 
+/// Every value of optional column `i` of a row group of `n` rows, `None`
+/// where the row has none.
+fn optional_column<T: DataType>(
+    group: &dyn RowGroupReader,
+    i: usize,
+    n: usize,
+) -> Result<Vec<Option<T::T>>, String> {
+    let mut reader =
+        get_typed_column_reader::<T>(group.get_column_reader(i).map_err(|e| e.to_string())?);
+    let (mut values, mut defined) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    while defined.len() < n {
+        let (records, _, _) = reader
+            .read_records(n - defined.len(), Some(&mut defined), None, &mut values)
+            .map_err(|e| e.to_string())?;
+        if records == 0 {
+            break;
+        }
+    }
+    let present = defined.iter().filter(|&&d| d > 0).count();
+    if defined.len() != n || present != values.len() {
+        return Err(format!(
+            "column {i} has {} levels and {} values for {n} rows ({present} defined)",
+            defined.len(),
+            values.len()
+        ));
+    }
+    let mut values = values.into_iter();
+    Ok(defined
+        .iter()
+        .map(|&d| if d > 0 { values.next() } else { None })
+        .collect())
+}
+
+fn text_of(b: &ByteArray) -> Result<&str, String> {
+    std::str::from_utf8(b.data()).map_err(|e| format!("a string column is not UTF-8: {e}"))
+}
+
+fn set_optional(to: &mut Option<String>, b: Option<&ByteArray>) -> Result<(), String> {
+    match b {
+        None => *to = None,
+        Some(b) => {
+            let text = text_of(b)?;
+            match to {
+                Some(s) => {
+                    s.clear();
+                    s.push_str(text);
+                }
+                None => *to = Some(text.to_owned()),
+            }
+        }
+    }
+    Ok(())
+}
+
 fn set_text(to: &mut String, b: &ByteArray) -> Result<(), String> {
-    let text =
-        std::str::from_utf8(b.data()).map_err(|e| format!("a string column is not UTF-8: {e}"))?;
+    let text = text_of(b)?;
     to.clear();
     to.push_str(text);
     Ok(())
@@ -153,6 +245,16 @@ impl Cursor {
             client: column::<ByteArrayType>(&*group, c.client, n)?,
             status: column::<Int32Type>(&*group, c.status, n)?,
             bytes: column::<Int64Type>(&*group, c.bytes, n)?,
+            rest: match c.rest {
+                None => None,
+                Some([protocol, user, referer, user_agent, duration_us]) => Some(Rest {
+                    protocol: column::<ByteArrayType>(&*group, protocol, n)?,
+                    user: column::<ByteArrayType>(&*group, user, n)?,
+                    referer: optional_column::<ByteArrayType>(&*group, referer, n)?,
+                    user_agent: optional_column::<ByteArrayType>(&*group, user_agent, n)?,
+                    duration_us: optional_column::<Int64Type>(&*group, duration_us, n)?,
+                }),
+            },
         };
         self.at = 0;
         Ok(true)
@@ -172,6 +274,13 @@ impl Cursor {
         set_text(&mut e.client, &g.client[i])?;
         e.status = u16::try_from(g.status[i]).map_err(|e| e.to_string())?;
         e.bytes = g.bytes[i] as u64;
+        if let Some(r) = &g.rest {
+            set_text(&mut e.protocol, &r.protocol[i])?;
+            set_text(&mut e.user, &r.user[i])?;
+            set_optional(&mut e.referer, r.referer[i].as_ref())?;
+            set_optional(&mut e.user_agent, r.user_agent[i].as_ref())?;
+            e.duration_us = r.duration_us[i].map(|d| d as u64);
+        }
         Ok(())
     }
 }
@@ -183,8 +292,14 @@ impl std::fmt::Debug for Cursor {
 }
 
 impl LakeEvents {
-    /// The files of `root` whose hour overlaps the window.
-    pub fn open(root: &Path, from: Option<i64>, to: Option<i64>) -> std::io::Result<LakeEvents> {
+    /// The files of `root` whose hour overlaps the window, read for
+    /// `projection`.
+    pub fn open(
+        root: &Path,
+        from: Option<i64>,
+        to: Option<i64>,
+        projection: Projection,
+    ) -> std::io::Result<LakeEvents> {
         if !root.is_dir() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
@@ -205,6 +320,7 @@ impl LakeEvents {
             }
         }
         Ok(LakeEvents {
+            projection,
             from_ns: from.map(|s| s * NANOS_PER_SEC),
             to_ns: to.map(|s| s * NANOS_PER_SEC),
             hours,
@@ -232,7 +348,7 @@ impl LakeEvents {
             let opened = std::fs::File::open(&file.path)
                 .map_err(|e| e.to_string())
                 .and_then(|f| SerializedFileReader::new(f).map_err(|e| e.to_string()))
-                .and_then(|reader| Ok((Columns::of(&reader)?, reader)));
+                .and_then(|reader| Ok((Columns::of(&reader, self.projection)?, reader)));
             match opened {
                 Ok((columns, reader)) => {
                     self.files += 1;
