@@ -712,6 +712,36 @@ fn after_a_restart_the_series_come_from_the_influxdb_rollups() {
     assert_eq!(s["sections"]["/api"][1439], json!(40.0 / 35.0));
     assert_eq!(s["sections"]["/blog"][1439], json!(20.0 / 35.0));
     assert_eq!(s["total"][1438], json!(0));
+
+    // 7 days at 10 minutes and 30 days at an hour, from the rollups alone:
+    // the last bucket holds the traffic over the seconds of it that closed.
+    for (range, res, len) in [(604_800, 600, 1008), (2_592_000, 3600, 720)] {
+        let s = api(port, &format!("/api/series?range={range}"));
+        assert_eq!(
+            (&s["resolution"], &s["source"], &s["warnings"]),
+            (&json!(res), &json!("influxdb"), &Value::Null),
+            "{range}"
+        );
+        let t = s["t"].as_array().unwrap();
+        assert_eq!(t.len(), len, "{range}");
+        let start = base - base.rem_euclid(res);
+        assert_eq!(t[len - 1], start, "{range}");
+        let closed = (base + 35 - start) as f64;
+        // serde_json reads floats to within an ulp (without its
+        // float_roundtrip feature): the values are n / closed exactly as
+        // written, compared to the ulp.
+        let near = |v: &Value, want: f64| {
+            let got = v.as_f64().unwrap();
+            assert!(
+                (got - want).abs() <= want * f64::EPSILON,
+                "{range}: {got} vs {want}"
+            );
+        };
+        near(&s["total"][len - 1], 60.0 / closed);
+        near(&s["sections"]["/api"][len - 1], 40.0 / closed);
+        near(&s["sections"]["/blog"][len - 1], 20.0 / closed);
+        assert_eq!(s["total"][len - 2], json!(0), "{range}");
+    }
     c.stop();
 }
 

@@ -17,6 +17,14 @@
 //!   per bus chunk (reading the bus aside).
 //!
 //! Every run's database is checked to hold exactly one point per request.
+//!
+//! Beside them, in the same rounds, the lake writer's work on the same
+//! events: grouped by UTC hour, cut into files of the default
+//! `file_rows`, each encoded to Parquet (`lake::encode`, zstd) and written
+//! durably (`durable::replace`: temporary file, fsync, rename, directory
+//! fsync), as the `lake` consumer does. And the bytes per event of each
+//! form the events take: the Combined log, the wire (the agent's batches
+//! of its default size, zstd at its default level), line protocol, the lake.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -107,6 +115,100 @@ fn plain_loader(server: &InfluxServer, db: &str, lines: &[u8]) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
+/// Seconds for the lake writer's work on `events` into `root`: files of
+/// at most `file_rows` rows per UTC hour, encoded and written durably; and
+/// the bytes written.
+fn lake_write(events: &[Event], root: &std::path::Path) -> (f64, u64) {
+    use logmon_collector::durable::{Options, replace};
+    use logmon_collector::lake::encode::{Row, Source, encode};
+    use logmon_collector::lake::layout::{Partition, Range};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    let source = Arc::new(Source {
+        host: "web-01".into(),
+        agent: "bench".into(),
+        stream: "/var/log/nginx/access.log".into(),
+        fingerprint: 1,
+        labels: vec![("env".into(), "bench".into())],
+    });
+    let started = Instant::now();
+    let mut hours: BTreeMap<Partition, Vec<Row>> = BTreeMap::new();
+    for e in events {
+        hours
+            .entry(Partition::of(e.timestamp))
+            .or_default()
+            .push(Row {
+                source: Arc::clone(&source),
+                event: e.clone(),
+            });
+    }
+    let (mut bytes, mut first) = (0, 0u64);
+    for (partition, mut rows) in hours {
+        let dir = root.join(partition.relative_dir());
+        std::fs::create_dir_all(&dir).expect("a partition directory");
+        for chunk in rows.chunks_mut(logmon_collector::lake::DEFAULT_FILE_ROWS) {
+            let range = Range {
+                first,
+                end: first + chunk.len() as u64,
+            };
+            first = range.end;
+            let file = encode(chunk, range, logmon_collector::lake::DEFAULT_ROW_GROUP_ROWS)
+                .expect("encoding a lake file");
+            let options = Options {
+                fsync: true,
+                ..Options::default()
+            };
+            replace(
+                &dir.join(range.file_name()),
+                &dir.join(range.temp_name()),
+                &file,
+                options,
+            )
+            .expect("writing a lake file");
+            bytes += file.len() as u64;
+        }
+    }
+    (started.elapsed().as_secs_f64(), bytes)
+}
+
+/// Bytes of `events` as a Combined log and as the agent's wire batches of
+/// its default size and zstd level.
+fn log_and_wire_bytes(events: &[Event]) -> (u64, u64) {
+    use logmon_protocol::wire::{Batch, StreamId};
+    let mut line = String::new();
+    let mut log = 0;
+    for e in events {
+        line.clear();
+        logmon_protocol::render::render(Format::Combined, e, &mut line);
+        log += line.len() as u64 + 1;
+    }
+    let defaults = logmon_agent::config::AgentConfig::default();
+    let mut wire = 0;
+    for (i, chunk) in events.chunks(defaults.batch_max_events).enumerate() {
+        let batch = Batch {
+            agent_id: "bench".into(),
+            host: "web-01".into(),
+            stream: StreamId {
+                fingerprint: 1,
+                path: "/var/log/nginx/access.log".into(),
+            },
+            start: i as u64,
+            end: i as u64 + 1,
+            format: Format::Combined,
+            labels: vec![("env".into(), "bench".into())],
+            events: chunk.to_vec(),
+            malformed: 0,
+            caught_up: false,
+            finished: false,
+            sent_at: 0,
+        };
+        wire += logmon_protocol::wire::encode(&batch, defaults.zstd_level)
+            .expect("encoding a batch")
+            .len() as u64;
+    }
+    (log, wire)
+}
+
 fn main() {
     let n = env_number("BENCH_INFLUX_EVENTS", 200_000);
     let runs = env_number("BENCH_RUNS", 2).max(1);
@@ -139,7 +241,8 @@ fn main() {
     );
     println!();
 
-    let mut best = [f64::INFINITY; 3];
+    let mut best = [f64::INFINITY; 4];
+    let mut lake_bytes = 0;
     for round in 0..runs {
         // The plain loader first, then the writer, then encode + write.
         let db = format!("plain{round}");
@@ -154,6 +257,10 @@ fn main() {
             assert_eq!(count(&server, &db), n as i64, "{db}: every point");
             best[k] = best[k].min(secs);
         }
+        let lake = tempfile::tempdir().expect("a temporary directory");
+        let (secs, bytes) = lake_write(&events, lake.path());
+        best[3] = best[3].min(secs);
+        lake_bytes = bytes;
         // Let influxd settle (WAL, compactions) between rounds alike.
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -167,6 +274,10 @@ fn main() {
             defaults.batch_lines, defaults.gzip, defaults.concurrency
         ),
         "RequestEncoder + Writer (events to InfluxDB)".to_owned(),
+        format!(
+            "lake: Parquet encode + durable write, {}-row files (events to the lake)",
+            logmon_collector::lake::DEFAULT_FILE_ROWS
+        ),
     ];
     for (name, secs) in names.into_iter().zip(best) {
         table.row(vec![
@@ -182,4 +293,25 @@ fn main() {
         "encoding alone (RequestEncoder, 1 thread): {} points/s. target: the writer >= 0.90 x plain",
         thousands(n as f64 / encode_secs)
     );
+    println!(
+        "lake writer vs InfluxDB writer (events to each, this run): {:.2} x the events/s",
+        best[2] / best[3]
+    );
+    println!();
+    let (log_bytes, wire_bytes) = log_and_wire_bytes(&events);
+    let mut sizes = Table::new(&["form of the same events", "bytes", "B/event", "x the log"]);
+    for (name, bytes) in [
+        ("Combined log (the raw log, baseline)", log_bytes),
+        ("wire: agent batches, default size, zstd", wire_bytes),
+        ("InfluxDB line protocol (uncompressed)", lines.len() as u64),
+        ("lake: Parquet, zstd", lake_bytes),
+    ] {
+        sizes.row(vec![
+            name.to_owned(),
+            thousands(bytes as f64),
+            format!("{:.1}", bytes as f64 / n as f64),
+            format!("{:.3}", bytes as f64 / log_bytes as f64),
+        ]);
+    }
+    sizes.print();
 }

@@ -1078,3 +1078,110 @@ fn every_event_is_in_influxdb_or_the_lake_at_the_hot_tiers_edge() {
         events.len() as i64 - stored
     );
 }
+
+/// A mounted file system, unmounted when dropped.
+struct Mount(PathBuf);
+
+impl Mount {
+    /// A tmpfs of `size` (`mount -o size=`) at `dir`; `None` when this
+    /// process may not mount (not root, or no mount namespace of its own).
+    fn tmpfs(dir: &Path, size: &str) -> Option<Mount> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Mount(dir.to_owned()))
+    }
+
+    fn resize(&self, size: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success(), "remounting {}", self.0.display());
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A lake on a full file system (a 64 KiB tmpfs: a few files fit, then
+/// every write fails with ENOSPC): the lake writer stops and `/health` says
+/// so (503) while ingest takes every line and the InfluxDB writer stores
+/// every one; once the file system grows (remounted at 64 MiB) the writer
+/// resumes and the lake holds every line, once.
+#[test]
+fn a_lake_on_a_full_disk_stops_reports_and_resumes_without_loss() {
+    let Some(python) = duckdb_or_skip("full-disk") else {
+        return;
+    };
+    let (mut site, want) = Site::with_log(3_000);
+    let Some(mount) = Mount::tmpfs(&site.lake(), "64k") else {
+        skipped(
+            "the lake's full-disk test mounts a small tmpfs, which needs root \
+             (CI runs as root here)",
+        );
+        return;
+    };
+    let influx = InfluxServer::start();
+    site.influx = Some(influx.url());
+    let collector = site.collector(None);
+    let agent = site.agent();
+    wait(
+        "ingest to take every line",
+        Duration::from_secs(60),
+        || site.collector_log(),
+        || site.metric("logmon_ingest_events_accepted_total") == want.count,
+    );
+    wait(
+        "/health to name the lake writer",
+        Duration::from_secs(30),
+        || site.collector_log(),
+        || {
+            let health = http_get(site.port, "/health");
+            health.starts_with("HTTP/1.1 503") && health.contains("lake-writer: failed")
+        },
+    );
+    let health = http_get(site.port, "/health");
+    assert!(health.contains("No space left on device"), "{health}");
+    wait(
+        "InfluxDB's writer to store every line meanwhile",
+        Duration::from_secs(60),
+        || http_get(site.port, "/metrics"),
+        || {
+            http_get(site.port, "/metrics")
+                .contains(r#"logmon_consumer_lag_records{log="bus",consumer="influx"} 0"#)
+        },
+    );
+    let hot = influx.scalar(r#"SELECT count("bytes") FROM "lake"."logmon_hot"."http_requests""#);
+    assert_eq!(hot, want.count as i64);
+    assert!(read_lake(&python, &site.lake()).count < want.count);
+
+    mount.resize("64m");
+    wait(
+        "every line in the lake",
+        Duration::from_secs(120),
+        || site.collector_log(),
+        || read_lake(&python, &site.lake()).count >= want.count,
+    );
+    wait(
+        "/health to be ok again",
+        Duration::from_secs(30),
+        || site.collector_log(),
+        || !http_get(site.port, "/health").contains("lake-writer"),
+    );
+    drop(agent);
+    site.stop(collector);
+    assert_eq!(read_lake(&python, &site.lake()), want);
+    assert!(
+        files(&site.lake(), ".tmp").is_empty(),
+        "no temporary file is left"
+    );
+}

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `GET /`, `GET /dashboard` | the page |
 //! | `GET /assets/NAME` | an embedded file |
-//! | `GET /api/series?range=900\|3600\|21600\|86400` | requests, bytes, status classes and the busiest sections over the range |
+//! | `GET /api/series?range=900\|3600\|21600\|86400\|604800\|2592000` | requests, bytes, status classes and the busiest sections over the range |
 //! | `GET /api/stats` | the latest 10-second statistics block, or `null` |
 //! | `GET /api/alerts?limit=N` | active alerts and the latest transitions |
 //! | `GET /api/rules` | rule instances and their health |
@@ -61,7 +61,17 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 /// The ranges `/api/series` answers, in seconds, with their resolution.
-pub const RANGES: [(i64, i64); 4] = [(900, 1), (3600, 1), (21600, 10), (86400, 60)];
+/// 7 and 30 days come from the rollups only (memory holds an hour), at
+/// 10-minute and 1-hour buckets: about a thousand points or fewer, what a
+/// chart's width shows.
+pub const RANGES: [(i64, i64); 6] = [
+    (900, 1),
+    (3600, 1),
+    (21600, 10),
+    (86400, 60),
+    (604_800, 600),
+    (2_592_000, 3600),
+];
 /// Transitions `/api/alerts` returns by default, and at most.
 pub const ALERTS_DEFAULT: u64 = 200;
 pub const ALERTS_MAX: u64 = 5000;
@@ -383,7 +393,7 @@ impl Dashboard {
                     return error(
                         StatusCode::BAD_REQUEST,
                         "bad_range",
-                        "range must be 900, 3600, 21600 or 86400 (seconds)",
+                        "range must be 900, 3600, 21600, 86400, 604800 or 2592000 (seconds)",
                     );
                 }
             },

@@ -14,7 +14,7 @@
 (function () {
   'use strict';
 
-  const RANGES = [900, 3600, 21600, 86400];
+  const RANGES = [900, 3600, 21600, 86400, 604800, 2592000];
   const HISTORY_CAP = 1000; // alert history rows kept in the DOM
   const ACTIVE_CAP = 50; // active and pending alert cards shown
   const TOP_SECTIONS = 10; // section lines in the requests chart, as api/series
