@@ -316,6 +316,9 @@ pub struct AgentConfig {
     /// The agent's own log on stderr. Env: `LOGMON_LOG_FORMAT`, `LOGMON_LOG`.
     #[serde(default)]
     pub log: LogConfig,
+    /// How `https://` collectors are checked and what the agent shows them.
+    #[serde(default)]
+    pub tls: TlsSettings,
 }
 
 impl Default for AgentConfig {
@@ -346,6 +349,38 @@ impl Default for AgentConfig {
             zstd_level: Self::default_zstd_level(),
             tail: TailSettings::default(),
             log: LogConfig::default(),
+            tls: TlsSettings::default(),
+        }
+    }
+}
+
+/// `[tls]`: for `https://` collector URLs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM CA certificates the collector's certificate must chain to.
+    /// Default: the system's roots (`/etc/ssl/certs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// The agent's PEM certificate chain, for a collector that asks for one
+    /// (mutual TLS: its DNS name must be the agent id). With `client_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<PathBuf>,
+    /// SHA-256 fingerprints (hex) of collector certificates to accept, and
+    /// no other (besides the usual checks). Default: none (no pinning).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pins: Vec<String>,
+}
+
+impl TlsSettings {
+    fn client(&self) -> logmon_io::tls::ClientTls {
+        logmon_io::tls::ClientTls {
+            ca_file: self.ca_file.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+            pins: self.pins.clone(),
         }
     }
 }
@@ -526,6 +561,15 @@ impl AgentConfig {
         for url in &self.collector_urls {
             endpoints.push(batch_endpoint(url)?);
         }
+        // Read the TLS files now, so that a wrong path or a bad PEM is an
+        // error at start rather than at the first batch.
+        let tls = self.tls.client();
+        if endpoints.iter().any(|u| u.scheme_str() == Some("https")) {
+            tls.config()
+                .map_err(|e| ConfigError::Invalid(format!("[tls]: {e}")))?;
+        } else if tls != logmon_io::tls::ClientTls::default() {
+            return invalid("[tls] is set but no collector URL is https://".into());
+        }
         if self.sources.is_empty() {
             return invalid("no sources: add [[sources]] or --file".into());
         }
@@ -618,20 +662,20 @@ impl AgentConfig {
             shutdown_deadline: Duration::from_millis(self.shutdown_deadline_ms),
             zstd_level: self.zstd_level,
             log: self.log.clone(),
+            tls,
         })
     }
 }
 
-/// `base` + `/v1/batches`, checked: plain `http` only (put a TLS proxy in
-/// front of a remote collector; the agent links no TLS stack).
+/// `base` + `/v1/batches`, checked: `http` or `https`.
 fn batch_endpoint(base: &str) -> Result<hyper::Uri, ConfigError> {
     let url = format!("{}/v1/batches", base.trim().trim_end_matches('/'));
     let uri: hyper::Uri = url
         .parse()
         .map_err(|e| ConfigError::Invalid(format!("collector URL {base:?}: {e}")))?;
-    if uri.scheme_str() != Some("http") || uri.host().is_none() {
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
         return Err(ConfigError::Invalid(format!(
-            "collector URL {base:?} must be http://host[:port]"
+            "collector URL {base:?} must be http://host[:port] or https://host[:port]"
         )));
     }
     Ok(uri)
@@ -719,6 +763,8 @@ pub struct Settings {
     pub shutdown_deadline: Duration,
     pub zstd_level: i32,
     pub log: LogConfig,
+    /// How `https://` collectors are checked (read at start: valid).
+    pub tls: logmon_io::tls::ClientTls,
 }
 
 #[cfg(test)]
@@ -955,7 +1001,33 @@ format = " Combined "
                 ..base.clone()
             },
             AgentConfig {
+                collector_urls: vec!["ftp://x".into()],
+                ..base.clone()
+            },
+            // A CA file that is not there.
+            AgentConfig {
                 collector_urls: vec!["https://x".into()],
+                tls: TlsSettings {
+                    ca_file: Some("/nonexistent/ca.pem".into()),
+                    ..TlsSettings::default()
+                },
+                ..base.clone()
+            },
+            // A client certificate without its key.
+            AgentConfig {
+                collector_urls: vec!["https://x".into()],
+                tls: TlsSettings {
+                    client_cert: Some("/nonexistent/agent.pem".into()),
+                    ..TlsSettings::default()
+                },
+                ..base.clone()
+            },
+            // [tls] for plain-http collectors only: a mistake.
+            AgentConfig {
+                tls: TlsSettings {
+                    pins: vec!["00".repeat(32)],
+                    ..TlsSettings::default()
+                },
                 ..base.clone()
             },
             AgentConfig {

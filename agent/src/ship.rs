@@ -44,6 +44,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Request, StatusCode, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -99,7 +100,7 @@ enum Settled {
 /// Sends batches; shared by the delivery tasks.
 #[derive(Debug)]
 struct Delivery {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     endpoints: Endpoints,
     token_source: Token,
     token: Mutex<Option<HeaderValue>>,
@@ -216,8 +217,13 @@ impl Delivery {
                     401 | 403 => {
                         Metrics::add(&self.metrics.unauthorized, 1);
                         self.reload_token();
+                        let what = if answer.status == StatusCode::FORBIDDEN {
+                            "refused this agent (its certificate or token is not for it)"
+                        } else {
+                            "refused the token"
+                        };
                         format!(
-                            "{uri} refused the token ({}): {}; fix the token, the agent holds its place",
+                            "{uri} {what} ({}): {}; the agent holds its place and retries",
                             answer.status, answer.body
                         )
                     }
@@ -438,6 +444,13 @@ pub(crate) async fn ship(
     // body spans several segments, and one file ships one batch at a time.
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
+    connector.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(client_tls(settings))
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(connector);
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .build(connector);
@@ -550,4 +563,24 @@ pub(crate) async fn ship(
         }
     }
     metrics.in_flight.store(0, Ordering::Relaxed);
+}
+
+/// The TLS client configuration for `https://` collectors; for plain
+/// `http://` ones a configuration that trusts nothing (never used: the
+/// connector speaks TLS only to `https` URLs).
+fn client_tls(settings: &Settings) -> rustls::ClientConfig {
+    let https = settings
+        .endpoints
+        .iter()
+        .any(|u| u.scheme_str() == Some("https"));
+    match https.then(|| settings.tls.config()) {
+        Some(Ok(config)) => config,
+        // Read at start (`AgentConfig::validate`); a file changed since is
+        // reported, and no collector is trusted until a restart.
+        Some(Err(e)) => {
+            tracing::error!("[tls]: {e}: no https collector can be reached");
+            logmon_io::tls::ClientTls::trusting_nothing()
+        }
+        None => logmon_io::tls::ClientTls::trusting_nothing(),
+    }
 }

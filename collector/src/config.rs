@@ -320,6 +320,12 @@ pub struct Overrides {
     pub rule_deadline_ms: Option<u64>,
     pub log_format: Option<LogFormat>,
     pub log_filter: Option<String>,
+    /// TLS on the listener: certificate and key (both, or neither), client
+    /// CA, client certificates required.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
+    pub require_client_cert: bool,
     /// More rule instances and targets (added to the file's).
     pub rules: Vec<RuleSpec>,
     pub notify: Vec<Target>,
@@ -387,6 +393,20 @@ impl CollectorConfig {
         }
         if o.dashboard_prefix.is_some() {
             self.dashboard.prefix = o.dashboard_prefix;
+        }
+        if let (Some(cert), Some(key)) = (&o.tls_cert, &o.tls_key) {
+            let tls = self
+                .http
+                .tls
+                .get_or_insert_with(|| crate::http::tls::TlsConfig::new(cert.clone(), key.clone()));
+            tls.cert.clone_from(cert);
+            tls.key.clone_from(key);
+        }
+        if let Some(tls) = &mut self.http.tls {
+            if o.tls_client_ca.is_some() {
+                tls.client_ca = o.tls_client_ca;
+            }
+            tls.require_client_cert |= o.require_client_cert;
         }
         if let Some(url) = o.influx_url {
             self.influx.get_or_insert_with(InfluxConfig::default).url = url;

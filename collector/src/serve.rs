@@ -134,14 +134,28 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         // `flush_after` behind by design.
         state.allow_lag(crate::lake::CONSUMER, lake.flush_after);
     }
+    let tls = match &opts.http.tls {
+        None => None,
+        Some(config) => {
+            Some(crate::http::tls::Tls::new(config).context("setting up TLS on the listener")?)
+        }
+    };
     let listener = tokio::net::TcpListener::bind(opts.http.listen)
         .await
         .with_context(|| format!("binding {}", opts.http.listen))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
         listen = %listener.local_addr()?,
         bus = %opts.data_dir.join("bus").display(),
         records = recovery.records,
-        "collector listening on http://{}",
+        client_certificates = ?opts.http.tls.as_ref().map(|t| if t.require_client_cert {
+            "required"
+        } else if t.client_ca.is_some() {
+            "optional"
+        } else {
+            "off"
+        }),
+        "collector listening on {scheme}://{}",
         listener.local_addr()?
     );
 
@@ -303,6 +317,10 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     } else {
         status
     };
+    let status = match &tls {
+        Some(tls) => status.metrics_from(Arc::clone(&tls.counters) as _),
+        None => status,
+    };
     let router = Router::new()
         .mount(Arc::new(IngestRoutes(Arc::clone(&state))))
         .mount(Arc::new(dashboard))
@@ -320,10 +338,14 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     // Shutdown in order: intake stops and drains, the bus writer answers
     // what was queued, the engine takes its last snapshot, then the writers
     // and notifiers deliver what is left, all within the deadline.
+    if let Some(tls) = &tls {
+        tokio::spawn(tls.clone().watch(shutdown.clone()));
+    }
     let served = crate::http::server::run(
         listener,
         Arc::new(router),
         opts.http.clone(),
+        tls,
         state.metrics().connections(),
         shutdown.clone(),
     )

@@ -8,8 +8,11 @@
 //! - [`log`]: the process's own log — `tracing` events on stderr, as text or
 //!   one JSON object per line, with a level filter.
 //! - [`signal`]: SIGINT or SIGTERM, awaited or as a flag.
+//! - [`tls`]: rustls with the ring provider, PEM files, the agent's client
+//!   side (roots, client certificate, pins), a certificate's names.
 #![forbid(unsafe_code)]
 
 pub mod log;
 pub mod signal;
 pub mod tail;
+pub mod tls;

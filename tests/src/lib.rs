@@ -7,6 +7,7 @@ pub mod browser;
 pub mod harness;
 pub mod influx;
 pub mod live;
+pub mod pki;
 pub mod polyglot;
 
 use logmon_protocol::{Event, Format, LineParser, Parsed};

@@ -60,6 +60,21 @@ pub struct ServeArgs {
     /// [http] listen; default 127.0.0.1:8470.
     #[arg(long, env = "LOGMON_LISTEN")]
     pub listen: Option<std::net::SocketAddr>,
+    /// Serve HTTPS with this PEM certificate chain ([http.tls] cert;
+    /// reloaded when the file changes or on SIGHUP). Needs --tls-key.
+    #[arg(long, env = "LOGMON_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert ([http.tls] key).
+    #[arg(long, env = "LOGMON_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Verify client certificates against these PEM CA certificates: an
+    /// agent with one may write only as the agent its certificate names
+    /// ([http.tls] client_ca).
+    #[arg(long, env = "LOGMON_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Refuse clients without a certificate ([http.tls] require_client_cert).
+    #[arg(long)]
+    pub require_client_cert: bool,
     /// Directory of the event bus and the collector's state. Default logmon-data.
     #[arg(long, env = "LOGMON_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -187,6 +202,7 @@ impl ServeArgs {
             Some(path) => crate::config::CollectorConfig::load(path)?,
             None => crate::config::CollectorConfig::default(),
         };
+        let wants_client_certs = self.tls_client_ca.is_some() || self.require_client_cert;
         config.apply(crate::config::Overrides {
             listen: self.listen,
             data_dir: self.data_dir,
@@ -215,9 +231,18 @@ impl ServeArgs {
             rule_deadline_ms: self.rule_deadline_ms,
             log_format: self.log_format,
             log_filter: self.log_filter,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            tls_client_ca: self.tls_client_ca,
+            require_client_cert: self.require_client_cert,
             rules: self.rule,
             notify: self.notify,
         });
+        if wants_client_certs && config.http.tls.is_none() {
+            return Err(crate::config::ConfigError::Invalid(
+                "--tls-client-ca and --require-client-cert need TLS: --tls-cert and --tls-key, or [http.tls]".into(),
+            ));
+        }
         Ok(config)
     }
 }

@@ -686,6 +686,7 @@ async fn open_streams_never_take_the_places_agents_connect_with() {
         listener,
         Arc::new(router),
         server_config,
+        None,
         state.metrics().connections(),
         shutdown.clone(),
     ));

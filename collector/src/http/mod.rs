@@ -2,7 +2,8 @@
 //! ([`server`]) serving a [`Router`] that `serve.rs` composes from peers —
 //! ingest's `/v1/batches`, the dashboard, and `/health` and `/metrics`
 //! ([`status`]) that every part reports into. Responses and bearer tokens
-//! are shared ([`response`], [`auth`]).
+//! are shared ([`response`], [`auth`]). [`tls`] puts TLS (and mutual TLS)
+//! in front of it.
 
 pub mod auth;
 pub mod connection;
@@ -10,6 +11,7 @@ pub mod response;
 pub mod router;
 pub mod server;
 pub mod status;
+pub mod tls;
 
 pub use connection::{ConnectionSlot, SlotLoan};
 pub use response::Body;

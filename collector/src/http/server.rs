@@ -3,10 +3,14 @@
 //! long-lived streams capped on their own while they do (see
 //! [`ConnectionSlot`]). On shutdown it stops accepting, lets in-flight
 //! requests finish (HTTP/2 GOAWAY, HTTP/1 closes after the current
-//! response), and drops what is left after `drain_timeout_secs`.
+//! response), and drops what is left after `drain_timeout_secs`. With
+//! `[http.tls]`, each connection's TLS handshake is done in its own task
+//! (within the handshake timeout), and a client certificate's identity goes
+//! with every request of its connection ([`PeerIdentity`]).
 
 use super::connection::ConnectionSlot;
 use super::router::Router;
+use super::tls::{PeerIdentity, Tls, TlsConfig};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -36,6 +40,9 @@ pub struct ServerConfig {
     /// How long shutdown waits for in-flight requests, in seconds. Default 30.
     #[serde(default = "ServerConfig::default_drain_timeout_secs")]
     pub drain_timeout_secs: u64,
+    /// TLS on the listener (`[http.tls]`); plain HTTP without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +51,7 @@ impl Default for ServerConfig {
             listen: Self::default_listen(),
             max_connections: Self::default_max_connections(),
             drain_timeout_secs: Self::default_drain_timeout_secs(),
+            tls: None,
         }
     }
 }
@@ -66,6 +74,9 @@ impl ServerConfig {
         if self.max_connections == 0 {
             return Err("max_connections must be positive".into());
         }
+        if let Some(tls) = &self.tls {
+            tls.validate()?;
+        }
         Ok(())
     }
 }
@@ -79,14 +90,15 @@ impl Drop for ConnectionGuard {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` is cancelled, then stops
-/// accepting, tells the router it drains, waits up to `drain_timeout_secs`
-/// for open connections to finish their requests, and returns.
-/// `connections` counts the open connections.
+/// Serves `router` on `listener` (over `tls` when given) until `shutdown`
+/// is cancelled, then stops accepting, tells the router it drains, waits up
+/// to `drain_timeout_secs` for open connections to finish their requests,
+/// and returns. `connections` counts the open connections.
 pub async fn run(
     listener: TcpListener,
     router: Arc<Router>,
     config: ServerConfig,
+    tls: Option<Tls>,
     connections: Arc<AtomicU64>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
@@ -124,26 +136,30 @@ pub async fn run(
         let guard = ConnectionGuard(Arc::clone(&connections));
         let slot = ConnectionSlot::new(Arc::clone(&limit), permit);
         let evicted = slot.evicted();
-        let service_router = Arc::clone(&router);
-        let service = service_fn(move |request| {
-            let (router, slot) = (Arc::clone(&service_router), slot.clone());
-            async move { Ok::<_, std::convert::Infallible>(router.handle(request, &slot).await) }
-        });
+        let router = Arc::clone(&router);
         let builder = builder.clone();
-        let (shutdown, force) = (shutdown.clone(), force.clone());
+        let (shutdown, force, tls) = (shutdown.clone(), force.clone(), tls.clone());
         tracker.spawn(async move {
             let _guard = guard;
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => return,
-                _ = shutdown.cancelled() => {}
-                _ = evicted.cancelled() => {}
-            }
-            connection.as_mut().graceful_shutdown();
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                _ = force.cancelled() => {}
+            match tls {
+                None => {
+                    let io = TokioIo::new(stream);
+                    serve(io, None, router, slot, builder, evicted, shutdown, force).await;
+                }
+                Some(tls) => {
+                    let accepted = tokio::select! {
+                        accepted = tls.accept(stream) => accepted,
+                        _ = shutdown.cancelled() => return,
+                    };
+                    // A failed handshake is counted and logged by `accept`.
+                    if let Ok((stream, identity)) = accepted {
+                        let io = TokioIo::new(stream);
+                        serve(
+                            io, identity, router, slot, builder, evicted, shutdown, force,
+                        )
+                        .await;
+                    }
+                }
             }
         });
     }
@@ -157,4 +173,40 @@ pub async fn run(
         tracker.wait().await;
     }
     Ok(())
+}
+
+/// Serves one connection until it ends, or closes it gracefully on
+/// shutdown or eviction (dropped after the drain timeout).
+#[allow(clippy::too_many_arguments)]
+async fn serve<I>(
+    io: I,
+    identity: Option<PeerIdentity>,
+    router: Arc<Router>,
+    slot: ConnectionSlot,
+    builder: auto::Builder<TokioExecutor>,
+    evicted: CancellationToken,
+    shutdown: CancellationToken,
+    force: CancellationToken,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = service_fn(move |mut request| {
+        let (router, slot) = (Arc::clone(&router), slot.clone());
+        if let Some(identity) = &identity {
+            request.extensions_mut().insert(identity.clone());
+        }
+        async move { Ok::<_, std::convert::Infallible>(router.handle(request, &slot).await) }
+    });
+    let connection = builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        _ = shutdown.cancelled() => {}
+        _ = evicted.cancelled() => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        _ = force.cancelled() => {}
+    }
 }

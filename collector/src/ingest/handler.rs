@@ -50,12 +50,17 @@ pub(crate) enum Refusal {
     ShuttingDown,
     #[error("{0}")]
     DiskFull(String),
+    #[error(
+        "the client certificate is for {names:?}, not for agent `{agent}`: an agent writes only its own streams"
+    )]
+    Forbidden { agent: String, names: Vec<String> },
 }
 
 impl Refusal {
     fn status(&self) -> StatusCode {
         match self {
             Refusal::Unauthorized => StatusCode::UNAUTHORIZED,
+            Refusal::Forbidden { .. } => StatusCode::FORBIDDEN,
             Refusal::Backpressure | Refusal::ShuttingDown | Refusal::DiskFull(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -84,6 +89,7 @@ impl Refusal {
             Refusal::Write(WriteError::Bus(_)) => Rejection::BusError,
             Refusal::Write(WriteError::Stopped) | Refusal::ShuttingDown => Rejection::ShuttingDown,
             Refusal::DiskFull(_) => Rejection::DiskFull,
+            Refusal::Forbidden { .. } => Rejection::Forbidden,
         }
     }
 
@@ -140,6 +146,11 @@ async fn post_batch(
     if !state.authorized(request.headers()) {
         return Err(Refusal::Unauthorized);
     }
+    // Over mutual TLS, the client certificate says which agent this is.
+    let identity = request
+        .extensions()
+        .get::<crate::http::tls::PeerIdentity>()
+        .cloned();
     if state.is_shutting_down() {
         return Err(Refusal::ShuttingDown);
     }
@@ -181,6 +192,14 @@ async fn post_batch(
         .await
         .map_err(|e| Refusal::Body(format!("decoder failed: {e}")))??;
     let batch = inspected.batch;
+    if let Some(identity) = identity
+        && !identity.allows(&batch.agent_id)
+    {
+        return Err(Refusal::Forbidden {
+            agent: batch.agent_id,
+            names: identity.names,
+        });
+    }
     // An empty range is a heartbeat or a finish marker, which has no events.
     let bad_range = if inspected.events == 0 {
         batch.end < batch.start

@@ -20,10 +20,11 @@ pub enum Rejection {
     BusError,
     ShuttingDown,
     DiskFull,
+    Forbidden,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 11] = [
+    pub const ALL: [Rejection; 12] = [
         Rejection::Unauthorized,
         Rejection::TooLarge,
         Rejection::Corrupt,
@@ -35,6 +36,7 @@ impl Rejection {
         Rejection::BusError,
         Rejection::ShuttingDown,
         Rejection::DiskFull,
+        Rejection::Forbidden,
     ];
 
     /// The `reason` label value.
@@ -51,6 +53,7 @@ impl Rejection {
             Rejection::BusError => "bus_error",
             Rejection::ShuttingDown => "shutting_down",
             Rejection::DiskFull => "disk_full",
+            Rejection::Forbidden => "forbidden",
         }
     }
 }

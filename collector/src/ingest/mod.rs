@@ -361,6 +361,7 @@ pub async fn run_alone(
         listener,
         router,
         server,
+        None,
         state.metrics().connections(),
         shutdown,
     )
