@@ -42,6 +42,12 @@
 //! [log]                         # the agent's own log, on stderr
 //! format = "text"               # text | json (one object per line)
 //! filter = "info"               # tracing filter: "info,logmon_agent::ship=debug"
+//!
+//! [tls]                         # for https:// collector_urls
+//! # ca_file = "/etc/logmon/ca.pem"        # default: the system's roots
+//! # client_cert = "/etc/logmon/agent.pem" # mutual TLS, with client_key
+//! # client_key = "/etc/logmon/agent.key"
+//! # pins = ["<sha-256 hex of the collector's certificate>"]
 //! ```
 
 use std::collections::BTreeMap;
