@@ -321,6 +321,8 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         Some(tls) => status.metrics_from(Arc::clone(&tls.counters) as _),
         None => status,
     };
+    let clients = Arc::new(crate::http::server::PerClient::default());
+    let status = status.metrics_from(Arc::clone(&clients) as _);
     let router = Router::new()
         .mount(Arc::new(IngestRoutes(Arc::clone(&state))))
         .mount(Arc::new(dashboard))
@@ -347,6 +349,7 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         opts.http.clone(),
         tls,
         state.metrics().connections(),
+        clients,
         shutdown.clone(),
     )
     .await;

@@ -688,6 +688,7 @@ async fn open_streams_never_take_the_places_agents_connect_with() {
         server_config,
         None,
         state.metrics().connections(),
+        Arc::default(),
         shutdown.clone(),
     ));
 

@@ -15,9 +15,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use serde::Deserialize;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -37,6 +38,16 @@ pub struct ServerConfig {
     /// [`ConnectionSlot`]). Default 1024.
     #[serde(default = "ServerConfig::default_max_connections")]
     pub max_connections: usize,
+    /// Most simultaneous connections from one client address; more are
+    /// closed as soon as they are accepted, so that one client (a
+    /// misbehaving proxy, an attacker's idle sockets) cannot take every
+    /// place. Default 256.
+    #[serde(default = "ServerConfig::default_max_connections_per_client")]
+    pub max_connections_per_client: usize,
+    /// Seconds a client has to send a request's headers (HTTP/1; a
+    /// slow-loris client is closed after it). Default 30.
+    #[serde(default = "ServerConfig::default_header_timeout_secs")]
+    pub header_timeout_secs: u64,
     /// How long shutdown waits for in-flight requests, in seconds. Default 30.
     #[serde(default = "ServerConfig::default_drain_timeout_secs")]
     pub drain_timeout_secs: u64,
@@ -50,6 +61,8 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: Self::default_listen(),
             max_connections: Self::default_max_connections(),
+            max_connections_per_client: Self::default_max_connections_per_client(),
+            header_timeout_secs: Self::default_header_timeout_secs(),
             drain_timeout_secs: Self::default_drain_timeout_secs(),
             tls: None,
         }
@@ -69,10 +82,21 @@ impl ServerConfig {
         30
     }
 
+    const fn default_max_connections_per_client() -> usize {
+        256
+    }
+
+    const fn default_header_timeout_secs() -> u64 {
+        30
+    }
+
     /// Checks the settings that cannot work.
     pub fn validate(&self) -> Result<(), String> {
-        if self.max_connections == 0 {
-            return Err("max_connections must be positive".into());
+        if self.max_connections == 0 || self.max_connections_per_client == 0 {
+            return Err("max_connections and max_connections_per_client must be positive".into());
+        }
+        if self.header_timeout_secs == 0 {
+            return Err("header_timeout_secs must be positive".into());
         }
         if let Some(tls) = &self.tls {
             tls.validate()?;
@@ -81,12 +105,64 @@ impl ServerConfig {
     }
 }
 
-/// Decrements the connection gauge when a connection task ends.
-struct ConnectionGuard(Arc<AtomicU64>);
+/// Decrements the connection gauge, and its client's count, when a
+/// connection task ends.
+struct ConnectionGuard {
+    open: Arc<AtomicU64>,
+    clients: Arc<PerClient>,
+    client: IpAddr,
+}
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
+        self.open.fetch_sub(1, Relaxed);
+        self.clients.release(self.client);
+    }
+}
+
+/// Open connections per client address.
+#[derive(Debug, Default)]
+pub struct PerClient {
+    open: Mutex<HashMap<IpAddr, usize>>,
+    /// Connections closed at accept because their client had its maximum.
+    pub refused: AtomicU64,
+}
+
+impl super::status::MetricsSource for PerClient {
+    fn render(&self, out: &mut String) {
+        use logmon_protocol::prometheus::{Kind, Text};
+        let mut text = Text::new();
+        text.single(
+            "logmon_http_connections_refused_total",
+            Kind::Counter,
+            "Connections closed at accept: their client address had max_connections_per_client open.",
+            self.refused.load(Relaxed),
+        );
+        out.push_str(text.as_str());
+    }
+}
+
+impl PerClient {
+    /// Counts a connection of `ip` unless it already has `max`.
+    fn admit(&self, ip: IpAddr, max: usize) -> bool {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= max {
+            self.refused.fetch_add(1, Relaxed);
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn release(&self, ip: IpAddr) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&ip);
+            }
+        }
     }
 }
 
@@ -100,13 +176,17 @@ pub async fn run(
     config: ServerConfig,
     tls: Option<Tls>,
     connections: Arc<AtomicU64>,
+    clients: Arc<PerClient>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let tracker = TaskTracker::new();
     let force = CancellationToken::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(config.header_timeout_secs));
     builder.http2().timer(TokioTimer::new());
     let mut backoff = Duration::from_millis(10);
 
@@ -118,9 +198,9 @@ pub async fn run(
         let stream = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     backoff = Duration::from_millis(10);
-                    stream
+                    (stream, peer)
                 }
                 // Out of descriptors, a connection reset before accept:
                 // transient; back off instead of spinning or dying.
@@ -131,9 +211,20 @@ pub async fn run(
                 }
             },
         };
+        let (stream, peer) = stream;
+        let client = peer.ip();
+        if !clients.admit(client, config.max_connections_per_client) {
+            // Closed at once; its place goes back with the permit.
+            drop(stream);
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         connections.fetch_add(1, Relaxed);
-        let guard = ConnectionGuard(Arc::clone(&connections));
+        let guard = ConnectionGuard {
+            open: Arc::clone(&connections),
+            clients: Arc::clone(&clients),
+            client,
+        };
         let slot = ConnectionSlot::new(Arc::clone(&limit), permit);
         let evicted = slot.evicted();
         let router = Arc::clone(&router);

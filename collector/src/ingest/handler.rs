@@ -54,6 +54,13 @@ pub(crate) enum Refusal {
         "the client certificate is for {names:?}, not for agent `{agent}`: an agent writes only its own streams"
     )]
     Forbidden { agent: String, names: Vec<String> },
+    #[error("the body did not arrive within {0} s")]
+    BodyTimeout(u64),
+    #[error("agent `{agent}` is over its rate limit; retry in {} ms", wait.as_millis())]
+    RateLimited {
+        agent: String,
+        wait: std::time::Duration,
+    },
 }
 
 impl Refusal {
@@ -61,11 +68,13 @@ impl Refusal {
         match self {
             Refusal::Unauthorized => StatusCode::UNAUTHORIZED,
             Refusal::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Refusal::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Refusal::Backpressure | Refusal::ShuttingDown | Refusal::DiskFull(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::Body(_) => StatusCode::BAD_REQUEST,
+            Refusal::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Refusal::Wire(WireError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::Wire(_) | Refusal::BadRange { .. } => StatusCode::BAD_REQUEST,
             Refusal::Overlap { .. } => StatusCode::CONFLICT,
@@ -82,6 +91,7 @@ impl Refusal {
                 Rejection::TooLarge
             }
             Refusal::Body(_) | Refusal::Wire(WireError::Corrupt(_)) => Rejection::Corrupt,
+            Refusal::BodyTimeout(_) => Rejection::BodyTimeout,
             Refusal::Wire(WireError::Empty) => Rejection::Empty,
             Refusal::Wire(WireError::UnsupportedVersion { .. }) => Rejection::UnsupportedVersion,
             Refusal::BadRange { .. } => Rejection::BadRange,
@@ -90,6 +100,7 @@ impl Refusal {
             Refusal::Write(WriteError::Stopped) | Refusal::ShuttingDown => Rejection::ShuttingDown,
             Refusal::DiskFull(_) => Rejection::DiskFull,
             Refusal::Forbidden { .. } => Rejection::Forbidden,
+            Refusal::RateLimited { .. } => Rejection::RateLimited,
         }
     }
 
@@ -117,6 +128,11 @@ impl Refusal {
             }
             Refusal::Overlap { stored } => {
                 headers.insert(STORED_OFFSET_HEADER, HeaderValue::from(stored));
+            }
+            Refusal::RateLimited { wait, .. } => {
+                // Whole seconds, rounded up: never earlier than the bucket holds it.
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
             }
             _ => {}
         }
@@ -172,10 +188,14 @@ async fn post_batch(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Refusal::BodyTooLarge { limit });
     }
-    let body = match Limited::new(request.into_body(), limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<LengthLimitError>() => return Err(Refusal::BodyTooLarge { limit }),
-        Err(e) => return Err(Refusal::Body(e.to_string())),
+    let timeout = std::time::Duration::from_secs(state.config.body_timeout_secs);
+    let collected =
+        tokio::time::timeout(timeout, Limited::new(request.into_body(), limit).collect()).await;
+    let body = match collected {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => return Err(Refusal::BodyTooLarge { limit }),
+        Ok(Err(e)) => return Err(Refusal::Body(e.to_string())),
+        Err(_) => return Err(Refusal::BodyTimeout(timeout.as_secs())),
     };
     state
         .metrics
@@ -210,6 +230,18 @@ async fn post_batch(
         return Err(Refusal::BadRange {
             start: batch.start,
             end: batch.end,
+        });
+    }
+    // By the agent the batch says it is: over mutual TLS the certificate's
+    // name, checked above.
+    if let Err(wait) = state.limiter().take(
+        &batch.agent_id,
+        inspected.events as u64,
+        std::time::Instant::now(),
+    ) {
+        return Err(Refusal::RateLimited {
+            agent: batch.agent_id,
+            wait,
         });
     }
 

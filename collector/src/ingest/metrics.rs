@@ -21,10 +21,12 @@ pub enum Rejection {
     ShuttingDown,
     DiskFull,
     Forbidden,
+    RateLimited,
+    BodyTimeout,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 12] = [
+    pub const ALL: [Rejection; 14] = [
         Rejection::Unauthorized,
         Rejection::TooLarge,
         Rejection::Corrupt,
@@ -37,6 +39,8 @@ impl Rejection {
         Rejection::ShuttingDown,
         Rejection::DiskFull,
         Rejection::Forbidden,
+        Rejection::RateLimited,
+        Rejection::BodyTimeout,
     ];
 
     /// The `reason` label value.
@@ -54,6 +58,8 @@ impl Rejection {
             Rejection::ShuttingDown => "shutting_down",
             Rejection::DiskFull => "disk_full",
             Rejection::Forbidden => "forbidden",
+            Rejection::RateLimited => "rate_limited",
+            Rejection::BodyTimeout => "body_timeout",
         }
     }
 }

@@ -72,6 +72,7 @@
 //! new batches get 503 `shutting_down`.
 pub mod handler;
 pub mod health;
+pub mod limit;
 pub mod metrics;
 pub mod writer;
 
@@ -118,6 +119,14 @@ pub struct IngestConfig {
     /// `Retry-After` sent with 503 answers, in seconds. Default 5.
     #[serde(default = "IngestConfig::default_retry_after_secs")]
     pub retry_after_secs: u32,
+    /// Requests and events per second per agent (`[ingest.rate_limit]`);
+    /// off by default.
+    #[serde(default)]
+    pub rate_limit: limit::RateLimitConfig,
+    /// Seconds a client has to send a batch's body once its headers came
+    /// (a client that trickles it is answered 408). Default 30.
+    #[serde(default = "IngestConfig::default_body_timeout_secs")]
+    pub body_timeout_secs: u64,
 }
 
 #[derive(Deserialize, serde::Serialize)]
@@ -147,11 +156,17 @@ impl Default for IngestConfig {
             limits: Limits::default(),
             max_backlog_bytes: Self::default_max_backlog_bytes(),
             retry_after_secs: Self::default_retry_after_secs(),
+            rate_limit: limit::RateLimitConfig::default(),
+            body_timeout_secs: Self::default_body_timeout_secs(),
         }
     }
 }
 
 impl IngestConfig {
+    const fn default_body_timeout_secs() -> u64 {
+        30
+    }
+
     const fn default_max_backlog_bytes() -> u64 {
         1 << 30
     }
@@ -173,6 +188,10 @@ impl IngestConfig {
         }
         if self.tokens.iter().any(|t| t.is_empty()) {
             return bad("tokens must not be empty strings".into());
+        }
+        self.rate_limit.validate().map_err(IngestError::Config)?;
+        if self.body_timeout_secs == 0 {
+            return bad("body_timeout_secs must be positive".into());
         }
         Ok(())
     }
@@ -203,6 +222,8 @@ pub struct IngestState {
     /// interval), on top of [`health::BEHIND`], before `/health` calls it
     /// behind.
     lag_allowances: RwLock<std::collections::BTreeMap<String, u64>>,
+    /// `[ingest.rate_limit]`'s buckets.
+    limiter: limit::RateLimiter,
 }
 
 impl IngestState {
@@ -218,6 +239,7 @@ impl IngestState {
             .spawn(move || writer::run_writer(writer_bus, writer_metrics, receiver))
             .map_err(IngestError::Spawn)?;
         Ok(Arc::new(Self {
+            limiter: limit::RateLimiter::new(config.rate_limit.clone()),
             config,
             bus,
             metrics,
@@ -231,6 +253,10 @@ impl IngestState {
 
     pub fn config(&self) -> &IngestConfig {
         &self.config
+    }
+
+    pub(crate) fn limiter(&self) -> &limit::RateLimiter {
+        &self.limiter
     }
 
     /// The bus, for consumers.
@@ -363,6 +389,7 @@ pub async fn run_alone(
         server,
         None,
         state.metrics().connections(),
+        Arc::default(),
         shutdown,
     )
     .await
