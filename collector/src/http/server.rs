@@ -41,7 +41,9 @@ pub struct ServerConfig {
     /// Most simultaneous connections from one client address; more are
     /// closed as soon as they are accepted, so that one client (a
     /// misbehaving proxy, an attacker's idle sockets) cannot take every
-    /// place. Default 256.
+    /// place. Default 512: half the default `max_connections`, and more
+    /// than the dashboard's 256 event streams; raise it when more agents
+    /// than that share one address (a NAT).
     #[serde(default = "ServerConfig::default_max_connections_per_client")]
     pub max_connections_per_client: usize,
     /// Seconds a client has to send a request's headers (HTTP/1; a
@@ -83,7 +85,7 @@ impl ServerConfig {
     }
 
     const fn default_max_connections_per_client() -> usize {
-        256
+        512
     }
 
     const fn default_header_timeout_secs() -> u64 {
