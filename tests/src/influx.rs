@@ -26,6 +26,8 @@ pub struct InfluxServer {
     child: Option<Child>,
     /// Whether the retention service deletes expired shards.
     retention: bool,
+    /// HTTPS: the server's certificate and key, and the CA to trust.
+    https: Option<(crate::pki::Issued, PathBuf)>,
 }
 
 /// The `influxd` binary: `$INFLUXD_BIN`, else the first on `PATH`.
@@ -62,7 +64,18 @@ impl InfluxServer {
         InfluxServer::start_with(true)
     }
 
+    /// [`start`](Self::start), serving HTTPS with `server`'s certificate,
+    /// which `ca` issued (for `localhost`); the harness's own queries go
+    /// over TLS too.
+    pub fn start_https(server: &crate::pki::Issued, ca: &Path) -> InfluxServer {
+        InfluxServer::start_inner(false, Some((server.clone(), ca.to_owned())))
+    }
+
     fn start_with(retention: bool) -> InfluxServer {
+        InfluxServer::start_inner(retention, None)
+    }
+
+    fn start_inner(retention: bool, https: Option<(crate::pki::Issued, PathBuf)>) -> InfluxServer {
         let dir = tempfile::Builder::new()
             .prefix("logmon-influxd-")
             .tempdir()
@@ -73,6 +86,7 @@ impl InfluxServer {
             http_port: 0,
             child: None,
             retention,
+            https,
         };
         // A port picked free may be taken by a parallel test before influxd
         // binds it: try again with others.
@@ -106,14 +120,19 @@ impl InfluxServer {
             http_port,
             child: None,
             retention: false,
+            https: None,
         };
         server.write_config(rpc_port);
         server
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://localhost:PORT` when it serves
+    /// HTTPS.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http_port)
+        match &self.https {
+            None => format!("http://127.0.0.1:{}", self.http_port),
+            Some(_) => format!("https://localhost:{}", self.http_port),
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -139,6 +158,13 @@ impl InfluxServer {
 
     fn write_config(&self, rpc_port: u16) {
         let d = self.dir.path().display();
+        let https = match &self.https {
+            None => "https-enabled = false".to_owned(),
+            Some((server, _)) => format!(
+                "https-enabled = true\n  https-certificate = {:?}\n  https-private-key = {:?}",
+                server.cert, server.key
+            ),
+        };
         let config = format!(
             r#"reporting-enabled = false
 bind-address = "127.0.0.1:{rpc_port}"
@@ -177,6 +203,7 @@ bind-address = "127.0.0.1:{rpc_port}"
   log-enabled = false
   pprof-enabled = false
   max-body-size = 25000000
+  {https}
 
 [logging]
   format = "logfmt"
@@ -330,11 +357,14 @@ bind-address = "127.0.0.1:{rpc_port}"
     /// One HTTP/1.0 exchange (the server closes the connection after it, so
     /// the body is whatever arrives before EOF).
     fn http(&self, method: &str, target: &str, body: &[u8]) -> Result<(u16, String), String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.http_port))
+        let tcp = TcpStream::connect(("127.0.0.1", self.http_port))
             .map_err(|e| format!("connect: {e}"))?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
+        tcp.set_read_timeout(Some(Duration::from_secs(60)))
             .map_err(|e| e.to_string())?;
+        let mut stream: Box<dyn ReadWrite> = match &self.https {
+            None => Box::new(tcp),
+            Some((_, ca)) => Box::new(crate::pki::tls_stream(tcp, ca, None)?),
+        };
         let head = format!(
             "{method} {target} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\n\r\n",
             self.http_port,
@@ -345,9 +375,12 @@ bind-address = "127.0.0.1:{rpc_port}"
             .and_then(|()| stream.write_all(body))
             .map_err(|e| format!("send: {e}"))?;
         let mut answer = Vec::new();
-        stream
-            .read_to_end(&mut answer)
-            .map_err(|e| format!("receive: {e}"))?;
+        match stream.read_to_end(&mut answer) {
+            Ok(_) => {}
+            // TLS closed without close_notify after the answer.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !answer.is_empty() => {}
+            Err(e) => return Err(format!("receive: {e}")),
+        }
         let answer = String::from_utf8_lossy(&answer);
         let (head, body) = answer
             .split_once("\r\n\r\n")
@@ -360,6 +393,10 @@ bind-address = "127.0.0.1:{rpc_port}"
         Ok((status, body.to_owned()))
     }
 }
+
+/// A plain or TLS stream.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
 
 impl Drop for InfluxServer {
     fn drop(&mut self) {

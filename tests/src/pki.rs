@@ -113,15 +113,13 @@ pub struct HttpsAnswer {
     pub server_cert: Vec<u8>,
 }
 
-/// `GET path` over TLS to `127.0.0.1:port` as `localhost`, trusting `ca`,
-/// showing `client` when given; `Err` with rustls's reason when the
-/// handshake fails.
-pub fn https_get(
-    port: u16,
-    path: &str,
+/// A TLS client stream over `sock` to `localhost`, trusting `ca`, showing
+/// `client` when given.
+pub fn tls_stream(
+    sock: std::net::TcpStream,
     ca: &Path,
     client: Option<&Issued>,
-) -> Result<HttpsAnswer, String> {
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>, String> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).unwrap() {
         roots.add(cert.unwrap()).unwrap();
@@ -145,10 +143,22 @@ pub fn https_get(
     };
     let name = ServerName::try_from("localhost").unwrap();
     let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+    Ok(rustls::StreamOwned::new(conn, sock))
+}
+
+/// `GET path` over TLS to `127.0.0.1:port` as `localhost`, trusting `ca`,
+/// showing `client` when given; `Err` with rustls's reason when the
+/// handshake fails.
+pub fn https_get(
+    port: u16,
+    path: &str,
+    ca: &Path,
+    client: Option<&Issued>,
+) -> Result<HttpsAnswer, String> {
     let sock = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
-    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let mut tls = tls_stream(sock, ca, client)?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     tls.write_all(request.as_bytes())
         .map_err(|e| e.to_string())?;

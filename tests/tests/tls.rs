@@ -365,3 +365,70 @@ fn bad_tls_settings_stop_the_collector_with_a_clear_error() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("need TLS"), "{err}");
 }
+
+/// The collector writes to an InfluxDB that serves HTTPS, checking its
+/// certificate against `[influx.tls] ca_file`: every line is stored; a
+/// collector trusting another CA stores nothing and logs why.
+#[test]
+fn the_collector_writes_to_influxdb_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = Ca::new(d, "logmon-test-ca");
+    let other_ca = Ca::new(d, "another-ca");
+    let influx_cert = ca.issue(d, "influxdb", &["localhost"]);
+    let influx = logmon_tests::influx::InfluxServer::start_https(&influx_cert, &ca.cert);
+    assert!(influx.url().starts_with("https://localhost:"));
+    let config = |ca: &Path| {
+        format!(
+            "[influx]\nurl = \"{}\"\n[influx.tls]\nca_file = {ca:?}\n[influx.api.v1]\ndatabase = \"tls\"\n",
+            influx.url()
+        )
+    };
+    let good = Collector::start(d, "good", &[], &config(&ca.cert));
+    log(d, "good", 300, 7);
+    let (a, a_log) = agent(
+        d,
+        "good",
+        &format!("http://127.0.0.1:{}", good.port),
+        "agent-good",
+        "",
+    );
+    let count =
+        || influx.scalar(r#"SELECT count("bytes") FROM "tls"."logmon_hot"."http_requests""#);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count() < 300 {
+        assert!(
+            Instant::now() < deadline,
+            "InfluxDB over https holds {} of 300:\n{}\n{}",
+            count(),
+            good.log(),
+            text(&a_log)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(count(), 300);
+    drop(a);
+
+    let bad = Collector::start(d, "bad", &[], &config(&other_ca.cert));
+    log(d, "bad", 10, 8);
+    let (b, _) = agent(
+        d,
+        "bad",
+        &format!("http://127.0.0.1:{}", bad.port),
+        "agent-bad",
+        "",
+    );
+    wait_for_text(
+        "the writer's report",
+        &bad.log,
+        "invalid peer certificate: UnknownIssuer",
+    );
+    drop(b);
+    drop(bad);
+    drop(good);
+    assert_eq!(
+        count(),
+        300,
+        "nothing from the collector that does not trust it"
+    );
+}

@@ -26,9 +26,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -87,9 +84,9 @@ impl Target {
     /// A target, with its name and URL checked.
     pub fn new(name: String, kind: TargetKind, url: &str) -> Result<Target, String> {
         let uri: hyper::Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
-        if uri.scheme_str() != Some("http") {
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return Err(format!(
-                "{url:?}: only http:// targets are supported (put a TLS proxy in front)"
+                "{url:?}: a target is an http:// or https:// URL (https: the system's roots)"
             ));
         }
         if name.is_empty()
@@ -255,7 +252,7 @@ enum Sent {
 }
 
 struct Sender {
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: crate::http::client::HttpsClient,
     settings: NotifySettings,
 }
 
@@ -383,7 +380,7 @@ pub async fn run(
         None => AmState::default(),
     };
     let sender = Sender {
-        http: Client::builder(TokioExecutor::new()).build_http(),
+        http: crate::http::client::default_client(),
         settings: settings.clone(),
     };
     let am_url = format!("{}/api/v2/alerts", target.url.trim_end_matches('/'));

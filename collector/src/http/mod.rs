@@ -6,6 +6,7 @@
 //! in front of it.
 
 pub mod auth;
+pub mod client;
 pub mod connection;
 pub mod response;
 pub mod router;

@@ -21,9 +21,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use std::fmt;
 use std::io::Write as _;
 use std::sync::Arc;
@@ -162,8 +159,8 @@ pub struct InfluxClient {
 }
 
 struct Inner {
-    http: Client<HttpConnector, Full<Bytes>>,
-    /// `http://authority[/prefix]`, no trailing `/`.
+    http: crate::http::client::HttpsClient,
+    /// `http[s]://authority[/prefix]`, no trailing `/`.
     base: String,
     config: InfluxConfig,
     authorization: Option<HeaderValue>,
@@ -190,16 +187,20 @@ impl InfluxClient {
             url: config.url.clone(),
             reason: reason.into(),
         };
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => return Err(bad_url("https is not supported yet; use http")),
-            _ => return Err(bad_url("must start with http://")),
+        let scheme = match uri.scheme_str() {
+            Some(s @ ("http" | "https")) => s.to_owned(),
+            _ => return Err(bad_url("must start with http:// or https://")),
+        };
+        if scheme == "http" && config.tls != super::config::InfluxTls::default() {
+            return Err(ConfigError::Invalid(
+                "[influx.tls] is set but the URL is http://".into(),
+            ));
         }
         let authority = uri.authority().ok_or_else(|| bad_url("no host"))?;
         if uri.query().is_some() {
             return Err(bad_url("must not have a query string"));
         }
-        let base = format!("http://{authority}{}", uri.path().trim_end_matches('/'));
+        let base = format!("{scheme}://{authority}{}", uri.path().trim_end_matches('/'));
         if config.batch_lines == 0 {
             return Err(ConfigError::Invalid(
                 "batch_lines must be at least 1".into(),
@@ -249,13 +250,12 @@ impl InfluxClient {
                 Some(header_value(&format!("Token {}", v2.token))?)
             }
         };
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.connect_timeout()));
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(config.concurrency.max(1) * 2)
-            .build(connector);
+        let http = crate::http::client::client(&crate::http::client::ClientOptions {
+            tls: (scheme == "https").then(|| config.tls.client()),
+            connect_timeout: Some(config.connect_timeout()),
+            max_idle_per_host: Some(config.concurrency.max(1) * 2),
+        })
+        .map_err(|e| ConfigError::Invalid(format!("[influx.tls]: {e}")))?;
         Ok(InfluxClient {
             inner: Arc::new(Inner {
                 http,
@@ -493,6 +493,14 @@ impl InfluxClient {
                 return Err((attempts, reason));
             }
             stats.retries.fetch_add(1, Ordering::Relaxed);
+            // Said at once (a wrong CA or address should not wait out
+            // every retry to be seen), then every tenth attempt.
+            if attempts % 10 == 1 {
+                tracing::warn!(
+                    attempt = attempts,
+                    "InfluxDB request failed, retrying: {reason}"
+                );
+            }
             let delay = backoff(
                 attempts,
                 config.initial_backoff(),

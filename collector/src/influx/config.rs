@@ -29,9 +29,13 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct InfluxConfig {
-    /// Base URL of the server, `http://host:port[/prefix]`. Default
-    /// `http://127.0.0.1:8086`.
+    /// Base URL of the server, `http://host:port[/prefix]` or `https://…`
+    /// (then `[influx.tls]`). Default `http://127.0.0.1:8086`.
     pub url: String,
+    /// For an `https://` URL: the CA file InfluxDB's certificate must chain
+    /// to (default: the system's roots) and a client certificate.
+    #[serde(skip_serializing_if = "InfluxTls::is_default")]
+    pub tls: InfluxTls,
     /// Which write API to use. Default: v1 with the defaults of [`V1Config`].
     pub api: InfluxApi,
     /// Lines per write request. Default 5,000 (InfluxData's recommendation).
@@ -60,6 +64,7 @@ impl Default for InfluxConfig {
     fn default() -> Self {
         InfluxConfig {
             url: "http://127.0.0.1:8086".into(),
+            tls: InfluxTls::default(),
             api: InfluxApi::default(),
             batch_lines: 5_000,
             concurrency: 4,
@@ -88,6 +93,36 @@ impl InfluxConfig {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+/// `[influx.tls]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InfluxTls {
+    /// PEM CA certificates; default the system's roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate chain and key, for an InfluxDB that asks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<std::path::PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<std::path::PathBuf>,
+}
+
+impl InfluxTls {
+    fn is_default(&self) -> bool {
+        *self == InfluxTls::default()
+    }
+
+    /// As the TLS client settings both binaries share.
+    pub fn client(&self) -> logmon_io::tls::ClientTls {
+        logmon_io::tls::ClientTls {
+            ca_file: self.ca_file.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+            pins: Vec::new(),
+        }
     }
 }
 

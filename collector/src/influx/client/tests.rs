@@ -469,7 +469,7 @@ fn backoff_doubles_up_to_the_cap_with_jitter_in_the_upper_half() {
 
 #[test]
 fn config_errors_are_caught_early() {
-    for url in ["https://x:8086", "x:8086", "http://x:8086/?a=b"] {
+    for url in ["ftp://x:8086", "x:8086", "http://x:8086/?a=b"] {
         assert!(
             matches!(
                 InfluxClient::new(InfluxConfig {
@@ -489,6 +489,29 @@ fn config_errors_are_caught_early() {
         ..InfluxConfig::default()
     };
     assert!(InfluxClient::new(bad_retention).is_err());
+    // https: a CA file that is not there is an error naming it; TLS
+    // settings for an http:// URL are a mistake.
+    let missing_ca = InfluxClient::new(InfluxConfig {
+        url: "https://x:8086".into(),
+        tls: super::super::config::InfluxTls {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..Default::default()
+        },
+        ..InfluxConfig::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(missing_ca.contains("/nonexistent/ca.pem"), "{missing_ca}");
+    assert!(
+        InfluxClient::new(InfluxConfig {
+            tls: super::super::config::InfluxTls {
+                ca_file: Some("/etc/ssl/certs/ca-certificates.crt".into()),
+                ..Default::default()
+            },
+            ..InfluxConfig::default()
+        })
+        .is_err()
+    );
     assert_eq!(base64(b"ann:pw:1"), "YW5uOnB3OjE=");
     assert_eq!(base64(b"ab"), "YWI=");
     assert_eq!(base64(b"abc"), "YWJj");
