@@ -312,10 +312,14 @@ fn targets_parse_or_say_why_not() {
         (t.name.as_str(), t.kind, t.url.as_str()),
         ("ops", TargetKind::Alertmanager, "http://am:9093")
     );
+    let t: Target = "slack=https://hooks.slack.com/services/T/B/X"
+        .parse()
+        .unwrap();
+    assert_eq!(t.url, "https://hooks.slack.com/services/T/B/X");
     for (bad, why) in [
         ("http://x", "expected KIND=URL"),
         ("pager=http://x", "the target kinds are"),
-        ("webhook=https://x", "only http://"),
+        ("webhook=ftp://x", "a target is an http:// or https:// URL"),
         ("a b:webhook=http://x", "a target name is"),
     ] {
         let err = bad.parse::<Target>().unwrap_err();
