@@ -458,21 +458,12 @@ impl CollectorConfig {
             return bad("sandbox memory caps and deadline_ms must be positive".into());
         }
         self.http.validate().map_err(ConfigError::Invalid)?;
-        let mut ingest = self.ingest.clone();
-        for file in &self.ingest.token_files {
-            let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-                path: file.clone(),
-                source,
-            })?;
-            ingest.tokens.extend(
-                text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(str::to_owned),
-            );
-        }
-        ingest.token_files.clear();
-        if ingest.tokens.is_empty() {
+        let ingest = self.ingest.clone();
+        // The files are read again by ingest, and again whenever they change.
+        let all_tokens = ingest
+            .all_tokens()
+            .map_err(|(path, source)| ConfigError::Read { path, source })?;
+        if all_tokens.is_empty() {
             return bad(
                 "no ingest token: set ingest.tokens or ingest.token_files, --token or LOGMON_TOKENS (without one every batch would be refused)"
                     .into(),
@@ -485,7 +476,7 @@ impl CollectorConfig {
             if token.is_empty() {
                 return bad("dashboard.token must not be empty".into());
             }
-            if ingest.tokens.contains(token) {
+            if all_tokens.contains(token) {
                 return bad("dashboard.token must differ from the ingest tokens".into());
             }
         }
@@ -797,7 +788,7 @@ mod tests {
         config.ingest.tokens = vec!["inline".into()];
         config.ingest.token_files = vec![file];
         assert_eq!(
-            config.validate().unwrap().ingest.tokens,
+            config.validate().unwrap().ingest.all_tokens().unwrap(),
             ["inline", "alpha", "beta"]
         );
     }

@@ -343,6 +343,9 @@ async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     if let Some(tls) = &tls {
         tokio::spawn(tls.clone().watch(shutdown.clone()));
     }
+    if !opts.ingest.token_files.is_empty() {
+        tokio::spawn(reload_tokens(Arc::clone(&state), shutdown.clone()));
+    }
     let served = crate::http::server::run(
         listener,
         Arc::new(router),
@@ -832,6 +835,35 @@ fn pipeline_metrics(
         }
     }
     text.into_string()
+}
+
+/// How often the ingest token files are checked for a change.
+const TOKEN_RELOAD_EVERY: Duration = Duration::from_secs(5);
+
+/// Reads the ingest token files again whenever they change, until `stop`:
+/// tokens are added and retired without a restart.
+async fn reload_tokens(state: Arc<IngestState>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(TOKEN_RELOAD_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let s = Arc::clone(&state);
+        match tokio::task::spawn_blocking(move || s.reload_tokens()).await {
+            Ok(Ok(Some(n))) => {
+                tracing::info!(tokens = n, "ingest tokens reloaded from the token files")
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(
+                    "ingest tokens not reloaded, the previous ones are still accepted: {e}"
+                )
+            }
+            Err(e) => tracing::warn!("ingest token reload failed: {e}"),
+        }
+    }
 }
 
 /// What to tell an operator whose lake deletes events sooner than

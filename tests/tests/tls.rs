@@ -68,6 +68,18 @@ impl Collector {
 /// An agent shipping `dir/logs/NAME.log` to `url` as `agent_id`, with the
 /// `[tls]` table `tls`; its stderr in `dir/NAME-agent.err`.
 fn agent(dir: &Path, name: &str, url: &str, agent_id: &str, tls: &str) -> (Running, PathBuf) {
+    agent_with_token(dir, name, url, agent_id, tls, TOKEN)
+}
+
+/// [`agent`] with the bearer token `token`.
+fn agent_with_token(
+    dir: &Path,
+    name: &str,
+    url: &str,
+    agent_id: &str,
+    tls: &str,
+    token: &str,
+) -> (Running, PathBuf) {
     let config = dir.join(format!("{name}-agent.toml"));
     std::fs::write(
         &config,
@@ -82,7 +94,7 @@ fn agent(dir: &Path, name: &str, url: &str, agent_id: &str, tls: &str) -> (Runni
         Command::new(agent_bin())
             .arg("--config")
             .arg(&config)
-            .args(["--token", TOKEN, "--metrics-listen", ""])
+            .args(["--token", token, "--metrics-listen", ""])
             .arg("--file")
             .arg(format!(
                 "{}:combined",
@@ -431,4 +443,70 @@ fn the_collector_writes_to_influxdb_over_https() {
         300,
         "nothing from the collector that does not trust it"
     );
+}
+
+/// Ingest token files are read again when they change (checked every 5 s):
+/// a token added to the file lets the agent that holds it in without a
+/// restart, and one removed is refused from then on.
+#[test]
+fn a_token_added_to_or_removed_from_a_token_file_works_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tokens = d.join("tokens");
+    let write_tokens = |text: &str| {
+        let temp = d.join("tokens.tmp");
+        std::fs::write(&temp, text).unwrap();
+        std::fs::rename(&temp, &tokens).unwrap();
+    };
+    write_tokens("# agents\nold-token\n");
+    let c = Collector::start(
+        d,
+        "c",
+        &[],
+        &format!("[ingest]\ntoken_files = [{tokens:?}]\n"),
+    );
+    let url = format!("http://127.0.0.1:{}", c.port);
+    let accepted = || {
+        metric(
+            &logmon_tests::harness::http_get(c.port, "/metrics"),
+            ACCEPTED,
+        )
+        .unwrap_or(0)
+    };
+    log(d, "new", 100, 9);
+    let (a, a_log) = agent_with_token(d, "new", &url, "agent-new", "", "new-token");
+    wait_for_text(
+        "the refused token",
+        &a_log,
+        "refused the token (401 Unauthorized)",
+    );
+    assert_eq!(accepted(), 0);
+
+    write_tokens("# agents\nold-token\nnew-token\n");
+    wait("the new token's 100 lines", Duration::from_secs(30), || {
+        accepted() == 100
+    });
+    wait_for_text(
+        "the reload's log line",
+        &c.log,
+        "ingest tokens reloaded from the token files tokens=3",
+    );
+    drop(a);
+
+    // Retired: refused from the next change on.
+    write_tokens("old-token\n");
+    wait_for_text(
+        "the second reload",
+        &c.log,
+        "ingest tokens reloaded from the token files tokens=2",
+    );
+    log(d, "late", 10, 10);
+    let (b, b_log) = agent_with_token(d, "late", &url, "agent-late", "", "new-token");
+    wait_for_text(
+        "the retired token refused",
+        &b_log,
+        "refused the token (401 Unauthorized)",
+    );
+    drop(b);
+    assert_eq!(accepted(), 100);
 }

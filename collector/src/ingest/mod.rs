@@ -105,7 +105,8 @@ pub struct IngestConfig {
     #[serde(default)]
     pub tokens: Vec<String>,
     /// Files of more tokens, one per line (blank lines and `#` comments
-    /// skipped), read at start. Default none.
+    /// skipped), read at start and again whenever they change, so tokens
+    /// are rotated without a restart. Default none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub token_files: Vec<std::path::PathBuf>,
     /// Body size limits: `max_compressed` (default 8 MiB, at most the bus's
@@ -163,6 +164,22 @@ impl Default for IngestConfig {
 }
 
 impl IngestConfig {
+    /// `tokens` and those of `token_files`, in order; the file that could
+    /// not be read, with why.
+    pub fn all_tokens(&self) -> Result<Vec<String>, (std::path::PathBuf, std::io::Error)> {
+        let mut all = self.tokens.clone();
+        for file in &self.token_files {
+            let text = std::fs::read_to_string(file).map_err(|e| (file.clone(), e))?;
+            all.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_owned),
+            );
+        }
+        Ok(all)
+    }
+
     const fn default_body_timeout_secs() -> u64 {
         30
     }
@@ -224,6 +241,22 @@ pub struct IngestState {
     lag_allowances: RwLock<std::collections::BTreeMap<String, u64>>,
     /// `[ingest.rate_limit]`'s buckets.
     limiter: limit::RateLimiter,
+    /// The tokens accepted now (`tokens` and the files'), and the files'
+    /// stamps when they were read.
+    tokens: RwLock<(Arc<Vec<String>>, Vec<FileStamp>)>,
+}
+
+/// A token file's modification time and length when it was read.
+type FileStamp = (Option<std::time::SystemTime>, u64);
+
+fn stamps(files: &[std::path::PathBuf]) -> Vec<FileStamp> {
+    files
+        .iter()
+        .map(|f| match std::fs::metadata(f) {
+            Ok(m) => (m.modified().ok(), m.len()),
+            Err(_) => (None, 0),
+        })
+        .collect()
 }
 
 impl IngestState {
@@ -238,7 +271,12 @@ impl IngestState {
             .name("bus-writer".into())
             .spawn(move || writer::run_writer(writer_bus, writer_metrics, receiver))
             .map_err(IngestError::Spawn)?;
+        let tokens = config
+            .all_tokens()
+            .map_err(|(path, e)| IngestError::Config(format!("{}: {e}", path.display())))?;
+        let stamp = stamps(&config.token_files);
         Ok(Arc::new(Self {
+            tokens: RwLock::new((Arc::new(tokens), stamp)),
             limiter: limit::RateLimiter::new(config.rate_limit.clone()),
             config,
             bus,
@@ -330,8 +368,34 @@ impl IngestState {
     /// Whether the request carries `Authorization: Bearer <one of the
     /// tokens>`.
     pub(crate) fn authorized(&self, headers: &HeaderMap) -> bool {
+        let tokens = Arc::clone(&self.tokens.read().unwrap_or_else(|e| e.into_inner()).0);
         crate::http::auth::bearer(headers)
-            .is_some_and(|token| crate::http::auth::one_of(token, &self.config.tokens))
+            .is_some_and(|token| crate::http::auth::one_of(token, tokens.iter()))
+    }
+
+    /// Reads the token files again when they changed: `Ok(Some(n))` when
+    /// `n` tokens are accepted from now on, `Ok(None)` when nothing
+    /// changed. A file that cannot be read, or a change that would leave no
+    /// token at all, keeps the tokens accepted until now (`Err` says why).
+    pub fn reload_tokens(&self) -> Result<Option<usize>, String> {
+        let now = stamps(&self.config.token_files);
+        if self.tokens.read().unwrap_or_else(|e| e.into_inner()).1 == now {
+            return Ok(None);
+        }
+        let result = match self.config.all_tokens() {
+            Err((path, e)) => Err(format!("{}: {e}", path.display())),
+            Ok(tokens) if tokens.is_empty() => {
+                Err("the token files hold no token; every agent would be refused".into())
+            }
+            Ok(tokens) => Ok(tokens),
+        };
+        let mut current = self.tokens.write().unwrap_or_else(|e| e.into_inner());
+        // Not read again until the files change again.
+        current.1 = now;
+        let tokens = result?;
+        let n = tokens.len();
+        current.0 = Arc::new(tokens);
+        Ok(Some(n))
     }
 }
 
