@@ -54,11 +54,41 @@ const TICK: Duration = Duration::from_millis(10);
 struct Sink {
     port: u16,
     bodies: Arc<Mutex<Vec<Bytes>>>,
+    /// Over TLS: the CA file the agent trusts.
+    ca: Option<PathBuf>,
 }
 
 impl Sink {
     /// Serves on 127.0.0.1 from a thread of its own (one tokio thread).
     fn start() -> Sink {
+        Sink::start_with(None)
+    }
+
+    /// [`start`](Self::start) over TLS (rustls, ring, a certificate for
+    /// `localhost` made here), as the collector serves it.
+    fn start_tls(dir: &Path) -> Sink {
+        use rustls::pki_types::pem::PemObject;
+        let ca = logmon_tests::pki::Ca::new(dir, "bench-ca");
+        let issued = ca.issue(dir, "sink", &["localhost"]);
+        let chain = rustls::pki_types::CertificateDer::pem_file_iter(&issued.cert)
+            .expect("the sink's certificate")
+            .map(|c| c.expect("a PEM certificate"))
+            .collect();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&issued.key).expect("its key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("the sink's TLS configuration");
+        let mut sink = Sink::start_with(Some(Arc::new(config)));
+        sink.ca = Some(ca.cert.clone());
+        sink
+    }
+
+    fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> Sink {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding the sink");
         listener
             .set_nonblocking(true)
@@ -66,7 +96,9 @@ impl Sink {
         let sink = Sink {
             port: listener.local_addr().expect("the sink's address").port(),
             bodies: Arc::default(),
+            ca: None,
         };
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         let bodies = Arc::clone(&sink.bodies);
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -81,6 +113,7 @@ impl Sink {
                         continue;
                     };
                     let bodies = Arc::clone(&bodies);
+                    let acceptor = acceptor.clone();
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                             let bodies = Arc::clone(&bodies);
@@ -90,9 +123,19 @@ impl Sink {
                                 Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::new())))
                             }
                         });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                            .await;
+                        let http = hyper::server::conn::http1::Builder::new();
+                        match acceptor {
+                            None => {
+                                let io = hyper_util::rt::TokioIo::new(stream);
+                                let _ = http.serve_connection(io, service).await;
+                            }
+                            Some(acceptor) => {
+                                if let Ok(tls) = acceptor.accept(stream).await {
+                                    let io = hyper_util::rt::TokioIo::new(tls);
+                                    let _ = http.serve_connection(io, service).await;
+                                }
+                            }
+                        }
                     });
                 }
             });
@@ -256,10 +299,17 @@ fn agent_config(
 ) -> PathBuf {
     let state = dir.join("state");
     let _ = std::fs::remove_dir_all(&state);
+    let (url, tls) = match &sink.ca {
+        None => (format!("http://127.0.0.1:{}", sink.port), String::new()),
+        Some(ca) => (
+            format!("https://localhost:{}", sink.port),
+            format!("\n[tls]\nca_file = {ca:?}\n"),
+        ),
+    };
     let config = format!(
         r#"agent_id = "bench"
 host = "bench"
-collector_urls = ["http://127.0.0.1:{sink}"]
+collector_urls = ["{url}"]
 token = "bench"
 checkpoint_dir = "{state}"
 metrics_listen = "127.0.0.1:{metrics_port}"
@@ -271,8 +321,7 @@ format = "{format}"
 
 [tail]
 start_at = "{start}"
-"#,
-        sink = sink.port,
+{tls}"#,
         state = state.display(),
         log = log.display(),
         format = format.name(),
@@ -448,6 +497,7 @@ fn main() {
         generate_log(dir.path(), Format::Csv, lines),
     ];
     let sink = Sink::start();
+    let tls_sink = Sink::start_tls(dir.path());
     println!(
         "agent throughput: the release logmon-agent {}, {} CPUs, this process (sink, baselines, writer) {}; logs generated in {:.2} s",
         if cpus() > 1 {
@@ -477,8 +527,13 @@ fn main() {
     );
     println!();
 
-    // (format index, events per batch) of each agent row.
-    let cases = [(0usize, 1000u64), (0, 10_000), (1, 1000)];
+    // (format index, events per batch, over TLS) of each agent row.
+    let cases = [
+        (0usize, 1000u64, false),
+        (0, 1000, true),
+        (0, 10_000, false),
+        (1, 1000, false),
+    ];
     let stages = [
         (Stage::Tail, "Tailer::poll"),
         (Stage::Parse, "Tailer::poll + parse"),
@@ -497,8 +552,9 @@ fn main() {
                 stage_best[i][k] = stage_best[i][k].min(stage(log, which));
             }
         }
-        for (c, &(i, batch)) in cases.iter().enumerate() {
-            let run = agent_throughput(dir.path(), &logs[i], &sink, batch);
+        for (c, &(i, batch, tls)) in cases.iter().enumerate() {
+            let to = if tls { &tls_sink } else { &sink };
+            let run = agent_throughput(dir.path(), &logs[i], to, batch);
             peak_rss[c] = peak_rss[c].max(run.process.peak_rss_kib);
             if best[c].is_none_or(|b| run.secs < b.secs) {
                 best[c] = Some(run);
@@ -541,7 +597,7 @@ fn main() {
                 format!("{:.2}", t / secs),
             ]);
         }
-        for (c, &(li, batch)) in cases.iter().enumerate() {
+        for (c, &(li, batch, tls)) in cases.iter().enumerate() {
             if li != i {
                 continue;
             }
@@ -549,9 +605,10 @@ fn main() {
             let cpu = run.process.cpu.as_secs_f64();
             table.row(vec![
                 format!(
-                    "agent, {}, {} events/batch",
+                    "agent, {}, {} events/batch{}",
                     log.format.name(),
-                    thousands(batch as f64)
+                    thousands(batch as f64),
+                    if tls { ", over TLS" } else { "" }
                 ),
                 format!("{:.4}", run.secs),
                 thousands(log.events as f64 / run.secs),
@@ -565,6 +622,11 @@ fn main() {
     }
     table.print();
     println!();
+    let cpu_of = |c: usize| best[c].expect("a run").process.cpu.as_secs_f64();
+    println!(
+        "TLS: the agent's CPU per line over TLS = {:.3} x plain HTTP (combined, 1,000 events/batch, this run); target <= 1.10",
+        cpu_of(1) / cpu_of(0)
+    );
     println!(
         "targets: >= 1,000,000 lines/s on one core; peak RSS <= 20 MiB. CPU (s) = the agent's utime+stime for the run; peak RSS = VmHWM, the most over the runs"
     );
