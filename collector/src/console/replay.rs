@@ -290,41 +290,40 @@ pub fn read_log(
 /// A backtest: the lake's events of the window, in time order, through the
 /// same engine (nothing to parse; a file the lake cannot read is reported
 /// on `diag` and skipped). `lines` counts the rows read.
+///
+/// The events go to the engine a second at a time, tallied from the lake's
+/// columns ([`crate::lake::seconds`]), not one by one: the same seconds
+/// close, with the same aggregates, as from
+/// [`crate::lake::read::LakeEvents`] event by event.
 fn read_lake(
     lake: &std::path::Path,
     opts: &ReplayOptions,
     diag: &mut dyn Write,
     sink: &mut dyn SecondSink,
 ) -> anyhow::Result<LogCounts> {
-    let mut events = crate::lake::read::LakeEvents::open(
-        lake,
-        opts.from,
-        opts.to,
-        crate::lake::read::Projection::Engine,
-    )
-    .with_context(|| format!("opening the lake {}", lake.display()))?;
+    let mut seconds = crate::lake::seconds::LakeSeconds::open(lake, opts.from, opts.to)
+        .with_context(|| format!("opening the lake {}", lake.display()))?;
     let mut closed = Closed { sink, failed: None };
     let mut engine = EventTimeEngine::new(opts.lateness);
     let mut counts = LogCounts::default();
-    let mut event = Event::empty();
-    while events.next_into(&mut event) {
-        counts.events += 1;
-        engine.observe(&event, &mut closed);
-        for problem in events.take_problems() {
+    while seconds.next_second(&mut engine, &mut closed) {
+        for problem in seconds.take_problems() {
             writeln!(diag, "logmon: {problem}")?;
         }
         if closed.failed.is_some() {
             break;
         }
     }
-    for problem in events.take_problems() {
+    for problem in seconds.take_problems() {
         writeln!(diag, "logmon: {problem}")?;
     }
     if closed.failed.is_none() {
         engine.finish(&mut closed);
     }
-    counts.lines = events.rows;
-    counts.late = engine.counters().late;
+    let engine_counts = engine.counters();
+    counts.lines = seconds.rows;
+    counts.events = engine_counts.accepted + engine_counts.late;
+    counts.late = engine_counts.late;
     match closed.failed {
         Some(e) => Err(e.into()),
         None => Ok(counts),

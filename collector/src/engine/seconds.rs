@@ -110,6 +110,41 @@ impl SecondStats {
         bump(&mut self.methods, &event.method, 1);
         bump(&mut self.clients, &event.client, 1);
     }
+
+    /// Count `agg.hits` requests to `section` at once (their hits, bytes and
+    /// status classes go to the second's totals as well): what
+    /// [`Self::add`] of each of them does to everything but the status
+    /// codes, methods and clients, which [`Self::add_status`],
+    /// [`Self::add_method`] and [`Self::add_client`] count. For callers that
+    /// tally a second's requests themselves (a backtest, from the lake's
+    /// columns).
+    pub fn add_section(&mut self, section: &str, agg: &SectionAgg) {
+        self.hits += agg.hits;
+        self.bytes += agg.bytes;
+        self.statuses.add(&agg.statuses);
+        let to = match self.sections.get_mut(section) {
+            Some(to) => to,
+            None => self.sections.entry(section.into()).or_default(),
+        };
+        to.hits += agg.hits;
+        to.bytes += agg.bytes;
+        to.statuses.add(&agg.statuses);
+    }
+
+    /// `n` requests answered with `status` (see [`Self::add_section`]).
+    pub fn add_status(&mut self, status: u16, n: u64) {
+        *self.status_codes.entry(status).or_default() += n;
+    }
+
+    /// `n` requests with `method` (see [`Self::add_section`]).
+    pub fn add_method(&mut self, method: &str, n: u64) {
+        bump(&mut self.methods, method, n);
+    }
+
+    /// `n` requests from `client` (see [`Self::add_section`]).
+    pub fn add_client(&mut self, client: &str, n: u64) {
+        bump(&mut self.clients, client, n);
+    }
 }
 
 /// Where closed seconds go, in order.
@@ -234,18 +269,50 @@ impl EventTimeEngine {
     /// Add an event. Seconds the event pushes past the watermark are closed
     /// first and handed to `closed`, in order.
     pub fn observe(&mut self, event: &Event, closed: &mut impl Closer) -> Observed {
-        let second = event.second();
+        if !self.advance(event.second(), closed) {
+            self.counters.late += 1;
+            return Observed::Late;
+        }
+        self.insert(event)
+    }
+
+    /// Add the `events` events of one second at once, as [`Self::observe`]
+    /// of each of them in a row would: the first may close seconds, the
+    /// others cannot (their second is then the newest), and either all of
+    /// them are late or none is. `fill` adds them to the second's aggregate
+    /// (with the `SecondStats::add_*` methods); when they are late it is not
+    /// called. For input that comes a second at a time (a backtest over the
+    /// lake's sorted files), so the engine's work is per second, not per
+    /// event.
+    pub fn observe_second(
+        &mut self,
+        second: i64,
+        events: u64,
+        closed: &mut impl Closer,
+        fill: impl FnOnce(&mut SecondStats),
+    ) -> Observed {
+        if !(self.advance(second, closed) && self.admit(second)) {
+            self.counters.late += events;
+            return Observed::Late;
+        }
+        fill(self.slot(second));
+        self.counters.accepted += events;
+        Observed::Accepted
+    }
+
+    /// Event time reaching `second`: the seconds it pushes past the
+    /// watermark close. False when `second` is older than the watermark
+    /// (late even before anything closed); then nothing changes.
+    fn advance(&mut self, second: i64, closed: &mut impl Closer) -> bool {
         if let (Some(base), Some(newest)) = (self.base, self.newest) {
-            // Older than the watermark: late even before anything closed.
             if second < base && second < newest - self.lateness {
-                self.counters.late += 1;
-                return Observed::Late;
+                return false;
             }
             if second > newest {
                 self.close_before(second - self.lateness, closed);
             }
         }
-        self.insert(event)
+        true
     }
 
     /// Add an event without moving time: live mode, where an external
@@ -255,12 +322,24 @@ impl EventTimeEngine {
     /// every second up to the newest is held open.
     pub fn insert(&mut self, event: &Event) -> Observed {
         let second = event.second();
+        if !self.admit(second) {
+            self.counters.late += 1;
+            return Observed::Late;
+        }
+        self.slot(second).add(event);
+        self.counters.accepted += 1;
+        Observed::Accepted
+    }
+
+    /// Opens `second` (and the seconds between it and the open ones) for
+    /// events, and makes it the newest if it is. False when it has already
+    /// closed; then nothing changes.
+    fn admit(&mut self, second: i64) -> bool {
         match self.base {
             None => self.base = Some(second),
             Some(base) if second < base => {
                 if self.closing_started {
-                    self.counters.late += 1;
-                    return Observed::Late;
+                    return false;
                 }
                 for time in (second..base).rev() {
                     let mut s = self.spare.pop().unwrap_or_default();
@@ -274,9 +353,7 @@ impl EventTimeEngine {
         if self.newest.is_none_or(|n| second > n) {
             self.newest = Some(second);
         }
-        self.slot(second).add(event);
-        self.counters.accepted += 1;
-        Observed::Accepted
+        true
     }
 
     /// Start the clock at `second` when no event has arrived yet, so silence

@@ -2,7 +2,8 @@
 //! partitioned by UTC hour (`date=YYYY-MM-DD/hour=HH/`), zstd-compressed,
 //! sorted by time within a file ([`encode`]), each named by the bus range
 //! it covers ([`layout`]), written by the `lake` bus consumer
-//! ([`consumer`]), read back in event time for backtests ([`read`]).
+//! ([`consumer`]), read back in event time for backtests ([`read`], and a
+//! second at a time straight from the columns, [`seconds`]).
 //!
 //! The invariant: every event of a record before the consumer's committed
 //! position is in exactly one complete file, and a name that ends in
@@ -15,6 +16,8 @@ pub mod consumer;
 pub mod encode;
 pub mod layout;
 pub mod read;
+pub mod seconds;
+mod strings;
 
 pub use consumer::{CONSUMER, LakeCounters, LakeError, LakeWriter, run};
 

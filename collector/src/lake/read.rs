@@ -10,6 +10,7 @@
 use super::layout::{self, LakeFile, Partition};
 use logmon_protocol::Event;
 use logmon_protocol::event::NANOS_PER_SEC;
+use parquet::basic::Type;
 use parquet::column::reader::get_typed_column_reader;
 use parquet::data_type::{ByteArray, ByteArrayType, DataType, Int32Type, Int64Type};
 use parquet::file::reader::{FileReader, RowGroupReader, SerializedFileReader};
@@ -59,6 +60,8 @@ struct Cursor {
     group: Group,
     /// The row of `group` that is next (valid while `< group.len()`).
     at: usize,
+    /// The time of the previous group's last row, for the order check.
+    last_time: i64,
 }
 
 /// One row group's values of the columns a backtest reads.
@@ -90,58 +93,129 @@ impl Group {
 }
 
 /// Where the columns a backtest reads are in a file: what the engine's
-/// seconds, and so the rules, see (time, method, path for the section,
-/// client, status, bytes). The others (host, agent, stream, protocol, user,
-/// referer, user agent, duration, labels) are not decoded at all.
+/// seconds, and so the rules, see (time, method, path for the section — or
+/// the stored section —, client, status, bytes). The others (host, agent,
+/// stream, protocol, user, referer, user agent, duration, labels) are not
+/// decoded at all.
 #[derive(Debug, Clone, Copy)]
-struct Columns {
-    time: usize,
-    method: usize,
-    path: usize,
-    client: usize,
-    status: usize,
-    bytes: usize,
+pub(super) struct Columns {
+    pub time: usize,
+    pub section: usize,
+    pub method: usize,
+    pub path: usize,
+    pub client: usize,
+    pub status: usize,
+    pub bytes: usize,
     /// protocol, user, referer, user_agent, duration_us, for
     /// [`Projection::Event`].
-    rest: Option<[usize; 5]>,
+    pub rest: Option<[usize; 5]>,
 }
 
 impl Columns {
+    /// The columns `projection` needs, each checked to be of the lake
+    /// schema's physical type (the typed column readers panic on another).
     fn of(
         reader: &SerializedFileReader<std::fs::File>,
         projection: Projection,
     ) -> Result<Columns, String> {
         let schema = reader.metadata().file_metadata().schema_descr();
-        let find = |name: &str| {
-            schema
+        let find = |name: &str, physical: Type| {
+            let i = schema
                 .columns()
                 .iter()
                 .position(|c| c.path().string() == name)
-                .ok_or_else(|| format!("no `{name}` column"))
+                .ok_or_else(|| format!("no `{name}` column"))?;
+            match schema.column(i).physical_type() {
+                t if t == physical => Ok(i),
+                t => Err(format!("the `{name}` column is {t}, not {physical}")),
+            }
         };
         Ok(Columns {
-            time: find("time")?,
-            method: find("method")?,
-            path: find("path")?,
-            client: find("client")?,
-            status: find("status")?,
-            bytes: find("bytes")?,
+            time: find("time", Type::INT64)?,
+            section: find("section", Type::BYTE_ARRAY)?,
+            method: find("method", Type::BYTE_ARRAY)?,
+            path: find("path", Type::BYTE_ARRAY)?,
+            client: find("client", Type::BYTE_ARRAY)?,
+            status: find("status", Type::INT32)?,
+            bytes: find("bytes", Type::INT64)?,
             rest: match projection {
                 Projection::Engine => None,
                 Projection::Event => Some([
-                    find("protocol")?,
-                    find("user")?,
-                    find("referer")?,
-                    find("user_agent")?,
-                    find("duration_us")?,
+                    find("protocol", Type::BYTE_ARRAY)?,
+                    find("user", Type::BYTE_ARRAY)?,
+                    find("referer", Type::BYTE_ARRAY)?,
+                    find("user_agent", Type::BYTE_ARRAY)?,
+                    find("duration_us", Type::INT64)?,
                 ]),
             },
         })
     }
 }
 
+/// Opens a lake file and finds its columns.
+pub(super) fn open_file(
+    path: &Path,
+    projection: Projection,
+) -> Result<(Columns, SerializedFileReader<std::fs::File>), String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let reader = SerializedFileReader::new(file).map_err(|e| e.to_string())?;
+    Ok((Columns::of(&reader, projection)?, reader))
+}
+
+/// The report of a file skipped.
+pub(super) fn skipped(path: &Path, reason: &str) -> String {
+    format!(
+        "{}: skipped, not a readable lake file: {reason}",
+        path.display()
+    )
+}
+
+/// The time of the last of a row group's rows `times`, after checking that
+/// they are in order and none is before `previous` (the time of the file's
+/// rows before them). Every reader of the lake relies on a file being
+/// sorted by time (the writer sorts it and says so in its footer); one that
+/// is not is treated as unreadable from that row group on.
+pub(super) fn check_sorted(times: &[i64], previous: i64) -> Result<i64, String> {
+    let mut last = previous;
+    for &t in times {
+        if t < last {
+            return Err("rows not sorted by time".into());
+        }
+        last = t;
+    }
+    Ok(last)
+}
+
+/// The hours of `root`'s files that overlap the window (unix seconds),
+/// oldest first, each with its files.
+pub(super) fn hours(
+    root: &Path,
+    from: Option<i64>,
+    to: Option<i64>,
+) -> std::io::Result<VecDeque<Vec<LakeFile>>> {
+    if !root.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{} is not a directory", root.display()),
+        ));
+    }
+    let first = from.map(|s| Partition::of(s * NANOS_PER_SEC));
+    let last = to.map(|s| Partition::of(s * NANOS_PER_SEC - 1));
+    let mut hours: VecDeque<Vec<LakeFile>> = VecDeque::new();
+    for file in layout::scan(root, false)?.files {
+        if first.is_some_and(|f| file.partition < f) || last.is_some_and(|l| file.partition > l) {
+            continue;
+        }
+        match hours.back_mut() {
+            Some(hour) if hour[0].partition == file.partition => hour.push(file),
+            _ => hours.push_back(vec![file]),
+        }
+    }
+    Ok(hours)
+}
+
 /// Every value of column `i` of a row group of `n` rows.
-fn column<T: DataType>(
+pub(super) fn column<T: DataType>(
     group: &dyn RowGroupReader,
     i: usize,
     n: usize,
@@ -238,8 +312,10 @@ impl Cursor {
         let c = self.columns;
         let group = self.reader.get_row_group(g).map_err(|e| e.to_string())?;
         let n = usize::try_from(group.metadata().num_rows()).map_err(|e| e.to_string())?;
+        let time = column::<Int64Type>(&*group, c.time, n)?;
+        let last = check_sorted(&time, self.last_time)?;
         self.group = Group {
-            time: column::<Int64Type>(&*group, c.time, n)?,
+            time,
             method: column::<ByteArrayType>(&*group, c.method, n)?,
             path: column::<ByteArrayType>(&*group, c.path, n)?,
             client: column::<ByteArrayType>(&*group, c.client, n)?,
@@ -256,6 +332,7 @@ impl Cursor {
                 }),
             },
         };
+        self.last_time = last;
         self.at = 0;
         Ok(true)
     }
@@ -300,30 +377,11 @@ impl LakeEvents {
         to: Option<i64>,
         projection: Projection,
     ) -> std::io::Result<LakeEvents> {
-        if !root.is_dir() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("{} is not a directory", root.display()),
-            ));
-        }
-        let first = from.map(|s| Partition::of(s * NANOS_PER_SEC));
-        let last = to.map(|s| Partition::of(s * NANOS_PER_SEC - 1));
-        let mut hours: VecDeque<Vec<LakeFile>> = VecDeque::new();
-        for file in layout::scan(root, false)?.files {
-            if first.is_some_and(|f| file.partition < f) || last.is_some_and(|l| file.partition > l)
-            {
-                continue;
-            }
-            match hours.back_mut() {
-                Some(hour) if hour[0].partition == file.partition => hour.push(file),
-                _ => hours.push_back(vec![file]),
-            }
-        }
         Ok(LakeEvents {
             projection,
             from_ns: from.map(|s| s * NANOS_PER_SEC),
             to_ns: to.map(|s| s * NANOS_PER_SEC),
-            hours,
+            hours: hours(root, from, to)?,
             cursors: Vec::new(),
             heap: BinaryHeap::new(),
             problems: Vec::new(),
@@ -345,11 +403,7 @@ impl LakeEvents {
         self.cursors.clear();
         self.heap.clear();
         for file in files {
-            let opened = std::fs::File::open(&file.path)
-                .map_err(|e| e.to_string())
-                .and_then(|f| SerializedFileReader::new(f).map_err(|e| e.to_string()))
-                .and_then(|reader| Ok((Columns::of(&reader, self.projection)?, reader)));
-            match opened {
+            match open_file(&file.path, self.projection) {
                 Ok((columns, reader)) => {
                     self.files += 1;
                     let mut cursor = Cursor {
@@ -359,6 +413,7 @@ impl LakeEvents {
                         next_group: 0,
                         group: Group::default(),
                         at: 0,
+                        last_time: i64::MIN,
                     };
                     if self.ready(&mut cursor) {
                         self.heap.push(Reverse((cursor.time(), self.cursors.len())));
@@ -389,10 +444,7 @@ impl LakeEvents {
     }
 
     fn skip(&mut self, path: &Path, reason: &str) {
-        self.problems.push(format!(
-            "{}: skipped, not a readable lake file: {reason}",
-            path.display()
-        ));
+        self.problems.push(skipped(path, reason));
     }
 }
 
