@@ -127,6 +127,29 @@ struct PartitionSummary {
 }
 
 impl PartitionSummary {
+    /// Adds `other`'s files, rows, bytes, unreadable files and times.
+    fn add(&mut self, other: &PartitionSummary) {
+        self.files += other.files;
+        self.rows += other.rows;
+        self.bytes += other.bytes;
+        self.unreadable += other.unreadable;
+        self.add_times(other.first, other.last);
+    }
+
+    /// The JSON line of `kind`, with `extra` fields first.
+    fn json(&self, kind: &str, extra: (&str, serde_json::Value)) -> serde_json::Value {
+        serde_json::json!({
+            "kind": kind,
+            extra.0: extra.1,
+            "files": self.files,
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "first": self.first.map(|t| rfc3339(Some(t))),
+            "last": self.last.map(|t| rfc3339(Some(t))),
+            "unreadable_files": self.unreadable,
+        })
+    }
+
     fn add_times(&mut self, first: Option<i64>, last: Option<i64>) {
         self.first = match (self.first, first) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -211,17 +234,7 @@ fn ls(args: &LsArgs, out: &mut dyn Write, diag: &mut dyn Write) -> anyhow::Resul
     for (partition, p) in &partitions {
         let name = partition.relative_dir().display().to_string();
         if json {
-            let line = serde_json::json!({
-                "kind": "partition",
-                "partition": name,
-                "files": p.files,
-                "rows": p.rows,
-                "bytes": p.bytes,
-                "first": p.first.map(|_| rfc3339(p.first)),
-                "last": p.last.map(|_| rfc3339(p.last)),
-                "unreadable_files": p.unreadable,
-            });
-            writeln!(out, "{line}")?;
+            writeln!(out, "{}", p.json("partition", ("partition", name.into())))?;
         } else {
             writeln!(
                 out,
@@ -238,23 +251,10 @@ fn ls(args: &LsArgs, out: &mut dyn Write, diag: &mut dyn Write) -> anyhow::Resul
                 }
             )?;
         }
-        total.files += p.files;
-        total.rows += p.rows;
-        total.bytes += p.bytes;
-        total.unreadable += p.unreadable;
-        total.add_times(p.first, p.last);
+        total.add(p);
     }
     if json {
-        let line = serde_json::json!({
-            "kind": "total",
-            "partitions": partitions.len(),
-            "files": total.files,
-            "rows": total.rows,
-            "bytes": total.bytes,
-            "first": total.first.map(|_| rfc3339(total.first)),
-            "last": total.last.map(|_| rfc3339(total.last)),
-            "unreadable_files": total.unreadable,
-        });
+        let line = total.json("total", ("partitions", partitions.len().into()));
         writeln!(out, "{line}")?;
     } else {
         writeln!(
