@@ -24,7 +24,7 @@
 //! heartbeat_ms = 1000          # 0 = never
 //! checkpoint_interval_ms = 1000
 //! retry_min_ms = 100
-//! retry_max_ms = 30000
+//! retry_max_ms = 5000
 //! request_timeout_ms = 10000
 //! shutdown_deadline_ms = 5000
 //! zstd_level = 1
@@ -303,7 +303,9 @@ pub struct AgentConfig {
     /// Default: 100.
     #[serde(default = "AgentConfig::default_retry_min_ms")]
     pub retry_min_ms: u64,
-    /// Longest retry delay (also the cap on `Retry-After`). Default: 30000.
+    /// Longest retry delay (`Retry-After` is honoured to 60 s). Default: 5000:
+    /// an agent is back within this of its collector's return, well inside
+    /// the collector's `silent_after_secs` (30), so its lines are on time.
     #[serde(default = "AgentConfig::default_retry_max_ms")]
     pub retry_max_ms: u64,
     /// Time allowed for one request. Default: 10000.
@@ -452,7 +454,7 @@ impl AgentConfig {
         100
     }
     pub const fn default_retry_max_ms() -> u64 {
-        30_000
+        5_000
     }
     pub const fn default_request_timeout_ms() -> u64 {
         10_000

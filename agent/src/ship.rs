@@ -59,6 +59,9 @@ use crate::config::{Settings, Token};
 use crate::metrics::Metrics;
 use crate::tail::FileFingerprint;
 
+/// The longest `Retry-After` honoured (when above `retry_max`).
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
+
 /// The response header of a 409: how far the collector has the stream.
 pub const STORED_OFFSET_HEADER: &str = "logmon-stored-offset";
 
@@ -185,7 +188,9 @@ impl Delivery {
             .min(self.retry_max);
         let jitter = Duration::from_millis(rand::rng().random_range(0..=cap.as_millis() as u64));
         match retry_after {
-            Some(after) => after.min(self.retry_max).max(jitter),
+            // A collector's `Retry-After` is honoured to a minute (or
+            // `retry_max` if longer): its rate limit knows when to come back.
+            Some(after) => after.min(self.retry_max.max(RETRY_AFTER_CAP)).max(jitter),
             None => jitter,
         }
     }
