@@ -161,14 +161,15 @@ fn connect_from(from: &str, port: u16) -> TcpStream {
 /// on 127.0.0.3 that sends a request's headers a byte every 300 ms: the
 /// collector keeps 100 of the idle ones (`max_connections_per_client`) and
 /// closes the others at once, closes the slow client once its header
-/// timeout (3 s) passes, and the real agent on 127.0.0.1 delivers every
-/// line meanwhile.
+/// timeout (15 s) passes, and the real agent on 127.0.0.1 delivers every
+/// line meanwhile. The kept idle ones are closed too once the header
+/// timeout passes without a request.
 #[test]
 fn idle_connections_and_a_slow_loris_do_not_stop_an_agent() {
     let dir = tempfile::tempdir().unwrap();
     let (_c, port, c_log) = collector(
         dir.path(),
-        "[http]\nmax_connections = 1100\nmax_connections_per_client = 100\nheader_timeout_secs = 3\n",
+        "[http]\nmax_connections = 1100\nmax_connections_per_client = 100\nheader_timeout_secs = 15\n",
     );
     let idle: Vec<TcpStream> = (0..1_000)
         .map(|_| connect_from("127.0.0.2", port))
@@ -224,7 +225,29 @@ fn idle_connections_and_a_slow_loris_do_not_stop_an_agent() {
         "the slow client was closed after {:.1} s",
         closed.as_secs_f64()
     );
-    drop(idle);
+    // The 100 kept idle connections sent no request within the header
+    // timeout (15 s): each was closed by then (the 900 others at once).
+    let mut idle = idle;
+    let still_open = idle
+        .iter_mut()
+        .map(|s| {
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let mut buf = [0u8; 16];
+            match s.read(&mut buf) {
+                Ok(0) => false,
+                Ok(_) => true,
+                Err(e) => matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+            }
+        })
+        .filter(|open| *open)
+        .count();
+    assert_eq!(
+        still_open, 0,
+        "idle connections left open past the header timeout"
+    );
 }
 
 /// A client that sends a batch's headers and then trickles its body is

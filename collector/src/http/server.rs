@@ -184,12 +184,8 @@ pub async fn run(
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let tracker = TaskTracker::new();
     let force = CancellationToken::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(config.header_timeout_secs));
-    builder.http2().timer(TokioTimer::new());
+    let builder = builder(&config);
+    let first_request = Duration::from_secs(config.header_timeout_secs);
     let mut backoff = Duration::from_millis(10);
 
     loop {
@@ -237,7 +233,15 @@ pub async fn run(
             match tls {
                 None => {
                     let io = TokioIo::new(stream);
-                    serve(io, None, router, slot, builder, evicted, shutdown, force).await;
+                    let (cut, close) = (
+                        Cut {
+                            evicted,
+                            shutdown,
+                            force,
+                        },
+                        first_request,
+                    );
+                    serve(io, None, router, slot, builder, cut, close).await;
                 }
                 Some(tls) => {
                     let accepted = tokio::select! {
@@ -247,10 +251,12 @@ pub async fn run(
                     // A failed handshake is counted and logged by `accept`.
                     if let Ok((stream, identity)) = accepted {
                         let io = TokioIo::new(stream);
-                        serve(
-                            io, identity, router, slot, builder, evicted, shutdown, force,
-                        )
-                        .await;
+                        let cut = Cut {
+                            evicted,
+                            shutdown,
+                            force,
+                        };
+                        serve(io, identity, router, slot, builder, cut, first_request).await;
                     }
                 }
             }
@@ -268,22 +274,69 @@ pub async fn run(
     Ok(())
 }
 
+/// The HTTP/1.1 and HTTP/2 connection builder, with its timers.
+fn builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(config.header_timeout_secs));
+    builder.http2().timer(TokioTimer::new());
+    builder
+}
+
+/// What ends a connection from outside: eviction (its place is needed),
+/// shutdown (close gracefully), and the end of the drain (drop it).
+struct Cut {
+    evicted: CancellationToken,
+    shutdown: CancellationToken,
+    force: CancellationToken,
+}
+
+/// Serves one connection that was accepted elsewhere (any byte stream: an
+/// in-memory pipe in the fuzz targets, see `tests/src/fuzz.rs`) with
+/// `config`'s timeouts, until it ends. It counts against no limit.
+pub async fn serve_stream<S>(stream: S, router: Arc<Router>, config: &ServerConfig)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let limit = Arc::new(Semaphore::new(1));
+    let permit = Arc::clone(&limit)
+        .acquire_owned()
+        .await
+        .expect("never closed");
+    let slot = ConnectionSlot::new(limit, permit);
+    let cut = Cut {
+        evicted: slot.evicted(),
+        shutdown: CancellationToken::new(),
+        force: CancellationToken::new(),
+    };
+    let first_request = Duration::from_secs(config.header_timeout_secs);
+    let io = TokioIo::new(stream);
+    serve(io, None, router, slot, builder(config), cut, first_request).await;
+}
+
 /// Serves one connection until it ends, or closes it gracefully on
-/// shutdown or eviction (dropped after the drain timeout).
-#[allow(clippy::too_many_arguments)]
+/// shutdown or eviction (dropped after the drain timeout). A connection
+/// that has not begun a request within `first_request` is closed: hyper's
+/// header timeout starts only once the HTTP version is known, which takes
+/// the client's first bytes, so a client that sends nothing would hold its
+/// place forever.
 async fn serve<I>(
     io: I,
     identity: Option<PeerIdentity>,
     router: Arc<Router>,
     slot: ConnectionSlot,
     builder: auto::Builder<TokioExecutor>,
-    evicted: CancellationToken,
-    shutdown: CancellationToken,
-    force: CancellationToken,
+    cut: Cut,
+    first_request: Duration,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let begun = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = Arc::clone(&begun);
     let service = service_fn(move |mut request| {
+        seen.store(true, Relaxed);
         let (router, slot) = (Arc::clone(&router), slot.clone());
         if let Some(identity) = &identity {
             request.extensions_mut().insert(identity.clone());
@@ -292,14 +345,26 @@ async fn serve<I>(
     });
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
-    tokio::select! {
-        _ = connection.as_mut() => return,
-        _ = shutdown.cancelled() => {}
-        _ = evicted.cancelled() => {}
+    let silent = tokio::time::sleep(first_request);
+    tokio::pin!(silent);
+    let mut waiting = true;
+    loop {
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            _ = cut.shutdown.cancelled() => break,
+            _ = cut.evicted.cancelled() => break,
+            () = silent.as_mut(), if waiting => {
+                if !begun.load(Relaxed) {
+                    tracing::debug!("closing a connection that sent no request within {first_request:?}");
+                    return;
+                }
+                waiting = false;
+            }
+        }
     }
     connection.as_mut().graceful_shutdown();
     tokio::select! {
         _ = connection.as_mut() => {}
-        _ = force.cancelled() => {}
+        _ = cut.force.cancelled() => {}
     }
 }
