@@ -7,7 +7,7 @@ CARGO ?= cargo
 # (collector/build.rs stops instead of falling back to its "not built" page).
 export LOGMON_REQUIRE_DASHBOARD := 1
 
-.PHONY: setup setup-browser setup-rules build test lint unit demo bench clean
+.PHONY: setup setup-browser setup-rules build test lint unit demo bench fuzz clean
 
 setup:
 	@bash scripts/setup.sh
@@ -39,6 +39,15 @@ test: lint
 
 demo: build
 	@bash scripts/demo.sh
+
+# Each fuzz target for FUZZ_SECONDS (60) with libFuzzer (cargo fuzz, on
+# stable with --sanitizer none), starting from fuzz/corpus; FUZZ_TARGETS
+# picks some (default: all). See docs/security.md.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz:
+	@bash scripts/setup.sh --fuzz
+	@bash scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # Every figure is printed next to a baseline measured in the same run. The
 # agent and alert-latency benches run the release binaries, built first; the

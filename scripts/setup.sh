@@ -120,12 +120,13 @@ if [ "$have" != "$wanted" ]; then
     venv_install "$venv" tests/lake/requirements.txt "DuckDB $wanted (the lake tests' Parquet reader)"
 fi
 
-browser="" rules=""
+browser="" rules="" fuzz=""
 for flag in "$@"; do
     case "$flag" in
         --browser) browser=1 ;;
         --rules) rules=1 ;;
-        *) die "unknown flag $flag (known: --browser, --rules)" ;;
+        --fuzz) fuzz=1 ;;
+        *) die "unknown flag $flag (known: --browser, --rules, --fuzz)" ;;
     esac
 done
 
@@ -156,6 +157,18 @@ if [ -n "$rules" ]; then
     if [ ! -x wasm-rules/js/node_modules/.bin/componentize-js ] || ! npm_installed wasm-rules/js; then
         log "installing componentize-js and jco in wasm-rules/js (npm ci)"
         (cd wasm-rules/js && npm ci --no-audit --no-fund)
+    fi
+fi
+
+# --fuzz: cargo-fuzz (libFuzzer), for `make fuzz`; it builds on stable with
+# `--sanitizer none`. `make test` does not need it: it runs the committed
+# corpus through the targets' bodies without a fuzzer.
+if [ -n "$fuzz" ]; then
+    wanted=0.13.2
+    have=$(cargo fuzz --version 2>/dev/null | awk '{print $2}' || true)
+    if [ "$have" != "$wanted" ]; then
+        log "installing cargo-fuzz $wanted (cargo install --locked)"
+        cargo install --locked --version "$wanted" cargo-fuzz
     fi
 fi
 

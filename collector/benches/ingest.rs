@@ -7,7 +7,9 @@
 //! agent does, each batch a distinct stream range so none is a duplicate) to
 //! `ingest::run` on 127.0.0.1 for at most `BENCH_INGEST_SECONDS` (5), each
 //! waiting for its answer before the next post, as an agent does. Every 200
-//! means the batch was fsynced in the bus (group commit).
+//! means the batch was fsynced in the bus (group commit). The same run is
+//! made again over HTTPS (`[http.tls]`, a self-signed P-256 certificate,
+//! TLS 1.3, ALPN), on a fresh bus: the cost of TLS on the collector's side.
 //!
 //! The baselines append the very bodies the collector accepted to a fresh
 //! `SegmentLog` with the same fsync policy (fsync on): 8 records per append
@@ -31,6 +33,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use logmon_collector::bus::{LocalBus, LogConfig, SegmentLog};
+use logmon_collector::http::tls::{Tls, TlsConfig};
 use logmon_collector::ingest::{self, IngestConfig, IngestState};
 use logmon_protocol::generate::{TrafficSpec, generate_parsed};
 use logmon_protocol::wire::{self, Batch, Limits, StreamId};
@@ -118,19 +121,38 @@ fn bodies(events: &[Event], per_client: usize) -> Vec<Vec<Vec<u8>>> {
     out
 }
 
-fn post(addr: std::net::SocketAddr, body: Vec<u8>) -> Request<Body> {
+fn post(scheme: &str, addr: std::net::SocketAddr, body: Vec<u8>) -> Request<Body> {
     Request::builder()
         .method(Method::POST)
-        .uri(format!("http://{addr}/v1/batches"))
+        .uri(format!("{scheme}://{addr}/v1/batches"))
         .header(hyper::header::CONTENT_TYPE, "application/zstd")
         .header(hyper::header::AUTHORIZATION, format!("Bearer {TOKEN}"))
         .body(Full::new(Bytes::from(body)).boxed_unsync())
         .expect("a request")
 }
 
-/// Posts every client's bodies for at most `run`; returns the bodies
-/// accepted per client (in order), the seconds taken and the bus appends.
-async fn ingest(bodies: &[Vec<Vec<u8>>], run: Duration) -> (Vec<usize>, f64, u64) {
+/// A self-signed certificate for 127.0.0.1 in `dir`: the collector's
+/// `[http.tls]` and the clients' trust.
+fn tls_files(dir: &std::path::Path) -> (TlsConfig, rustls::ClientConfig) {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()])
+        .expect("a self-signed certificate");
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).expect("writing the certificate");
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("writing the key");
+    let client = logmon_io::tls::ClientTls {
+        ca_file: Some(cert_path.clone()),
+        ..Default::default()
+    }
+    .config()
+    .expect("the client's TLS settings");
+    (TlsConfig::new(cert_path, key_path), client)
+}
+
+/// Posts every client's bodies for at most `run`, over TLS (TLS 1.3, a
+/// P-256 certificate, HTTP/1.1 or HTTP/2 by ALPN) when `tls`; returns the
+/// bodies accepted per client (in order), the seconds taken and the bus
+/// appends.
+async fn ingest(bodies: &[Vec<Vec<u8>>], run: Duration, tls: bool) -> (Vec<usize>, f64, u64) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let (log, _) = SegmentLog::open(LogConfig::new(dir.path())).expect("opening the bus");
     let config = IngestConfig {
@@ -145,32 +167,53 @@ async fn ingest(bodies: &[Vec<Vec<u8>>], run: Duration) -> (Vec<usize>, f64, u64
         .expect("binding ingest");
     let addr = listener.local_addr().expect("the ingest address");
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(ingest::run_alone(
+    let (server_tls, client_tls) = if tls {
+        let (server, client) = tls_files(dir.path());
+        (
+            Some(Tls::new(&server).expect("the collector's TLS")),
+            client,
+        )
+    } else {
+        (None, logmon_io::tls::ClientTls::trusting_nothing())
+    };
+    let scheme = if tls { "https" } else { "http" };
+    let server = tokio::spawn(logmon_collector::http::server::run(
         listener,
-        Arc::clone(&state),
+        Arc::new(ingest::router(&state)),
         logmon_collector::http::ServerConfig::default(),
+        server_tls,
+        state.metrics().connections(),
+        Arc::default(),
         shutdown.clone(),
     ));
 
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (c, bodies) in bodies.iter().cloned().enumerate() {
+        let client_tls = client_tls.clone();
         tasks.push(tokio::spawn(async move {
             let mut builder = Client::builder(TokioExecutor::new());
             if c % 2 == 1 {
                 builder.http2_only(true);
             }
             // As the agent's shipper does: no Nagle delay on small writes.
-            let mut connector = HttpConnector::new();
-            connector.set_nodelay(true);
-            let client: Client<HttpConnector, Body> = builder.build(connector);
+            let mut http = HttpConnector::new();
+            http.set_nodelay(true);
+            http.enforce_http(false);
+            let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(client_tls)
+                .https_or_http()
+                .enable_http1()
+                .enable_http2()
+                .wrap_connector(http);
+            let client: Client<_, Body> = builder.build(connector);
             let mut sent = 0;
             for body in bodies {
                 if started.elapsed() > run {
                     break;
                 }
                 let response = client
-                    .request(post(addr, body))
+                    .request(post(scheme, addr, body))
                     .await
                     .expect("posting a batch");
                 let status = response.status();
@@ -239,7 +282,8 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
-    let (sent, ingest_secs, appends) = runtime.block_on(ingest(&bodies, run));
+    let (sent, ingest_secs, appends) = runtime.block_on(ingest(&bodies, run, false));
+    let (tls_sent, tls_secs, tls_appends) = runtime.block_on(ingest(&bodies, run, true));
     let posted: usize = sent.iter().sum();
     // Exactly the accepted bodies, interleaved by client as they arrived.
     let mut records: Vec<&[u8]> = Vec::with_capacity(posted);
@@ -302,6 +346,11 @@ fn main() {
         &format!("ingest over HTTP, {CLIENTS} clients, fsync ({appends} appends)"),
         posted,
         rate(posted, ingest_secs),
+    );
+    row(
+        &format!("ingest over HTTPS, {CLIENTS} clients, fsync ({tls_appends} appends)"),
+        tls_sent.iter().sum(),
+        rate(tls_sent.iter().sum(), tls_secs),
     );
     row(
         "wire::decode alone, 1 thread",

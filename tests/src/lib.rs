@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod browser;
+pub mod fuzz;
 pub mod harness;
 pub mod influx;
 pub mod live;

@@ -25,6 +25,7 @@ pub enum KeyState {
     /// Firing according to the rule since `since`, not yet for long enough.
     Pending {
         since: i64,
+        #[serde(with = "super::float")]
         value: f64,
         message: String,
     },
@@ -32,8 +33,10 @@ pub enum KeyState {
     /// the recovery value and message, while `keep_firing_for` runs.
     Firing {
         since: i64,
+        #[serde(with = "super::float")]
         value: f64,
         message: String,
+        #[serde(with = "super::float::quiet")]
         quiet: Option<(i64, f64, String)>,
     },
 }

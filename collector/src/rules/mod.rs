@@ -9,6 +9,7 @@
 
 mod cache;
 pub mod entry;
+mod float;
 mod kind;
 pub mod lifecycle;
 pub mod reload;
@@ -19,7 +20,7 @@ mod stderr;
 use crate::engine::SecondStats;
 pub use cache::ComponentCache;
 pub use kind::ComponentKind;
-pub use sandbox::{Compiled, RuleComponent, RuleRuntime, SandboxLimits, wit};
+pub use sandbox::{Compiled, RuleComponent, RuleRuntime, SandboxLimits, check_answer, wit};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -223,6 +224,7 @@ pub struct Transition {
     pub state: AlertState,
     /// Unix seconds of event time.
     pub at: i64,
+    #[serde(with = "float")]
     pub value: f64,
     pub message: String,
 }
@@ -508,30 +510,7 @@ impl RuleInstance {
 
     /// Diff the rule's answer against the keys firing before.
     fn apply(&mut self, at: i64, alerts: Vec<wit::Alert>, out: &mut Vec<Transition>) {
-        let mut firing: BTreeMap<String, (f64, String)> = BTreeMap::new();
-        let mut quiet: BTreeMap<String, (f64, String)> = BTreeMap::new();
-        for a in alerts {
-            let into = if a.firing { &mut firing } else { &mut quiet };
-            into.entry(a.key).or_insert((a.value, a.message));
-        }
-        let name = &self.name;
-        self.lifecycle.step(
-            name,
-            at,
-            &firing,
-            |key, last| {
-                quiet.remove(key).unwrap_or_else(|| {
-                    let what = if key.is_empty() {
-                        name.clone()
-                    } else {
-                        format!("{name} {key}")
-                    };
-                    let when = crate::clock::utc(at);
-                    (last, format!("{what} resolved at {when} ({at})"))
-                })
-            },
-            out,
-        );
+        apply_answer(&self.name, &mut self.lifecycle, at, alerts, out);
     }
 
     /// After evaluating a silent second: whether further silent seconds
@@ -564,6 +543,42 @@ impl RuleInstance {
         self.silent = None;
         self.guest.restore(state)
     }
+}
+
+/// Rule `name`'s answer for second `at` (already checked by
+/// [`check_answer`]) diffed against the keys of `lifecycle`: the
+/// transitions it makes are appended to `out`. Of several alerts with one
+/// key, the first counts.
+pub fn apply_answer(
+    name: &str,
+    lifecycle: &mut lifecycle::Lifecycle,
+    at: i64,
+    alerts: Vec<wit::Alert>,
+    out: &mut Vec<Transition>,
+) {
+    let mut firing: BTreeMap<String, (f64, String)> = BTreeMap::new();
+    let mut quiet: BTreeMap<String, (f64, String)> = BTreeMap::new();
+    for a in alerts {
+        let into = if a.firing { &mut firing } else { &mut quiet };
+        into.entry(a.key).or_insert((a.value, a.message));
+    }
+    lifecycle.step(
+        name,
+        at,
+        &firing,
+        |key, last| {
+            quiet.remove(key).unwrap_or_else(|| {
+                let what = if key.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{name} {key}")
+                };
+                let when = crate::clock::utc(at);
+                (last, format!("{what} resolved at {when} ({at})"))
+            })
+        },
+        out,
+    );
 }
 
 /// A digest of a rule's answer (its alerts in order, every field).

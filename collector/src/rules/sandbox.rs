@@ -348,15 +348,7 @@ impl Guest {
             .bindings
             .call_evaluate(&mut self.store, second)
             .map_err(|e| classify(&self.store, e, "evaluate"))?;
-        let bytes: usize = alerts.iter().map(|a| a.key.len() + a.message.len()).sum();
-        if alerts.len() > self.limits.max_alerts || bytes > self.limits.max_result_bytes {
-            return Err(RuleFault::OversizedResult {
-                alerts: alerts.len(),
-                bytes,
-                max_alerts: self.limits.max_alerts,
-                max_bytes: self.limits.max_result_bytes,
-            });
-        }
+        check_answer(&alerts, &self.limits)?;
         Ok(alerts)
     }
 
@@ -373,6 +365,25 @@ impl Guest {
             .call_restore(&mut self.store, state)
             .map_err(|e| classify(&self.store, e, "restore"))
     }
+}
+
+/// The host's check of what a rule's `evaluate` answered: at most
+/// `max_alerts` alerts and `max_result_bytes` of keys and messages, else
+/// the rule is quarantined. Every value is taken (NaN and the infinities
+/// included: they are stored as such, see `rules::float`), and any string
+/// (a key or message with line breaks is written to InfluxDB on one line).
+/// Fuzzed with what follows it: `tests/src/fuzz.rs`, target `rule_answer`.
+pub fn check_answer(alerts: &[wit::Alert], limits: &SandboxLimits) -> Result<(), RuleFault> {
+    let bytes: usize = alerts.iter().map(|a| a.key.len() + a.message.len()).sum();
+    if alerts.len() > limits.max_alerts || bytes > limits.max_result_bytes {
+        return Err(RuleFault::OversizedResult {
+            alerts: alerts.len(),
+            bytes,
+            max_alerts: limits.max_alerts,
+            max_bytes: limits.max_result_bytes,
+        });
+    }
+    Ok(())
 }
 
 /// Turn a wasmtime error into the reason a rule is quarantined.
