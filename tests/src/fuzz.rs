@@ -345,10 +345,9 @@ pub fn api_query(data: &[u8]) {
     if let Ok(uri) = std::str::from_utf8(target)
         .unwrap_or("")
         .parse::<hyper::Uri>()
+        && uri.path().trim_end_matches('/').ends_with("/api/stream")
     {
-        if uri.path().trim_end_matches('/').ends_with("/api/stream") {
-            return;
-        }
+        return;
     }
     let mut request = b"GET ".to_vec();
     request.extend_from_slice(target);
@@ -361,15 +360,16 @@ pub fn api_query(data: &[u8]) {
     let answer = front().exchange(&request);
     let codes = statuses(&answer, &request);
     let text = String::from_utf8_lossy(&answer);
-    if codes.len() == 1 && text.contains("content-type: application/json") {
-        if let Some((_, body)) = text.split_once("\r\n\r\n") {
-            let body = unchunk(body);
-            assert!(
-                serde_json::from_str::<serde_json::Value>(&body).is_ok(),
-                "not JSON: {body:?} for {:?}",
-                String::from_utf8_lossy(&request)
-            );
-        }
+    if codes.len() == 1
+        && text.contains("content-type: application/json")
+        && let Some((_, body)) = text.split_once("\r\n\r\n")
+    {
+        let body = unchunk(body);
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&body).is_ok(),
+            "not JSON: {body:?} for {:?}",
+            String::from_utf8_lossy(&request)
+        );
     }
 }
 
