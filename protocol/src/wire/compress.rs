@@ -88,6 +88,13 @@ fn decompress_with(
     max: usize,
 ) -> Result<Vec<u8>, WireError> {
     let corrupt = |e: &dyn fmt::Display| WireError::Corrupt(format!("zstd: {e}"));
+    // Each body starts a new session: zstd asks for a reset after an error,
+    // and a body that failed part-way must not shape the next one's reading
+    // (fuzzing, target `wire`, once saw decode and inspect of one body fail
+    // with different errors on this thread's reused context).
+    context
+        .reset(zstd::zstd_safe::ResetDirective::SessionOnly)
+        .map_err(|code| corrupt(&zstd::zstd_safe::get_error_name(code)))?;
     let cap = max.saturating_add(1);
     let mut reader = zstd::stream::read::Decoder::with_context(body, context)
         .take(u64::try_from(cap).unwrap_or(u64::MAX));
