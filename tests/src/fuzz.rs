@@ -164,7 +164,16 @@ pub fn wire_body(data: &[u8]) {
             let again = wire::decode(&body, &limits).expect("a re-encoded batch decodes");
             assert_eq!(&again, batch, "a batch encoded again decodes differently");
         }
-        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+        // The same error; but which of zstd's checks trips first on a
+        // corrupt frame depends on the sizes of the buffers its reused
+        // context grew to for earlier bodies, so zstd's own words may differ
+        // (both are `Corrupt`: 400, counted as corrupt).
+        (Err(a), Err(b)) => {
+            let zstd = |e: &wire::WireError| e.to_string().starts_with("corrupt batch: zstd:");
+            if !(zstd(a) && zstd(b)) {
+                assert_eq!(a.to_string(), b.to_string());
+            }
+        }
         _ => panic!(
             "decode said {:?}, inspect said {:?}",
             decoded.map(|b| b.events.len()),

@@ -89,9 +89,10 @@ fn decompress_with(
 ) -> Result<Vec<u8>, WireError> {
     let corrupt = |e: &dyn fmt::Display| WireError::Corrupt(format!("zstd: {e}"));
     // Each body starts a new session: zstd asks for a reset after an error,
-    // and a body that failed part-way must not shape the next one's reading
-    // (fuzzing, target `wire`, once saw decode and inspect of one body fail
-    // with different errors on this thread's reused context).
+    // so that a body that failed part-way does not shape the next one's
+    // reading. (The buffers the context grew stay, so on a corrupt frame
+    // which check fails first, and so zstd's message, can depend on earlier
+    // bodies: fuzzing, target `wire`. The outcome does not.)
     context
         .reset(zstd::zstd_safe::ResetDirective::SessionOnly)
         .map_err(|code| corrupt(&zstd::zstd_safe::get_error_name(code)))?;

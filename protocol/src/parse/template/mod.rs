@@ -860,6 +860,15 @@ fn fill(
         text.as_str()
     };
     match v.field {
+        // As CLF: a line without its client address is malformed (an empty
+        // one would be written back as `-`, another client; fuzzing,
+        // target `format_strings`).
+        Field::Client if text.is_empty() => {
+            return Err(ParseError::new(format!(
+                "column {column}: empty {} (the client address)",
+                v.name
+            )));
+        }
         Field::Client => set(&mut out.client, text),
         Field::User => set(&mut out.user, dash_empty),
         Field::Method => set(&mut out.method, dash_empty),

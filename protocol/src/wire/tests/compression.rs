@@ -126,11 +126,7 @@ fn compresses_combined_logs_well() {
 
 /// A body that fails part-way (output over the cap, a frame cut short, a
 /// flipped byte) leaves nothing behind in the thread's reused decompression
-/// context: the next bodies decode as they would on a fresh thread. (The
-/// fuzzer once saw decode and inspect of one body fail with different zstd
-/// errors, after 240,000 other inputs on the same thread; the context is now
-/// reset before each body. That sequence did not repeat alone, nor do these
-/// cases fail without the reset: they guard the property, not that find.)
+/// context: the next bodies decode as they would on a fresh thread.
 #[test]
 fn a_failed_body_does_not_leak_into_the_next() {
     let (_, events) = realistic_combined_log(200, true);
