@@ -915,8 +915,13 @@ impl LogTemplate {
             Field::TimeLocal => push_clf_time(out, e.timestamp),
             Field::TimeIso => push_rfc3339(out, e.timestamp),
             Field::EpochSeconds => {
+                // Sign and magnitude, as it is read: -1.250 is 1.25 s
+                // before the epoch (floored to the millisecond). Before this,
+                // -1.250 came out as `-2.750` (fuzzing, `format_strings`).
                 let ms = e.timestamp.div_euclid(1_000_000);
-                let _ = write!(out, "{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000));
+                let sign = if ms < 0 { "-" } else { "" };
+                let abs = ms.unsigned_abs();
+                let _ = write!(out, "{sign}{}.{:03}", abs / 1000, abs % 1000);
             }
             Field::EpochMillis => {
                 let _ = write!(out, "{}", e.timestamp.div_euclid(1_000_000));
