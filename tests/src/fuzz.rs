@@ -186,8 +186,7 @@ fn unambiguous(source: &str, dialect: Dialect) -> bool {
                 let start = i;
                 i += 1;
                 // Modifiers: `<`, `>`, and status conditions (`%!200,304r`).
-                while i < bytes.len()
-                    && matches!(bytes[i], b'<' | b'>' | b'!' | b',' | b'0'..=b'9')
+                while i < bytes.len() && matches!(bytes[i], b'<' | b'>' | b'!' | b',' | b'0'..=b'9')
                 {
                     i += 1;
                 }
@@ -246,6 +245,11 @@ fn unambiguous(source: &str, dialect: Dialect) -> bool {
             return false;
         }
         if spaced && !(start > 0 && bytes[start - 1] == b'"' && bytes.get(i) == Some(&b'"')) {
+            return false;
+        }
+        // What ends a variable must not be able to occur in its value
+        // (`$msec.` reads `1520.000.` as far as the first `.`).
+        if !matches!(bytes.get(i), None | Some(b' ' | b'"' | b']' | b'|' | b'\t')) {
             return false;
         }
         last_end = Some(i);
