@@ -324,8 +324,10 @@ pub(crate) fn parse_decimal(s: &[u8], scale: u32) -> Option<i128> {
         Some(i) => (&s[..i], Some(&s[i + 1..])),
         None => (s, None),
     };
-    // 30 digits keep i128 far from overflow; no sane value is longer.
-    if int.is_empty() || int.len() > 30 {
+    // 20 integer digits (a u64's) keep i128 clear of overflow at any scale
+    // up to 18: 30 digits at scale 9 overflowed (fuzzing, `format_strings`,
+    // with overflow checks; a release build read a wrapped number).
+    if int.is_empty() || int.len() > 20 || scale > 18 {
         return None;
     }
     let mut v: i128 = 0;
