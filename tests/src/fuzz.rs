@@ -821,6 +821,21 @@ mod tests {
     }
 
     #[test]
+    fn a_header_block_over_hypers_cap_gets_431() {
+        // hyper's default read buffer (about 400 KiB) caps the header
+        // block; at most 100 headers.
+        let mut request = b"GET /health HTTP/1.1\r\nhost: c\r\nconnection: close\r\n".to_vec();
+        request.extend(format!("x-big: {}\r\n\r\n", "a".repeat(500 << 10)).as_bytes());
+        assert_eq!(statuses(&front().exchange(&request), &request), vec![431]);
+        let mut request = b"GET /health HTTP/1.1\r\nhost: c\r\nconnection: close\r\n".to_vec();
+        for i in 0..120 {
+            request.extend(format!("x-{i}: a\r\n").as_bytes());
+        }
+        request.extend(b"\r\n");
+        assert_eq!(statuses(&front().exchange(&request), &request), vec![431]);
+    }
+
+    #[test]
     fn the_api_target_gets_json() {
         let request = b"GET /api/series?range=900 HTTP/1.1\r\nhost: c\r\nconnection: close\r\n\r\n";
         let answer = front().exchange(request);
