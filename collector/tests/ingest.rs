@@ -187,6 +187,7 @@ fn event(i: u64) -> Event {
             "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0".into(),
         ),
         duration_us: Some(100 + (i * 104_729) % 900_000),
+        labels: Vec::new(),
     }
 }
 

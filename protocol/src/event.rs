@@ -24,6 +24,11 @@ pub struct Event {
     pub user_agent: Option<String>,
     /// Time to serve the request, in microseconds, when the log has it.
     pub duration_us: Option<u64>,
+    /// Labels of this request beyond its batch's (`Batch::labels`): a
+    /// format string's unknown variables kept as labels, or what an edge
+    /// filter added. Usually empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<(String, String)>,
 }
 
 impl Event {
@@ -95,6 +100,7 @@ mod tests {
             referer: None,
             user_agent: None,
             duration_us: None,
+            labels: Vec::new(),
         };
         assert_eq!(e.second(), -1);
         e.timestamp = 1_549_573_860 * NANOS_PER_SEC + 999;

@@ -74,6 +74,7 @@ fn events(n: usize, start: i64, seconds: i64) -> Vec<Event> {
                     .is_multiple_of(2)
                     .then(|| "curl/8.0, like \\ Gecko".into()),
                 duration_us: x.is_multiple_of(6).then_some(x % 1_000_000),
+                labels: Vec::new(),
             }
         })
         .collect()

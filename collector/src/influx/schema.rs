@@ -489,6 +489,7 @@ mod tests {
             referer: None,
             user_agent: None,
             duration_us: None,
+            labels: Vec::new(),
         }
     }
 

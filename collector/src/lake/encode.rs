@@ -129,7 +129,8 @@ fn put<T: DataType>(
 }
 
 /// The key (`key`) or value column of the labels map: every label of a row
-/// is an entry; a row without labels is an empty map.
+/// (its batch's, then its event's own) is an entry; a row without labels is
+/// an empty map.
 fn labels(
     column: &mut SerializedColumnWriter<'_>,
     rows: &[Row],
@@ -137,12 +138,15 @@ fn labels(
 ) -> Result<(), ParquetError> {
     let (mut values, mut defined, mut repeated) = (Vec::new(), Vec::new(), Vec::new());
     for row in rows {
-        if row.source.labels.is_empty() {
+        if row.source.labels.is_empty() && row.event.labels.is_empty() {
             // The (required) map with no entry: definition level 0.
             defined.push(0);
             repeated.push(0);
         }
-        for (i, (k, v)) in row.source.labels.iter().enumerate() {
+        // The batch's labels, then the event's own (a format's unknown
+        // variables, an edge filter's labels).
+        let all = row.source.labels.iter().chain(&row.event.labels);
+        for (i, (k, v)) in all.enumerate() {
             values.push(text(if key { k } else { v }));
             defined.push(1);
             repeated.push(i16::from(i > 0));

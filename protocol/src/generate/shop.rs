@@ -284,6 +284,7 @@ fn request(
         referer,
         user_agent: Some(c.user_agent.clone()),
         duration_us: Some(((seconds * 1e6) as u64).max(40)),
+        labels: Vec::new(),
     }
 }
 

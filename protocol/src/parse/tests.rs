@@ -28,6 +28,7 @@ fn ev(
         referer: None,
         user_agent: None,
         duration_us: None,
+        labels: Vec::new(),
     }
 }
 
@@ -695,6 +696,7 @@ fn event_for(format: Format) -> impl Strategy<Value = Event> {
                     referer: if blank(&referer) { None } else { referer },
                     user_agent: if blank(&user_agent) { None } else { user_agent },
                     duration_us,
+                    labels: Vec::new(),
                 }
             },
         )

@@ -4,8 +4,8 @@
 
 use super::compress::decompress_capped;
 use super::{
-    Batch, DECODED_PER_PAYLOAD_BYTE, FORMAT_VERSION, Limits, STRING_COLUMNS, StreamId, WireError,
-    format_from_code,
+    Batch, DECODED_PER_PAYLOAD_BYTE, FORMAT_VERSION, FORMAT_VERSION_UNLABELLED, Limits,
+    STRING_COLUMNS, StreamId, WireError, format_from_code,
 };
 use crate::event::Event;
 
@@ -49,7 +49,7 @@ fn read_body<const BUILD: bool>(body: &[u8], limits: &Limits) -> Result<(Batch, 
     }
     let payload = decompress_capped(body, limits.max_decompressed)?;
     let (&version, rest) = payload.split_first().ok_or(WireError::Empty)?;
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_UNLABELLED {
         return Err(WireError::UnsupportedVersion {
             found: version,
             supported: FORMAT_VERSION,
@@ -61,7 +61,7 @@ fn read_body<const BUILD: bool>(body: &[u8], limits: &Limits) -> Result<(Batch, 
             .saturating_mul(DECODED_PER_PAYLOAD_BYTE),
         limit: limits.max_decompressed,
     };
-    read_payload::<BUILD>(rest, budget)
+    read_payload::<BUILD>(rest, budget, version == FORMAT_VERSION)
 }
 
 // --- payload: writing -----------------------------------------------------------
@@ -278,6 +278,49 @@ impl<'a> StringColumnIn<'a> {
     }
 }
 
+/// The per-event label sets of a version 3 payload being read.
+struct LabelSetsIn<'a> {
+    codes: Reader<'a>,
+    sets: Reader<'a>,
+    entries: Vec<Vec<(&'a str, &'a str)>>,
+}
+
+impl<'a> LabelSetsIn<'a> {
+    /// The next event's label set (empty for code 0).
+    fn next(&mut self) -> Result<&[(&'a str, &'a str)], WireError> {
+        let code = self.codes.u64()?;
+        let Some(index) = code.checked_sub(1) else {
+            return Ok(&[]);
+        };
+        let known = self.entries.len() as u64;
+        if index > known {
+            return Err(corrupt(format!(
+                "label codes: code {code} out of range ({known} sets)"
+            )));
+        }
+        if index == known {
+            let count = self.sets.u64()?;
+            // No preallocation: each label takes at least two bytes.
+            let mut set = Vec::new();
+            for _ in 0..count {
+                set.push((self.sets.str()?, self.sets.str()?));
+            }
+            if set.is_empty() {
+                return Err(corrupt("label sets: an empty set".to_owned()));
+            }
+            self.entries.push(set);
+        }
+        Ok(&self.entries[index as usize])
+    }
+}
+
+/// What a label set costs in memory once copied into an event.
+fn set_size(set: &[(&str, &str)]) -> usize {
+    set.iter()
+        .map(|(k, v)| k.len() + v.len() + std::mem::size_of::<(String, String)>())
+        .sum()
+}
+
 /// Copies a string out of a dictionary, within the budget.
 fn owned(s: &str, budget: &mut Budget) -> Result<String, WireError> {
     budget.take(s.len())?;
@@ -291,6 +334,7 @@ fn owned(s: &str, budget: &mut Budget) -> Result<String, WireError> {
 fn read_payload<const BUILD: bool>(
     payload: &[u8],
     mut budget: Budget,
+    labelled: bool,
 ) -> Result<(Batch, usize), WireError> {
     let mut r = Reader {
         bytes: payload,
@@ -336,6 +380,15 @@ fn read_payload<const BUILD: bool>(
     let mut texts = STRING_COLUMNS.map(Reader::empty);
     for c in &mut texts {
         *c = r.section(c.what)?;
+    }
+    let mut label_sets = LabelSetsIn {
+        codes: Reader::empty("label codes"),
+        sets: Reader::empty("label sets"),
+        entries: Vec::new(),
+    };
+    if labelled {
+        label_sets.codes = r.section("label codes")?;
+        label_sets.sets = r.section("label sets")?;
     }
     if !r.bytes.is_empty() {
         return Err(corrupt(format!(
@@ -389,6 +442,10 @@ fn read_payload<const BUILD: bool>(
                 .map_err(|_| corrupt("status overflows 16 bits".to_owned()))?;
             bytes.u64()?;
             duration.opt_u64()?;
+            if labelled {
+                let set = label_sets.next()?;
+                budget.take(set_size(set))?;
+            }
             continue;
         }
         let [
@@ -415,6 +472,15 @@ fn read_payload<const BUILD: bool>(
         };
         let status = u16::try_from(status.u64()?)
             .map_err(|_| corrupt("status overflows 16 bits".to_owned()))?;
+        let labels = if labelled {
+            let set = label_sets.next()?;
+            budget.take(set_size(set))?;
+            set.iter()
+                .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        } else {
+            Vec::new()
+        };
         events.push(Event {
             timestamp,
             client,
@@ -427,6 +493,7 @@ fn read_payload<const BUILD: bool>(
             referer,
             user_agent,
             duration_us: duration.opt_u64()?,
+            labels,
         });
     }
     time.finish()?;
@@ -436,6 +503,8 @@ fn read_payload<const BUILD: bool>(
     status.finish()?;
     bytes.finish()?;
     duration.finish()?;
+    label_sets.codes.finish()?;
+    label_sets.sets.finish()?;
 
     let batch = Batch {
         agent_id,

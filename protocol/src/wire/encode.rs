@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 
 use super::compress::compress;
-use super::{Batch, FORMAT_VERSION, WireError, format_code};
+use super::{Batch, FORMAT_VERSION, FORMAT_VERSION_UNLABELLED, WireError, format_code};
 use crate::event::Event;
 
 /// Encodes `batch` as a request body: zstd at `level` (see [`DEFAULT_LEVEL`];
@@ -58,6 +58,14 @@ pub struct Encoder {
     status: Vec<u8>,
     bytes: Vec<u8>,
     duration: Vec<u8>,
+    /// Per-event label sets (version 3): a code per event (0: none), and
+    /// the distinct sets in order of first use.
+    label_codes: Vec<u8>,
+    label_sets: Vec<u8>,
+    label_index: std::collections::HashMap<Vec<u8>, u64>,
+    label_scratch: Vec<u8>,
+    /// Whether any event pushed has labels of its own.
+    labelled: bool,
     /// Scratch for the time section and the uncompressed payload, kept
     /// between batches.
     time: Vec<u8>,
@@ -80,6 +88,11 @@ impl Encoder {
             status: Vec::new(),
             bytes: Vec::new(),
             duration: Vec::new(),
+            label_codes: Vec::new(),
+            label_sets: Vec::new(),
+            label_index: std::collections::HashMap::new(),
+            label_scratch: Vec::new(),
+            labelled: false,
             time: Vec::new(),
             payload: Vec::new(),
         }
@@ -109,6 +122,33 @@ impl Encoder {
         put_u64(&mut self.status, u64::from(e.status));
         put_u64(&mut self.bytes, e.bytes);
         put_opt_u64(&mut self.duration, e.duration_us);
+        if e.labels.is_empty() {
+            self.label_codes.push(0);
+        } else {
+            self.push_labels(&e.labels);
+        }
+    }
+
+    /// The code of an event's label set, its set added when new.
+    fn push_labels(&mut self, labels: &[(String, String)]) {
+        self.labelled = true;
+        let set = &mut self.label_scratch;
+        set.clear();
+        put_u64(set, labels.len() as u64);
+        for (key, value) in labels {
+            put_str(set, key);
+            put_str(set, value);
+        }
+        let next = self.label_index.len() as u64 + 1;
+        let code = match self.label_index.get(set.as_slice()) {
+            Some(&code) => code,
+            None => {
+                self.label_sets.extend_from_slice(set);
+                self.label_index.insert(set.clone(), next);
+                next
+            }
+        };
+        put_u64(&mut self.label_codes, code);
     }
 
     /// The body of the batch made of `header`'s fields (its `events` are
@@ -133,6 +173,10 @@ impl Encoder {
         self.status.clear();
         self.bytes.clear();
         self.duration.clear();
+        self.label_codes.clear();
+        self.label_sets.clear();
+        self.label_index.clear();
+        self.labelled = false;
     }
 
     /// Writes the payload into `out`, then [`clear`](Encoder::clear)s.
@@ -146,7 +190,14 @@ impl Encoder {
         out.reserve(
             256 + n * 2 + columns + self.status.len() + self.bytes.len() + self.duration.len(),
         );
-        out.push(FORMAT_VERSION);
+        // Version 2 when no event has labels of its own, so that a
+        // collector which reads only version 2 takes the batches of an
+        // agent without filters or label-keeping formats.
+        out.push(if self.labelled {
+            FORMAT_VERSION
+        } else {
+            FORMAT_VERSION_UNLABELLED
+        });
         put_str(out, &batch.agent_id);
         put_str(out, &batch.host);
         put_u64(out, batch.stream.fingerprint);
@@ -187,6 +238,10 @@ impl Encoder {
         }
         for column in &self.strings {
             put_section(out, &column.text);
+        }
+        if self.labelled {
+            put_section(out, &self.label_codes);
+            put_section(out, &self.label_sets);
         }
         self.clear();
     }

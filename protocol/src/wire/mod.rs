@@ -1,7 +1,7 @@
 //! The agent → collector wire codec: the one place that knows the byte format
 //! of a `POST /v1/batches` body.
 //!
-//! # Format (version 2)
+//! # Format (version 3; version 2 is the same without the label sections)
 //!
 //! ```text
 //! body    = zstd_frame( payload )            (one or more frames, checksummed)
@@ -51,7 +51,15 @@
 //!   duration    n × u65: 0 for none, else microseconds + 1
 //!   7 × lengths then 7 × text: each string column's dictionary, same order:
 //!               the byte lengths of its entries, then their concatenated text
+//!   (version 3 only:)
+//!   label codes n × u64: 0 for an event without labels of its own, else a
+//!               code into the label sets, as a string column's codes
+//!   label sets  the distinct sets in order of first use, each
+//!               `count:u64 (key:str value:str) × count`
 //! ```
+//!
+//! An encoder writes version 2 when no event of the batch has labels of its
+//! own (`Event::labels`), version 3 otherwise; a decoder reads both.
 //!
 //! A string column's dictionary holds its distinct values in order of first
 //! use. Code 0 is "none" (a missing referer or user agent; refused in the
@@ -110,8 +118,13 @@ mod tests;
 pub use decode::{Inspected, decode, inspect};
 pub use encode::{Encoder, encode};
 
-/// The payload format this build writes and the only one it reads.
-pub const FORMAT_VERSION: u8 = 2;
+/// The payload format this build writes when an event has labels of its
+/// own; it reads this and [`FORMAT_VERSION_UNLABELLED`].
+pub const FORMAT_VERSION: u8 = 3;
+
+/// Version 2: version 3 without the label sections, written when no event
+/// of the batch has labels (so collectors of before version 3 read it).
+pub const FORMAT_VERSION_UNLABELLED: u8 = 2;
 
 /// The zstd level agents use unless configured otherwise. Level 1 rather
 /// than zstd's usual 3: on the columnar payload, 3 makes bodies only 3–4 %
@@ -215,7 +228,7 @@ pub enum WireError {
     #[error("batch too large: {what} size exceeds {limit} bytes")]
     TooLarge { what: &'static str, limit: usize },
     /// The payload has a format version this build does not read (HTTP 400).
-    #[error("unsupported wire format version {found} (this build reads version {supported})")]
+    #[error("unsupported wire format version {found} (this build reads versions 2 to {supported})")]
     UnsupportedVersion { found: u8, supported: u8 },
     /// Not zstd, truncated, bad checksum, or not a valid batch (HTTP 400).
     /// [`encode`] also reports its (practically impossible) failures here.

@@ -89,6 +89,7 @@ fn nginx_combined_parses_exactly() {
             referer: Some("http://www.example.com/start.html".into()),
             user_agent: Some("Mozilla/4.08 [en] (Win98; I ;Nav)".into()),
             duration_us: None,
+            labels: Vec::new(),
         }
     );
     assert_eq!(x, LineExtras::default());
@@ -111,6 +112,7 @@ fn nginx_combined_parses_exactly() {
             referer: None,
             user_agent: Some("Bot \"x\" \\".into()),
             duration_us: None,
+            labels: Vec::new(),
         }
     );
 }
@@ -137,6 +139,7 @@ fn nginx_upstream_timing_format_parses_exactly() {
             referer: None,
             user_agent: Some("curl/8.5.0".into()),
             duration_us: Some(253_000),
+            labels: Vec::new(),
         }
     );
     assert_eq!(
@@ -187,6 +190,7 @@ fn nginx_vhost_format_parses_exactly() {
             referer: Some("https://shop.example.com/".into()),
             user_agent: Some("Mozilla/5.0 (X11; Linux x86_64)".into()),
             duration_us: Some(4_000),
+            labels: Vec::new(),
         }
     );
     assert_eq!(
@@ -220,6 +224,7 @@ fn apache_vhost_format_with_micros_parses_exactly() {
             referer: None,
             user_agent: Some(r#"Wget/1.21 "x""#.into()),
             duration_us: Some(1234),
+            labels: Vec::new(),
         }
     );
     assert_eq!(
@@ -253,6 +258,7 @@ fn apache_combined_parses_exactly() {
             referer: Some("http://www.example.com/start.html".into()),
             user_agent: Some("Mozilla/4.08 [en] (Win98; I ;Nav)".into()),
             duration_us: None,
+            labels: Vec::new(),
         }
     );
     assert_eq!(x, LineExtras::default());
@@ -983,6 +989,7 @@ fn event_and_extras() -> impl Strategy<Value = (Event, LineExtras)> {
                     referer,
                     user_agent,
                     duration_us,
+                    labels: Vec::new(),
                 };
                 let extras = LineExtras {
                     host,

@@ -30,6 +30,7 @@ fn event(i: i64) -> Event {
         referer: (i % 2 == 0).then(|| "https://example.com/".into()),
         user_agent: Some("curl/8.5.0".into()),
         duration_us: (i % 4 != 0).then_some(1500),
+        labels: Vec::new(),
     }
 }
 
@@ -99,6 +100,59 @@ fn round_trips() {
         let body = encode(&b, 1).unwrap();
         assert_eq!(decode(&body, &Limits::default()).unwrap(), b);
     }
+}
+
+/// Events with labels of their own make a version 3 body (sets written
+/// once, code 0 for events without); without any, the body is version 2,
+/// byte for byte what an encoder of before version 3 wrote.
+#[test]
+fn labels_of_events_round_trip_in_version_3_only() {
+    let mut events: Vec<Event> = (0..6).map(event).collect();
+    let api = vec![("kind".to_owned(), "api".to_owned())];
+    events[1].labels = api.clone();
+    events[4].labels = api;
+    events[5].labels = vec![
+        ("kind".to_owned(), "static".to_owned()),
+        ("team".to_owned(), "".to_owned()),
+    ];
+    let b = batch(events);
+    assert_eq!(raw_payload(&b)[0], 3);
+    let body = encode(&b, DEFAULT_LEVEL).unwrap();
+    assert_eq!(decode_checked(&body, &Limits::default()).unwrap(), b);
+
+    let plain = batch((0..6).map(event).collect());
+    let payload = raw_payload(&plain);
+    assert_eq!(payload[0], 2);
+    assert_eq!(
+        decode_checked(&zstd(&payload), &Limits::default()).unwrap(),
+        plain
+    );
+}
+
+/// A label code past the sets known so far, or an empty set, is corrupt.
+#[test]
+fn bad_label_codes_are_corrupt() {
+    let mut b = batch(vec![event(1)]);
+    b.events[0].labels = vec![("a".to_owned(), "b".to_owned())];
+    let payload = raw_payload(&b);
+    // The payload ends with the label codes section (one code, 1) and the
+    // sets section (count 1, "a", "b"): 1, 1, then 5 bytes.
+    let n = payload.len();
+    assert_eq!(&payload[n - 8..], &[1, 1, 5, 1, 1, b'a', 1, b'b']);
+    let mut wrong = payload.clone();
+    wrong[n - 7] = 2;
+    let r = decode_checked(&zstd(&wrong), &Limits::default());
+    assert!(
+        matches!(&r, Err(WireError::Corrupt(m)) if m.contains("code 2 out of range")),
+        "{r:?}"
+    );
+    let mut empty = payload[..n - 6].to_vec();
+    empty.extend_from_slice(&[1, 0]);
+    let r = decode_checked(&zstd(&empty), &Limits::default());
+    assert!(
+        matches!(&r, Err(WireError::Corrupt(m)) if m.contains("an empty set")),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -213,14 +267,14 @@ fn truncated_payload_is_corrupt() {
 #[test]
 fn future_version_is_unsupported() {
     let mut payload = raw_payload(&batch(vec![event(1)]));
-    payload[0] = 3;
+    payload[0] = 4;
     let r = decode_checked(&zstd(&payload), &Limits::default());
     assert!(
         matches!(
             r,
             Err(WireError::UnsupportedVersion {
-                found: 3,
-                supported: 2
+                found: 4,
+                supported: 3
             })
         ),
         "{r:?}"

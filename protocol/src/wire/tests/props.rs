@@ -18,6 +18,12 @@ fn arb_event() -> impl Strategy<Value = Event> {
         proptest::option::of(".{0,24}"),
         proptest::option::of(".{0,24}"),
         proptest::option::of(any::<u64>()),
+        // Mostly none; a few sets drawn from a small alphabet so that
+        // sets repeat (dictionary codes reused).
+        prop_oneof![
+            3 => Just(Vec::new()),
+            1 => proptest::collection::vec(("[ab]{0,2}", "[xy]{0,2}"), 1..3),
+        ],
     )
         .prop_map(
             |(
@@ -32,6 +38,7 @@ fn arb_event() -> impl Strategy<Value = Event> {
                 referer,
                 user_agent,
                 duration_us,
+                labels,
             )| Event {
                 timestamp,
                 client,
@@ -44,6 +51,7 @@ fn arb_event() -> impl Strategy<Value = Event> {
                 referer,
                 user_agent,
                 duration_us,
+                labels,
             },
         )
 }
@@ -160,7 +168,7 @@ proptest! {
                 bytes: (t as u64) % 3,
                 referer: (x != 0).then(|| few[y].to_owned()),
                 user_agent: (z != 3).then(|| few[x].to_owned()),
-                duration_us: (y != 0).then_some(t as u64 % 1000),
+                duration_us: (y != 0).then_some(t as u64 % 1000), labels: Vec::new(),
             })
             .collect();
         let b = batch(events);

@@ -1,0 +1,67 @@
+//! Filter parameters as the agent passes them: names and text values.
+
+use crate::FilterInfo;
+use std::str::FromStr;
+
+/// The parameters given to a filter instance.
+#[derive(Debug, Clone, Default)]
+pub struct Params {
+    values: Vec<(String, String)>,
+}
+
+impl Params {
+    pub fn new(values: Vec<(String, String)>) -> Params {
+        Params { values }
+    }
+
+    /// Refuse parameter names the filter does not declare.
+    pub fn check(&self, info: &FilterInfo) -> Result<(), String> {
+        match self
+            .values
+            .iter()
+            .find(|(name, _)| !info.params.iter().any(|p| &p.name == name))
+        {
+            None => Ok(()),
+            Some((name, _)) => {
+                let known: Vec<&str> = info.params.iter().map(|p| p.name.as_str()).collect();
+                Err(format!(
+                    "unknown parameter `{name}` (known: {})",
+                    known.join(", ")
+                ))
+            }
+        }
+    }
+
+    /// The raw text of a parameter, if given.
+    pub fn raw(&self, name: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A parameter parsed as `T`, or `default` when absent.
+    pub fn get<T: FromStr>(&self, name: &str, default: T) -> Result<T, String>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.raw(name).map_or(Ok(default), |v| {
+            v.trim()
+                .parse()
+                .map_err(|e| format!("parameter `{name}` = `{v}`: {e}"))
+        })
+    }
+
+    /// A list parameter: its text split at commas, each part trimmed,
+    /// empty parts left out (`"/healthz, /static/"`). Empty when absent.
+    pub fn list(&self, name: &str) -> Vec<String> {
+        self.raw(name)
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}

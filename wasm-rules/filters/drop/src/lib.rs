@@ -1,0 +1,248 @@
+//! `drop`: leaves out the events nobody needs at the collector — health
+//! checks, static assets, bots — by path prefix or regular expression,
+//! status, method or user agent.
+//!
+//! Each parameter given is one condition; an event is dropped when any of
+//! them matches (`match = "all"`: when every given one does).
+
+use logmon_filter::{Batch, Filter, FilterInfo, Params, Verdict, param};
+use regex_lite::Regex;
+
+#[derive(Debug, Default)]
+pub struct Drop {
+    path_prefix: Vec<String>,
+    path_regex: Option<Regex>,
+    status: Vec<StatusMatch>,
+    method: Vec<String>,
+    /// Lower-cased substrings.
+    user_agent: Vec<String>,
+    all: bool,
+}
+
+/// A status, or a class (`4xx`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StatusMatch {
+    Exact(u16),
+    Class(u16),
+}
+
+impl StatusMatch {
+    fn parse(s: &str) -> Result<StatusMatch, String> {
+        let lower = s.to_ascii_lowercase();
+        if let Some(class) = lower.strip_suffix("xx")
+            && let Ok(c @ 1..=9) = class.parse::<u16>()
+        {
+            return Ok(StatusMatch::Class(c));
+        }
+        s.parse()
+            .map(StatusMatch::Exact)
+            .map_err(|_| format!("status `{s}`: a status (404) or a class (4xx)"))
+    }
+
+    fn matches(self, status: u16) -> bool {
+        match self {
+            StatusMatch::Exact(s) => s == status,
+            StatusMatch::Class(c) => status / 100 == c,
+        }
+    }
+}
+
+impl Drop {
+    /// The outcome of each condition given, for event `i`.
+    fn conditions(&self, batch: &Batch, i: usize) -> impl Iterator<Item = bool> {
+        let e = &batch.events;
+        let path = e.path.get(i);
+        let prefix = (!self.path_prefix.is_empty()).then(|| {
+            self.path_prefix
+                .iter()
+                .any(|p| path.starts_with(p.as_str()))
+        });
+        let regex = self.path_regex.as_ref().map(|r| r.is_match(path));
+        let status =
+            (!self.status.is_empty()).then(|| self.status.iter().any(|s| s.matches(e.status[i])));
+        let method = (!self.method.is_empty()).then(|| {
+            let m = e.method.get(i);
+            self.method.iter().any(|x| x.eq_ignore_ascii_case(m))
+        });
+        let agent = (!self.user_agent.is_empty()).then(|| {
+            let ua = e.user_agent.get(i).to_ascii_lowercase();
+            self.user_agent.iter().any(|x| ua.contains(x.as_str()))
+        });
+        [prefix, regex, status, method, agent].into_iter().flatten()
+    }
+
+    /// Whether event `i` goes.
+    pub fn drops(&self, batch: &Batch, i: usize) -> bool {
+        let mut outcomes = self.conditions(batch, i);
+        if self.all {
+            outcomes.all(|m| m)
+        } else {
+            outcomes.any(|m| m)
+        }
+    }
+}
+
+impl Filter for Drop {
+    fn describe() -> FilterInfo {
+        FilterInfo {
+            name: "drop".into(),
+            description: "Drops events by path prefix or regex, status, method or user agent"
+                .into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            params: vec![
+                param(
+                    "path_prefix",
+                    "paths starting with one of these (comma-separated)",
+                    "",
+                ),
+                param("path_regex", "paths matching this regular expression", ""),
+                param(
+                    "status",
+                    "statuses or classes (404, 5xx; comma-separated)",
+                    "",
+                ),
+                param("method", "methods (HEAD, OPTIONS; comma-separated)", ""),
+                param(
+                    "user_agent",
+                    "user agents containing one of these, any case (bot, spider)",
+                    "",
+                ),
+                param(
+                    "match",
+                    "any: drop when one condition matches; all: when every one does",
+                    "any",
+                ),
+            ],
+        }
+    }
+
+    fn configure(&mut self, params: &Params) -> Result<(), String> {
+        self.path_prefix = params.list("path_prefix");
+        self.path_regex = match params.raw("path_regex").map(str::trim) {
+            None | Some("") => None,
+            Some(r) => Some(Regex::new(r).map_err(|e| format!("path_regex: {e}"))?),
+        };
+        self.status = params
+            .list("status")
+            .iter()
+            .map(|s| StatusMatch::parse(s))
+            .collect::<Result<_, _>>()?;
+        self.method = params.list("method");
+        self.user_agent = params
+            .list("user_agent")
+            .into_iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        self.all = match params.get("match", "any".to_owned())?.as_str() {
+            "any" => false,
+            "all" => true,
+            other => return Err(format!("match = `{other}`: any or all")),
+        };
+        let given = !self.path_prefix.is_empty()
+            || self.path_regex.is_some()
+            || !self.status.is_empty()
+            || !self.method.is_empty()
+            || !self.user_agent.is_empty();
+        if !given {
+            return Err(
+                "no condition: give path_prefix, path_regex, status, method or user_agent".into(),
+            );
+        }
+        Ok(())
+    }
+
+    fn filter(&mut self, batch: &Batch) -> Verdict {
+        let n = batch.events.len();
+        let mut verdict = Verdict::keep_all(n);
+        for i in 0..n {
+            if self.drops(batch, i) {
+                verdict.drop_event(i);
+            }
+        }
+        verdict
+    }
+}
+
+logmon_filter::export_filter!(Drop);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use logmon_filter::BatchBuilder;
+
+    fn configured(params: &[(&str, &str)]) -> Result<Drop, String> {
+        let params = Params::new(
+            params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
+        params.check(&Drop::describe())?;
+        let mut f = Drop::default();
+        f.configure(&params)?;
+        Ok(f)
+    }
+
+    fn sample() -> Batch {
+        let mut b = BatchBuilder::new("web");
+        b.event().path("/healthz");
+        b.event().path("/static/app.css").status(304);
+        b.event().path("/api/user").user_agent("Googlebot/2.1");
+        b.event().path("/api/user").method("HEAD");
+        b.event().path("/api/order").status(503);
+        b.event().path("/index.html");
+        b.build()
+    }
+
+    fn kept(f: &mut Drop) -> Vec<usize> {
+        let batch = sample();
+        let v = f.filter(&batch);
+        (0..batch.events.len()).filter(|&i| v.kept(i)).collect()
+    }
+
+    #[test]
+    fn any_condition_drops() {
+        let mut f = configured(&[
+            ("path_prefix", "/healthz, /static/"),
+            ("user_agent", "bot"),
+            ("method", "head"),
+        ])
+        .unwrap();
+        assert_eq!(kept(&mut f), vec![4, 5]);
+        let mut f = configured(&[("status", "5xx")]).unwrap();
+        assert_eq!(kept(&mut f), vec![0, 1, 2, 3, 5]);
+        let mut f = configured(&[("path_regex", r"\.(css|js|png)$")]).unwrap();
+        assert_eq!(kept(&mut f), vec![0, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn all_conditions_must_match_with_match_all() {
+        let mut f = configured(&[
+            ("path_prefix", "/api/"),
+            ("status", "503"),
+            ("match", "all"),
+        ])
+        .unwrap();
+        assert_eq!(kept(&mut f), vec![0, 1, 2, 3, 5]);
+    }
+
+    #[test]
+    fn bad_configurations_are_refused() {
+        assert!(configured(&[]).unwrap_err().contains("no condition"));
+        assert!(
+            configured(&[("path_regex", "(")])
+                .unwrap_err()
+                .contains("path_regex")
+        );
+        assert!(
+            configured(&[("status", "abc")])
+                .unwrap_err()
+                .contains("status `abc`")
+        );
+        assert!(
+            configured(&[("paths", "/x")])
+                .unwrap_err()
+                .contains("unknown parameter")
+        );
+    }
+}
