@@ -15,7 +15,6 @@ pub mod lifecycle;
 pub mod reload;
 mod sandbox;
 pub mod shipped;
-mod stderr;
 
 use crate::engine::SecondStats;
 pub use cache::ComponentCache;

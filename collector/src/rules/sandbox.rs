@@ -1,4 +1,5 @@
-//! The wasmtime side of the rule host: one engine per process, one store per
+//! The wasmtime side of the rule host (the sandbox itself is `logmon-sandbox`,
+//! shared with the agent's edge filters): one engine per process, one store per
 //! rule instance, a memory cap (by kind of component, or the instance's
 //! own), an epoch deadline per call, and WASI with nothing granted (no
 //! filesystem, network, environment or arguments). What a guest writes to
@@ -12,14 +13,12 @@ use super::RuleFault;
 pub use super::cache::Compiled;
 use super::cache::{ComponentCache, Loaded};
 use super::kind::ComponentKind;
-use super::stderr::StderrTail;
+use logmon_sandbox::{EpochTicker, Fault, Sandbox, engine_config};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Config, Engine, ResourceLimiter, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime::component::Linker;
+use wasmtime::{Engine, Store};
 
 wasmtime::component::bindgen!({
     world: "rule",
@@ -27,9 +26,6 @@ wasmtime::component::bindgen!({
 });
 
 pub use logmon::rules::types as wit;
-
-/// How often the epoch advances; deadlines are whole multiples of it.
-const TICK: Duration = Duration::from_millis(5);
 
 /// Limits applied to every rule instance.
 #[derive(Debug, Clone, Copy)]
@@ -78,87 +74,6 @@ impl SandboxLimits {
     }
 }
 
-/// Per-store host state.
-pub(crate) struct Sandbox {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    memory_cap: usize,
-    /// Set when the guest asked for memory past the cap.
-    denied_memory: Option<usize>,
-    /// The most linear memory the guest has held (all its memories).
-    memory_peak: usize,
-    /// What its memories hold now, by growth seen (wasmtime reports
-    /// each memory's growth from its current size).
-    memory_now: usize,
-    stderr: StderrTail,
-}
-
-impl WasiView for Sandbox {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl ResourceLimiter for Sandbox {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        // A component may hold several memories (one per core module that
-        // defines one): the cap is on their sum.
-        let total = self.memory_now - current.min(self.memory_now) + desired;
-        if total > self.memory_cap {
-            self.denied_memory = Some(total);
-            wasmtime::bail!("memory cap of {} bytes reached", self.memory_cap);
-        }
-        self.memory_now = total;
-        self.memory_peak = self.memory_peak.max(total);
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
-    }
-}
-
-/// Increments the engine's epoch every [`TICK`] until dropped.
-struct EpochTicker {
-    stop: Arc<AtomicBool>,
-}
-
-impl EpochTicker {
-    fn start(engine: Engine) -> EpochTicker {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        std::thread::Builder::new()
-            .name("rule-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(TICK);
-                    engine.increment_epoch();
-                }
-            })
-            .expect("spawning the epoch thread");
-        EpochTicker { stop }
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 /// Compiles and instantiates rule components.
 pub struct RuleRuntime {
     engine: Engine,
@@ -202,20 +117,6 @@ impl std::fmt::Debug for RuleComponent {
     }
 }
 
-fn ticks(d: Duration) -> u64 {
-    (d.as_micros() / TICK.as_micros()).max(1) as u64 + 1
-}
-
-/// The engine configuration every rule runs with; the disk cache's entries
-/// are keyed by its compatibility hash.
-fn engine_config() -> Config {
-    let mut config = Config::new();
-    config.wasm_component_model(true);
-    config.epoch_interruption(true);
-    config.max_wasm_stack(1 << 20);
-    config
-}
-
 impl RuleRuntime {
     /// A runtime whose compiled components are cached on disk where
     /// [`ComponentCache::default_dir`] says (`LOGMON_RULE_CACHE`).
@@ -233,7 +134,7 @@ impl RuleRuntime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         Ok(RuleRuntime {
-            _ticker: EpochTicker::start(engine.clone()),
+            _ticker: EpochTicker::start(engine.clone(), "rule-epoch"),
             cache: ComponentCache::new(&engine, dir),
             engine,
             linker,
@@ -277,22 +178,8 @@ impl RuleRuntime {
         component: &RuleComponent,
         memory: Option<usize>,
     ) -> Result<Guest, RuleFault> {
-        let stderr = StderrTail::default();
-        let sandbox = Sandbox {
-            // Nothing inherited or granted: no env, args, stdin, files or
-            // sockets; stdout is discarded, stderr's tail kept for reports.
-            wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
-            table: ResourceTable::new(),
-            memory_cap: memory.unwrap_or_else(|| self.limits.memory_for(component.kind)),
-            denied_memory: None,
-            memory_peak: 0,
-            memory_now: 0,
-            stderr,
-        };
-        let mut store = Store::new(&self.engine, sandbox);
-        store.limiter(|s| s);
-        store.set_epoch_deadline(ticks(self.limits.start_deadline));
-        store.epoch_deadline_trap();
+        let memory = memory.unwrap_or_else(|| self.limits.memory_for(component.kind));
+        let mut store = Sandbox::store(&self.engine, memory, self.limits.start_deadline);
         let bindings = component
             .pre
             .instantiate(&mut store)
@@ -315,14 +202,12 @@ pub(crate) struct Guest {
 impl Guest {
     /// Before each call: its deadline, and a stderr tail of its own.
     fn arm(&mut self, deadline: Duration) {
-        self.store.set_epoch_deadline(ticks(deadline));
-        self.store.data().stderr.clear();
+        Sandbox::arm(&mut self.store, deadline);
     }
 
     /// Linear memory held now and at most so far, and the cap, in bytes.
     pub fn memory(&self) -> (usize, usize, usize) {
-        let s = self.store.data();
-        (s.memory_now, s.memory_peak, s.memory_cap)
+        self.store.data().memory()
     }
 
     pub fn describe(&mut self) -> Result<wit::RuleInfo, RuleFault> {
@@ -388,52 +273,9 @@ pub fn check_answer(alerts: &[wit::Alert], limits: &SandboxLimits) -> Result<(),
 
 /// Turn a wasmtime error into the reason a rule is quarantined.
 fn classify(store: &Store<Sandbox>, error: wasmtime::Error, call: &'static str) -> RuleFault {
-    if let Some(desired) = store.data().denied_memory {
-        return RuleFault::MemoryExceeded {
-            call,
-            cap: store.data().memory_cap,
-            desired,
-        };
+    match logmon_sandbox::classify(store, &error) {
+        Fault::Memory { cap, desired } => RuleFault::MemoryExceeded { call, cap, desired },
+        Fault::Deadline => RuleFault::DeadlineExceeded { call },
+        Fault::Trapped(message) => RuleFault::Trapped { call, message },
     }
-    if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
-        return RuleFault::DeadlineExceeded { call };
-    }
-    // One line: the trap itself, where it happened (innermost frame first),
-    // then the end of what the guest wrote to stderr during the call: a
-    // Python traceback ends with the exception, a Rust panic prints its
-    // message there, componentize-js its error.
-    let mut message = match error.downcast_ref::<wasmtime::Trap>() {
-        Some(trap) => trap.to_string(),
-        None => error.root_cause().to_string(),
-    };
-    if let Some(trace) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
-        let frames: Vec<String> = trace
-            .frames()
-            .iter()
-            .filter_map(|f| f.func_name().map(str::to_owned))
-            .take(4)
-            .collect();
-        if !frames.is_empty() {
-            message.push_str(" in ");
-            message.push_str(&frames.join(" < "));
-        }
-    }
-    let mut message: String = clip_end(&message.lines().collect::<Vec<_>>().join(" "), 600);
-    if let Some(said) = store.data().stderr.last_words(600) {
-        message.push_str("; stderr: ");
-        message.push_str(&said);
-    }
-    RuleFault::Trapped { call, message }
-}
-
-/// At most `max` bytes of `s`, from its start, with `…` when cut.
-fn clip_end(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
