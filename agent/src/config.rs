@@ -57,6 +57,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::filter::FilterConfig;
 use crate::tail::{StartAt, TailerConfig, fnv1a64};
 use logmon_io::log::{LogConfig, LogFormat};
 
@@ -125,6 +126,11 @@ pub struct SourceConfig {
     /// Default: none.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Edge filters applied to each batch, in order:
+    /// `[{ component = "drop", params = { path_prefix = "/healthz" } }]`
+    /// (see [`FilterConfig`]). Needs the `wasm` feature. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<FilterConfig>,
 }
 
 impl SourceConfig {
@@ -136,6 +142,7 @@ impl SourceConfig {
             exclude: Vec::new(),
             format,
             labels: BTreeMap::new(),
+            filters: Vec::new(),
         }
     }
 
@@ -624,12 +631,22 @@ impl AgentConfig {
                 .map_err(|e| ConfigError::Invalid(format!("source {name}: {e}")))?;
             let mut labels = self.labels.clone();
             labels.extend(source.labels.clone());
+            if !source.filters.is_empty() && !crate::filter::AVAILABLE {
+                return invalid(format!(
+                    "source {name} has filters, and this agent was built without the `wasm` feature"
+                ));
+            }
+            for f in &source.filters {
+                f.check()
+                    .map_err(|e| ConfigError::Invalid(format!("source {name}: {e}")))?;
+            }
             sources.push(SourceSettings {
                 checkpoint_dir: self.checkpoint_dir.join(&name),
                 name,
                 tailer,
                 format: source.format.clone(),
                 labels: labels.into_iter().collect(),
+                filters: source.filters.clone(),
             });
         }
         let token = if let Some(path) = &self.token_file {
@@ -742,6 +759,8 @@ pub struct SourceSettings {
     pub labels: Vec<(String, String)>,
     /// `checkpoint_dir/<name>`.
     pub checkpoint_dir: PathBuf,
+    /// Its edge filters, in order.
+    pub filters: Vec<FilterConfig>,
 }
 
 /// The validated configuration the agent runs with.

@@ -11,12 +11,17 @@
 //! - [`metrics`]: counters, `/metrics` and `/health`;
 //! - [`run`]: [`Agent`], which starts all of it and shuts it down in order.
 //!
-//! The crate links only `logmon-protocol` and small utility crates (hyper
-//! for HTTP, tokio on one thread), which keeps the agent small.
+//! - [`filter`]: edge filters (WebAssembly components run on each batch;
+//!   the host only with the `wasm` feature).
+//!
+//! Without its `wasm` feature the crate links only `logmon-protocol` and
+//! small utility crates (hyper for HTTP, tokio on one thread); with it,
+//! wasmtime too (docs/agent.md gives the sizes).
 #![forbid(unsafe_code)]
 
 mod channel;
 pub mod config;
+pub mod filter;
 pub mod metrics;
 mod reader;
 pub mod run;

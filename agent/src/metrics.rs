@@ -71,6 +71,30 @@ pub struct Metrics {
     /// (a full or read-only checkpoint directory); `None` once one works.
     checkpoint_failure: Mutex<Option<String>>,
     files: Mutex<Vec<FileState>>,
+    /// Events edge filters dropped (acknowledged as handled, never sent).
+    pub events_filtered: AtomicU64,
+    filters: Mutex<Vec<FilterState>>,
+}
+
+/// What `/metrics` shows of one configured edge filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilterState {
+    /// Its source's name.
+    pub source: String,
+    /// Its position in the source's chain, from 0.
+    pub position: usize,
+    /// The component (shipped name or path).
+    pub filter: String,
+    /// Batches it was called on.
+    pub calls: u64,
+    /// Events it was given.
+    pub events_in: u64,
+    /// Events it dropped (its policy's drops on failure included).
+    pub dropped: u64,
+    /// Calls that failed (trap, deadline, memory, malformed verdict).
+    pub errors: u64,
+    /// Time spent in calls, building its input and applying its verdict.
+    pub nanos: u64,
 }
 
 /// Unix time now, in milliseconds.
@@ -96,6 +120,19 @@ impl Metrics {
     /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Replaces the per-filter snapshot.
+    pub fn set_filters(&self, filters: Vec<FilterState>) {
+        *self.filters.lock().unwrap_or_else(|e| e.into_inner()) = filters;
+    }
+
+    /// The per-filter snapshot.
+    pub fn filters(&self) -> Vec<FilterState> {
+        self.filters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Replaces the per-file snapshot.
@@ -162,7 +199,12 @@ impl Metrics {
     /// Prometheus text exposition (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = Text::new();
-        let counters: [(&str, &str, &AtomicU64); 19] = [
+        let counters: [(&str, &str, &AtomicU64); 20] = [
+            (
+                "events_filtered_total",
+                "Events edge filters dropped (handled, not sent).",
+                &self.events_filtered,
+            ),
             (
                 "lines_read_total",
                 "Lines read from log files.",
@@ -321,6 +363,46 @@ impl Metrics {
             for f in &files {
                 let labels = [("source", f.source.as_str()), ("path", f.path.as_str())];
                 out.sample(&name, &labels, value(f));
+            }
+        }
+        let filters = self.filters();
+        if !filters.is_empty() {
+            type PerFilter = (&'static str, &'static str, fn(&FilterState) -> u64);
+            let per_filter: [PerFilter; 5] = [
+                ("filter_calls_total", "Batches given to the filter.", |f| {
+                    f.calls
+                }),
+                ("filter_events_total", "Events given to the filter.", |f| {
+                    f.events_in
+                }),
+                (
+                    "filter_dropped_total",
+                    "Events the filter dropped (on failure too, with on_error = drop).",
+                    |f| f.dropped,
+                ),
+                (
+                    "filter_errors_total",
+                    "Calls that trapped, overran or answered a malformed verdict.",
+                    |f| f.errors,
+                ),
+                (
+                    "filter_nanoseconds_total",
+                    "Time in the filter: input, call and verdict.",
+                    |f| f.nanos,
+                ),
+            ];
+            for (name, help, value) in per_filter {
+                let name = format!("logmon_agent_{name}");
+                out.family(&name, Kind::Counter, help);
+                for f in &filters {
+                    let position = f.position.to_string();
+                    let labels = [
+                        ("source", f.source.as_str()),
+                        ("position", position.as_str()),
+                        ("filter", f.filter.as_str()),
+                    ];
+                    out.sample(&name, &labels, value(f));
+                }
             }
         }
         out.into_string()

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channel::{Sealed, ToReader, ToShipper};
 use crate::config::{Settings, SourceSettings};
+use crate::filter::Chain;
 use crate::metrics::{FileState, Metrics, unix_ms, unix_nanos};
 use crate::tail::{Checkpoints, FileFingerprint, ReadLines, StreamId, Tailer};
 
@@ -39,13 +40,16 @@ struct OpenBatch {
     encoder: wire::Encoder,
     offsets: Vec<u64>,
     malformed_offsets: Vec<u64>,
+    /// With filters: the events, waiting for the chain at sealing (then
+    /// `encoder` gets the ones kept).
+    pending: Vec<Event>,
     opened: Instant,
 }
 
 impl OpenBatch {
     /// Whether the batch reached its size limit in events or bytes.
     fn full(&self, settings: &Settings) -> bool {
-        self.encoder.len() >= settings.batch_max_events
+        self.encoder.len() + self.pending.len() >= settings.batch_max_events
             || self.end - self.start >= settings.batch_max_bytes
     }
 }
@@ -68,6 +72,8 @@ struct Source {
     epoch: u64,
     streams: HashMap<FileFingerprint, StreamState>,
     saved: Option<Checkpoints>,
+    /// Its edge filters, if it has any.
+    chain: Option<Chain>,
 }
 
 /// The reader thread's state.
@@ -99,7 +105,7 @@ pub(crate) struct Reader {
 impl Reader {
     pub(crate) fn new(
         settings: Arc<Settings>,
-        tailers: Vec<(SourceSettings, Tailer)>,
+        tailers: Vec<((SourceSettings, Tailer), Option<Chain>)>,
         to_shipper: UnboundedSender<ToShipper>,
         from_shipper: Receiver<ToReader>,
         metrics: Arc<Metrics>,
@@ -108,12 +114,13 @@ impl Reader {
     ) -> Self {
         let sources = tailers
             .into_iter()
-            .map(|(settings, tailer)| Source {
+            .map(|((settings, tailer), chain)| Source {
                 settings,
                 tailer,
                 epoch: 0,
                 streams: HashMap::new(),
                 saved: None,
+                chain,
             })
             .collect();
         Self {
@@ -268,6 +275,7 @@ impl Reader {
         let mut parsed = 0u64;
         let mut skipped = 0u64;
         let count = lines.lines.len();
+        let filtering = self.sources[source].chain.is_some();
         for i in 0..count {
             let line = &lines.lines[i];
             let line_end = lines.lines.get(i + 1).map_or(lines.end, |l| l.offset);
@@ -297,6 +305,7 @@ impl Reader {
                 encoder: spare.take().unwrap_or_default(),
                 offsets: Vec::with_capacity(settings.batch_max_events.min(4096)),
                 malformed_offsets: Vec::new(),
+                pending: Vec::new(),
                 opened: Instant::now(),
             });
             open.end = line_end;
@@ -308,7 +317,17 @@ impl Reader {
             };
             match result {
                 Ok(Parsed::Event) => {
-                    open.encoder.push(&state.event);
+                    // A format string's unknown variables, kept as labels.
+                    let event = &mut state.event;
+                    match state.parser.as_ref().and_then(LineParser::extras) {
+                        Some(x) => event.labels.clone_from(&x.labels),
+                        None => event.labels.clear(),
+                    }
+                    if filtering {
+                        open.pending.push(state.event.clone());
+                    } else {
+                        open.encoder.push(&state.event);
+                    }
                     open.offsets.push(line.offset);
                     parsed += 1;
                 }
@@ -530,6 +549,14 @@ impl Reader {
         else {
             return;
         };
+        if let Some(chain) = &mut src.chain {
+            let file = open.stream.path.display().to_string();
+            let stats = chain.run(&file, &mut open.pending, &mut open.offsets);
+            Metrics::add(&self.metrics.events_filtered, stats.dropped);
+            for event in open.pending.drain(..) {
+                open.encoder.push(&event);
+            }
+        }
         let batch = Batch {
             agent_id: self.settings.agent_id.clone(),
             host: self.settings.host.clone(),
@@ -658,5 +685,14 @@ impl Reader {
             None => {}
         }
         self.metrics.set_files(files);
+        let filters = self
+            .sources
+            .iter()
+            .filter_map(|s| s.chain.as_ref())
+            .flat_map(|c| c.states().cloned())
+            .collect::<Vec<_>>();
+        if !filters.is_empty() {
+            self.metrics.set_filters(filters);
+        }
     }
 }

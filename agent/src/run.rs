@@ -41,6 +41,9 @@ pub enum AgentError {
     /// The reader thread could not start or panicked.
     #[error("the reader thread failed: {0}")]
     Reader(String),
+    /// An edge filter could not start.
+    #[error("{0}")]
+    Filter(String),
 }
 
 /// Builds a tailer per source from its checkpoint directory.
@@ -73,6 +76,7 @@ impl Agent {
     /// reading and shipping. Must run inside a tokio runtime.
     pub async fn start(settings: Settings) -> Result<Agent, AgentError> {
         let settings = Arc::new(settings);
+        let chains = crate::filter::load_chains(&settings.sources).map_err(AgentError::Filter)?;
         let tailers = open_sources(&settings)?;
         let metrics = Arc::new(Metrics::default());
         let shutdown = CancellationToken::new();
@@ -96,7 +100,7 @@ impl Agent {
         let (to_reader, from_shipper) = std::sync::mpsc::channel();
         let reader = Reader::new(
             settings.clone(),
-            tailers,
+            tailers.into_iter().zip(chains).collect(),
             to_shipper,
             from_shipper,
             metrics.clone(),

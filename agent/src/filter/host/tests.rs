@@ -1,0 +1,235 @@
+//! The host with the shipped and hostile filters, built by `build.rs`.
+
+use super::*;
+use crate::filter::{FilterConfig, HOSTILE_PATH, OnError};
+use std::sync::Arc;
+
+fn runtime() -> Arc<Runtime> {
+    Arc::new(Runtime::new().unwrap())
+}
+
+fn event(i: usize, path: &str, client: &str, status: u16) -> Event {
+    Event {
+        timestamp: i as i64 * 1_000_000_000,
+        client: client.into(),
+        method: "GET".into(),
+        path: path.into(),
+        protocol: "HTTP/1.1".into(),
+        status,
+        bytes: i as u64,
+        user_agent: Some(
+            if i % 5 == 0 {
+                "Googlebot/2.1"
+            } else {
+                "curl/8"
+            }
+            .into(),
+        ),
+        ..Event::default()
+    }
+}
+
+fn events(n: usize) -> Vec<Event> {
+    let paths = [
+        "/healthz",
+        "/api/user?token=s3",
+        "/static/a.css",
+        "/index.html",
+    ];
+    (0..n)
+        .map(|i| {
+            event(
+                i,
+                paths[i % 4],
+                &format!("10.1.{}.{}", i % 3, i),
+                200 + (i % 2) as u16 * 304,
+            )
+        })
+        .collect()
+}
+
+fn run(chain: &mut Chain, mut evs: Vec<Event>) -> (Vec<Event>, Vec<u64>, ChainStats) {
+    let mut offsets: Vec<u64> = (0..evs.len() as u64).map(|i| i * 100).collect();
+    let stats = chain.run("access.log", &mut evs, &mut offsets);
+    (evs, offsets, stats)
+}
+
+#[test]
+fn shipped_filters_change_exactly_what_they_say() {
+    let rt = runtime();
+    let configs = [
+        FilterConfig::new(
+            "drop",
+            &[("path_prefix", "/healthz"), ("user_agent", "bot")],
+        ),
+        FilterConfig::new("redact-clients", &[("mode", "prefix")]),
+        FilterConfig::new("redact-query", &[("names", "token")]),
+        FilterConfig::new("label", &[("patterns", r"api=^/api/; static=\.css$")]),
+    ];
+    let mut chain = Chain::load(&rt, "web", &configs).unwrap();
+    let input = events(40);
+    let (out, offsets, stats) = run(&mut chain, input.clone());
+    // The model: drop /healthz and bots, then truncate clients to /24,
+    // redact the token, label by path.
+    let mut want = Vec::new();
+    let mut want_offsets = Vec::new();
+    for (i, mut e) in input.into_iter().enumerate() {
+        if e.path.starts_with("/healthz") || e.user_agent.as_deref().unwrap().contains("bot") {
+            continue;
+        }
+        let parts: Vec<&str> = e.client.split('.').collect();
+        e.client = format!("{}.{}.{}.0", parts[0], parts[1], parts[2]);
+        e.path = e.path.replace("token=s3", "token=REDACTED");
+        if e.path.starts_with("/api/") {
+            e.labels.push(("route".into(), "api".into()));
+        } else if e.path.ends_with(".css") {
+            e.labels.push(("route".into(), "static".into()));
+        }
+        want.push(e);
+        want_offsets.push(i as u64 * 100);
+    }
+    assert_eq!(out, want);
+    assert_eq!(offsets, want_offsets);
+    assert_eq!(
+        stats,
+        ChainStats {
+            dropped: 40 - want.len() as u64,
+            errors: 0
+        }
+    );
+    let states: Vec<_> = chain.states().cloned().collect();
+    assert_eq!(states[0].dropped, 40 - want.len() as u64);
+    assert_eq!(states[1].events_in, want.len() as u64);
+    assert!(states.iter().all(|s| s.calls == 1 && s.errors == 0));
+}
+
+#[test]
+fn sample_keeps_one_in_n_across_batches() {
+    let rt = runtime();
+    let mut chain = Chain::load(
+        &rt,
+        "web",
+        &[FilterConfig::new("sample", &[("one_in", "4")])],
+    )
+    .unwrap();
+    let (a, _, _) = run(&mut chain, events(10));
+    let (b, _, _) = run(&mut chain, events(10));
+    let bytes = |v: &[Event]| v.iter().map(|e| e.bytes).collect::<Vec<_>>();
+    assert_eq!(bytes(&a), vec![0, 4, 8]);
+    assert_eq!(bytes(&b), vec![2, 6]);
+}
+
+#[test]
+fn bad_configurations_and_components_do_not_start() {
+    let rt = runtime();
+    let e = Chain::load(&rt, "web", &[FilterConfig::new("drop", &[])]).unwrap_err();
+    assert!(
+        matches!(&e, FilterError::Config(_, m) if m.contains("no condition")),
+        "{e}"
+    );
+    let e = Chain::load(&rt, "web", &[FilterConfig::new("nope", &[])]).unwrap_err();
+    assert!(
+        e.to_string().contains("no shipped filter named `nope`"),
+        "{e}"
+    );
+    let e = Chain::load(&rt, "web", &[FilterConfig::new("drop", &[("bogus", "1")])]).unwrap_err();
+    assert!(e.to_string().contains("unknown parameter `bogus`"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"\0asm junk").unwrap();
+    let e = Chain::load(
+        &rt,
+        "web",
+        &[FilterConfig::new(junk.to_str().unwrap(), &[])],
+    )
+    .unwrap_err();
+    assert!(matches!(e, FilterError::Compile(..)), "{e}");
+}
+
+fn hostile(mode: &str, after: &str, on_error: OnError) -> FilterConfig {
+    let mut c = FilterConfig::new(HOSTILE_PATH, &[("mode", mode), ("after", after)]);
+    c.on_error = on_error;
+    c.memory_mb = 16;
+    c.deadline_ms = 50;
+    c
+}
+
+/// Each misbehaviour fails the call; `pass` lets the batch through as the
+/// filters before made it, `drop` drops it; the instance is made afresh,
+/// so with `after = 1` every other batch is good again.
+#[test]
+fn hostile_filters_are_contained_by_policy() {
+    let rt = runtime();
+    for mode in ["spin", "hog", "trap", "short", "far"] {
+        for on_error in [OnError::Pass, OnError::Drop] {
+            let configs = [
+                FilterConfig::new("drop", &[("path_prefix", "/healthz")]),
+                hostile(mode, "1", on_error),
+            ];
+            let mut chain = Chain::load(&rt, "web", &configs).unwrap();
+            let unhealthy = events(12)
+                .into_iter()
+                .filter(|e| e.path != "/healthz")
+                .count();
+            for round in 0..4 {
+                let (out, offsets, stats) = run(&mut chain, events(12));
+                let failed = round % 2 == 1;
+                let want = if failed && on_error == OnError::Drop {
+                    0
+                } else {
+                    unhealthy
+                };
+                assert_eq!(out.len(), want, "{mode} {on_error:?} round {round}");
+                assert_eq!(offsets.len(), want);
+                assert_eq!(stats.errors, u64::from(failed), "{mode} round {round}");
+                assert_eq!(stats.dropped, 12 - want as u64);
+            }
+            let states: Vec<_> = chain.states().cloned().collect();
+            assert_eq!(states[1].errors, 2, "{mode}");
+        }
+    }
+}
+
+#[test]
+fn verdicts_are_checked_whole() {
+    let ok = wit::Verdict {
+        keep: vec![0xff, 0x03],
+        patches: vec![],
+        labels: vec![],
+    };
+    assert_eq!(check_verdict(&ok, 10), Ok(()));
+    let mut past = ok.clone();
+    past.keep[1] = 0x07;
+    assert!(
+        check_verdict(&past, 10)
+            .unwrap_err()
+            .contains("past event 10")
+    );
+    assert!(
+        check_verdict(&ok, 17)
+            .unwrap_err()
+            .contains("keep has 2 bytes for 17 events")
+    );
+    let mut far = ok.clone();
+    far.labels.push(wit::Label {
+        index: 10,
+        key: "a".into(),
+        value: "b".into(),
+    });
+    assert!(
+        check_verdict(&far, 10)
+            .unwrap_err()
+            .contains("label of event 10")
+    );
+    let mut big = ok;
+    big.patches.push(wit::Patch {
+        index: 0,
+        field: wit::Field::Path,
+        value: "x".repeat(MAX_VERDICT_BYTES + 10 * 1024 + 1),
+    });
+    assert!(
+        check_verdict(&big, 10)
+            .unwrap_err()
+            .contains("bytes of patches and labels")
+    );
+}
