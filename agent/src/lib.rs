@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod channel;
+pub mod cli;
 pub mod config;
 pub mod filter;
 pub mod metrics;

@@ -45,10 +45,33 @@ struct Cli {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Edge filters: list the shipped ones, test one on a log file, create one.
+    Filters {
+        #[command(subcommand)]
+        command: logmon_agent::cli::FiltersCommand,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Filters { command }) = cli.command {
+        let mut out = std::io::stdout().lock();
+        return match logmon_agent::cli::filters(command, &mut out) {
+            Ok(()) => ExitCode::SUCCESS,
+            // A closed stdout (`| head`) ends the listing quietly.
+            Err(e) if e.contains("Broken pipe") => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("logmon-agent: error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let mut config = match &cli.config {
         Some(path) => match AgentConfig::load(path) {
             Ok(config) => config,

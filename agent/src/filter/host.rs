@@ -95,6 +95,17 @@ impl Runtime {
         })
     }
 
+    /// What a component says of itself (instantiated, not configured).
+    pub fn describe(&self, component: &str) -> Result<wit::FilterInfo, FilterError> {
+        let bytes = Self::bytes(component)?;
+        let compiled = Component::new(&self.engine, &bytes)
+            .map_err(|e| FilterError::Compile(component.to_owned(), e))?;
+        let mut store = Sandbox::store(&self.engine, 64 << 20, START_DEADLINE);
+        Filter::instantiate(&mut store, &compiled, &self.linker)
+            .and_then(|b| b.call_describe(&mut store))
+            .map_err(|e| FilterError::Start(component.to_owned(), format!("{e:#}")))
+    }
+
     /// Compiles, instantiates and configures one filter of `source`.
     pub fn load(&self, source: &str, config: &FilterConfig) -> Result<Instance, FilterError> {
         config.check().map_err(FilterError::Invalid)?;
