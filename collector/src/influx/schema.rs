@@ -4,7 +4,7 @@
 //!
 //! | measurement     | tags                              | fields |
 //! |-----------------|-----------------------------------|--------|
-//! | `http_requests` | host, section, method, status     | path, client, user (strings), bytes (integer), referer, user_agent (strings, when known), duration_us (integer, when known) |
+//! | `http_requests` | host, section, method, status     | path, client, user (strings), bytes (integer), referer, user_agent (strings, when known), duration_us (integer, when known), labels (string, when the event has labels of its own: `k=v` joined by `,`) |
 //! | `http_traffic`  | host, section                     | hits, bytes, status_1xx … status_5xx (integers) |
 //! | `alerts`        | rule, key, state                  | value (float, when finite), message (string) |
 //!
@@ -266,6 +266,17 @@ impl RequestEncoder {
         if let Some(us) = event.duration_us {
             line = line.field("duration_us", saturating_i64(us));
         }
+        // An event's own labels (an edge filter's, a format's unknown
+        // variables) are a field, not tags: their values are the user's
+        // and could be of any cardinality.
+        if !event.labels.is_empty() {
+            let labels: Vec<String> = event
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            line = line.field("labels", &*one_line(&labels.join(",")));
+        }
         line.timestamp(ts).close_line();
     }
 }
@@ -512,6 +523,17 @@ mod tests {
              path=\"/api/user?id=1\",client=\"10.0.0.1\",user=\"\",bytes=1234i,\
              referer=\"http://x/\\\"q\\\"\",user_agent=\"curl/8 (a, b)\",duration_us=1500i \
              1549573860000000000\n"
+        );
+        let mut out = Lines::new();
+        e.labels = vec![
+            ("route".into(), "api".into()),
+            ("team".into(), "a b".into()),
+        ];
+        enc.push(&mut out, "web", &e);
+        let text = std::str::from_utf8(out.as_bytes()).unwrap();
+        assert!(
+            text.contains(",duration_us=1500i,labels=\"route=api,team=a b\" "),
+            "{text}"
         );
     }
 
