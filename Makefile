@@ -25,6 +25,7 @@ setup-rules:
 
 build: setup
 	$(CARGO) build --release -p logmon-collector -p logmon-agent
+	$(CARGO) build --release -p logmon-agent --no-default-features --target-dir target/agent-nowasm
 
 lint: setup
 	$(CARGO) fmt --all -- --check
@@ -55,6 +56,7 @@ fuzz:
 bench:
 	@bash scripts/setup.sh --browser --rules
 	$(CARGO) build --release -p logmon-collector -p logmon-agent
+	$(CARGO) build --release -p logmon-agent --no-default-features --target-dir target/agent-nowasm
 	@mkdir -p target/rules
 	target/release/logmon-collector rules build wasm-rules/python/high-traffic -o target/rules/python-high-traffic.wasm
 	target/release/logmon-collector rules build wasm-rules/js/high-traffic -o target/rules/js-high-traffic.wasm

@@ -41,15 +41,17 @@ struct OpenBatch {
     offsets: Vec<u64>,
     malformed_offsets: Vec<u64>,
     /// With filters: the events, waiting for the chain at sealing (then
-    /// `encoder` gets the ones kept).
+    /// `encoder` gets the ones kept). Only the first `pending_len` count;
+    /// the others are kept for their allocations.
     pending: Vec<Event>,
+    pending_len: usize,
     opened: Instant,
 }
 
 impl OpenBatch {
     /// Whether the batch reached its size limit in events or bytes.
     fn full(&self, settings: &Settings) -> bool {
-        self.encoder.len() + self.pending.len() >= settings.batch_max_events
+        self.encoder.len() + self.pending_len >= settings.batch_max_events
             || self.end - self.start >= settings.batch_max_bytes
     }
 }
@@ -61,6 +63,8 @@ struct StreamState {
     open: Option<OpenBatch>,
     /// The encoder of the last sealed batch, kept for the next one.
     spare: Option<wire::Encoder>,
+    /// With filters: the last batch's events, kept for their allocations.
+    spare_events: Vec<Event>,
     /// Each line is parsed into this one event, reusing its strings.
     event: Event,
 }
@@ -100,6 +104,8 @@ pub(crate) struct Reader {
     last_heartbeat_scan: Option<Instant>,
     /// Identified files at the last heartbeat scan, with their read offset.
     live_files: HashMap<(usize, FileFingerprint), (PathBuf, u64, Format)>,
+    /// Scratch of the filter chains' verdicts.
+    keep: Vec<bool>,
 }
 
 impl Reader {
@@ -140,6 +146,7 @@ impl Reader {
             last_sent: HashMap::new(),
             last_heartbeat_scan: None,
             live_files: HashMap::new(),
+            keep: Vec::new(),
         }
     }
 
@@ -297,6 +304,7 @@ impl Reader {
                 .as_ref()
                 .map_or(Format::Clf, LineParser::format);
             let spare = &mut state.spare;
+            let spare_events = &mut state.spare_events;
             let open = state.open.get_or_insert_with(|| OpenBatch {
                 stream: lines.stream.clone(),
                 format,
@@ -305,7 +313,8 @@ impl Reader {
                 encoder: spare.take().unwrap_or_default(),
                 offsets: Vec::with_capacity(settings.batch_max_events.min(4096)),
                 malformed_offsets: Vec::new(),
-                pending: Vec::new(),
+                pending: std::mem::take(spare_events),
+                pending_len: 0,
                 opened: Instant::now(),
             });
             open.end = line_end;
@@ -324,7 +333,11 @@ impl Reader {
                         None => event.labels.clear(),
                     }
                     if filtering {
-                        open.pending.push(state.event.clone());
+                        match open.pending.get_mut(open.pending_len) {
+                            Some(slot) => slot.copy_from(&state.event),
+                            None => open.pending.push(state.event.clone()),
+                        }
+                        open.pending_len += 1;
                     } else {
                         open.encoder.push(&state.event);
                     }
@@ -551,10 +564,21 @@ impl Reader {
         };
         if let Some(chain) = &mut src.chain {
             let file = open.stream.path.display().to_string();
-            let stats = chain.run(&file, &mut open.pending, &mut open.offsets);
+            let events = &mut open.pending[..open.pending_len];
+            let mut keep = std::mem::take(&mut self.keep);
+            let stats = chain.run(&file, events, &mut keep);
             Metrics::add(&self.metrics.events_filtered, stats.dropped);
-            for event in open.pending.drain(..) {
-                open.encoder.push(&event);
+            let mut k = 0;
+            open.offsets.retain(|_| {
+                k += 1;
+                keep[k - 1]
+            });
+            for (event, _) in events.iter().zip(&keep).filter(|(_, k)| **k) {
+                open.encoder.push(event);
+            }
+            self.keep = keep;
+            if let Some(state) = src.streams.get_mut(&fingerprint) {
+                state.spare_events = std::mem::take(&mut open.pending);
             }
         }
         let batch = Batch {

@@ -39,6 +39,23 @@ impl Event {
         Event::default()
     }
 
+    /// Makes this event a copy of `other`, reusing this one's string
+    /// allocations (derived `clone_from` would allocate anew).
+    pub fn copy_from(&mut self, other: &Event) {
+        self.timestamp = other.timestamp;
+        self.client.clone_from(&other.client);
+        self.user.clone_from(&other.user);
+        self.method.clone_from(&other.method);
+        self.path.clone_from(&other.path);
+        self.protocol.clone_from(&other.protocol);
+        self.status = other.status;
+        self.bytes = other.bytes;
+        self.referer.clone_from(&other.referer);
+        self.user_agent.clone_from(&other.user_agent);
+        self.duration_us = other.duration_us;
+        self.labels.clone_from(&other.labels);
+    }
+
     /// The whole second (Unix seconds, UTC) the request falls in; floors for
     /// times before the epoch.
     pub fn second(&self) -> i64 {

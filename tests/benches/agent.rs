@@ -296,6 +296,7 @@ fn agent_config(
     metrics_port: u16,
     batch_events: u64,
     from_beginning: bool,
+    filters: &str,
 ) -> PathBuf {
     let state = dir.join("state");
     let _ = std::fs::remove_dir_all(&state);
@@ -318,6 +319,7 @@ batch_max_events = {batch_events}
 [[sources]]
 include = ["{log}"]
 format = "{format}"
+{filters}
 
 [tail]
 start_at = "{start}"
@@ -334,12 +336,17 @@ start_at = "{start}"
 
 /// Starts the agent on CPU 0 (when there are two CPUs) with `config`.
 fn spawn_agent(config: &Path, dir: &Path) -> Running {
+    spawn_binary(&agent_bin(), config, dir)
+}
+
+/// [`spawn_agent`] with another build of the agent.
+fn spawn_binary(binary: &Path, config: &Path, dir: &Path) -> Running {
     let mut cmd = if cpus() > 1 {
         let mut c = Command::new("taskset");
-        c.args(["-c", "0"]).arg(agent_bin());
+        c.args(["-c", "0"]).arg(binary);
         c
     } else {
-        Command::new(agent_bin())
+        Command::new(binary)
     };
     Running(
         cmd.arg("--config")
@@ -379,6 +386,21 @@ struct Throughput {
 }
 
 fn agent_throughput(dir: &Path, log: &Log, sink: &Sink, batch_events: u64) -> Throughput {
+    filtered_throughput(dir, log, sink, batch_events, &agent_bin(), "", None).0
+}
+
+/// One run of `binary` over `log` with `filters` (a TOML `filters = …`
+/// line, or ""), waiting for `kept` events (all when `None`); also gives
+/// the agent's `/metrics` at the end.
+fn filtered_throughput(
+    dir: &Path,
+    log: &Log,
+    sink: &Sink,
+    batch_events: u64,
+    binary: &Path,
+    filters: &str,
+    kept: Option<u64>,
+) -> (Throughput, String) {
     let metrics_port = free_port();
     let config = agent_config(
         dir,
@@ -388,24 +410,44 @@ fn agent_throughput(dir: &Path, log: &Log, sink: &Sink, batch_events: u64) -> Th
         metrics_port,
         batch_events,
         true,
+        filters,
     );
     let started = Instant::now();
-    let agent = spawn_agent(&config, dir);
-    wait_acked(metrics_port, log.events, Duration::from_secs(300), dir);
+    let agent = spawn_binary(binary, &config, dir);
+    let kept = kept.unwrap_or(log.events);
+    wait_acked(metrics_port, kept, Duration::from_secs(300), dir);
+    // With filters, the last batches may hold no event: wait for the file
+    // to be acknowledged to its end too.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let metrics = loop {
+        let m = http_get(metrics_port, "/metrics");
+        if samples(&m, "logmon_agent_file_acked_offset_bytes")
+            .iter()
+            .map(|(_, v)| v)
+            .sum::<f64>()
+            >= log.bytes as f64
+            || Instant::now() > deadline
+        {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let secs = started.elapsed().as_secs_f64();
     let process = sample(agent.pid(), clock_ticks()).expect("the agent's /proc entries");
     drop(agent);
     let (events, _, body_bytes) = sink.drain();
     assert!(
-        events >= log.events,
-        "the sink decoded {events} events, {} were written",
-        log.events
+        events >= kept,
+        "the sink decoded {events} events, {kept} were expected",
     );
-    Throughput {
-        secs,
-        process,
-        body_bytes,
-    }
+    (
+        Throughput {
+            secs,
+            process,
+            body_bytes,
+        },
+        metrics,
+    )
 }
 
 /// The agent's CPU while idle, then while a writer appends
@@ -435,7 +477,16 @@ fn agent_paced(dir: &Path, source: &Log, sink: &Sink) -> Paced {
     let live = dir.join(format!("live.{}", source.format.name()));
     let mut file = File::create(&live).expect("creating the live log");
     let metrics_port = free_port();
-    let config = agent_config(dir, &live, source.format, sink, metrics_port, 1000, false);
+    let config = agent_config(
+        dir,
+        &live,
+        source.format,
+        sink,
+        metrics_port,
+        1000,
+        false,
+        "",
+    );
     let agent = spawn_agent(&config, dir);
     let ticks = clock_ticks();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -479,6 +530,212 @@ fn agent_paced(dir: &Path, source: &Log, sink: &Sink) -> Paced {
     }
 }
 
+/// The CPU `binary` takes to start with `filters` (compiling them) until
+/// its `/metrics` answer, on an empty log.
+fn startup_cpu(dir: &Path, sink: &Sink, binary: &Path, filters: &str) -> f64 {
+    let empty = dir.join("empty.log");
+    std::fs::write(&empty, "").expect("an empty log");
+    let port = free_port();
+    let config = agent_config(
+        dir,
+        &empty,
+        Format::Combined,
+        sink,
+        port,
+        1000,
+        true,
+        filters,
+    );
+    let agent = spawn_binary(binary, &config, dir);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_get(port, "/metrics").is_empty() {
+        assert!(Instant::now() < deadline, "the agent did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    sample(agent.pid(), clock_ticks())
+        .expect("the agent's /proc entries")
+        .cpu
+        .as_secs_f64()
+}
+
+/// The size of `binary` without its symbols and line tables (`strip`), or
+/// as built when `strip` is missing.
+fn stripped_size(binary: &Path, dir: &Path) -> u64 {
+    let out = dir.join("stripped");
+    let ok = Command::new("strip")
+        .arg("-o")
+        .arg(&out)
+        .arg(binary)
+        .status()
+        .is_ok_and(|s| s.success());
+    let size = std::fs::metadata(if ok { &out } else { binary }).map_or(0, |m| m.len());
+    let _ = std::fs::remove_file(&out);
+    size
+}
+
+/// Every sample of a metric family: (labels, value).
+fn samples(text: &str, name: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let (labels, value) = rest.rsplit_once(' ')?;
+            (labels.is_empty() || labels.starts_with('{'))
+                .then(|| Some((labels.to_owned(), value.parse().ok()?)))?
+        })
+        .collect()
+}
+
+/// The filter rows: the combined log through agents with 0, 1 and 3
+/// shipped filters, and through an agent built without the `wasm` feature
+/// (`LOGMON_AGENT_NOWASM_BIN`, which `make bench` builds), best of `runs`.
+fn filter_table(dir: &Path, log: &Log, sink: &Sink, runs: u64) {
+    let nowasm = std::env::var_os("LOGMON_AGENT_NOWASM_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            agent_bin()
+                .parent()
+                .and_then(Path::parent)
+                .map(|t| t.join("agent-nowasm/release/logmon-agent"))
+                .unwrap_or_default()
+        });
+    let drop = r#"{ component = "drop", params = { path_prefix = ["/healthz", "/favicon.ico"], user_agent = "bot-that-never-comes" } }"#;
+    let three = format!(
+        r#"{drop}, {{ component = "redact-clients", params = {{ mode = "prefix" }} }}, {{ component = "label", params = {{ patterns = 'api=^/api/; static=\.(css|js|png)$', default = "page" }} }}"#
+    );
+    let cases: Vec<(String, PathBuf, String)> = vec![
+        (
+            "agent without the wasm feature".into(),
+            nowasm.clone(),
+            String::new(),
+        ),
+        (
+            "agent, no filter (baseline)".into(),
+            agent_bin(),
+            String::new(),
+        ),
+        (
+            "agent, a filter that keeps all (hostile, calm)".into(),
+            agent_bin(),
+            format!(
+                "filters = [{{ component = {:?} }}]",
+                logmon_agent::filter::HOSTILE_PATH
+            ),
+        ),
+        (
+            "agent, drop".into(),
+            agent_bin(),
+            format!("filters = [{drop}]"),
+        ),
+        (
+            "agent, drop + redact-clients + label".into(),
+            agent_bin(),
+            format!("filters = [{three}]"),
+        ),
+    ];
+    let mut best: Vec<Option<(Throughput, String)>> = vec![None; cases.len()];
+    let mut peak = vec![0u64; cases.len()];
+    let mut start = vec![f64::INFINITY; cases.len()];
+    for _ in 0..runs {
+        for (c, (_, binary, filters)) in cases.iter().enumerate() {
+            if !binary.is_file() {
+                continue;
+            }
+            start[c] = start[c].min(startup_cpu(dir, sink, binary, filters));
+            let run = filtered_throughput(dir, log, sink, 1000, binary, filters, None);
+            peak[c] = peak[c].max(run.0.process.peak_rss_kib);
+            if best[c].as_ref().is_none_or(|b| run.0.secs < b.0.secs) {
+                best[c] = Some(run);
+            }
+        }
+    }
+    let baseline = best[1]
+        .as_ref()
+        .expect("the baseline ran")
+        .0
+        .process
+        .cpu
+        .as_secs_f64()
+        - start[1];
+    let mut table = Table::new(&[
+        "combined, 1,000 events/batch",
+        "best time (s)",
+        "lines/s",
+        "CPU (s)",
+        "start-up CPU (s)",
+        "CPU us/line after start",
+        "x CPU no filter",
+        "chain ns/line",
+        "peak RSS (MiB)",
+        "stripped binary (MiB)",
+    ]);
+    for (c, (name, binary, _)) in cases.iter().enumerate() {
+        let Some((run, metrics)) = &best[c] else {
+            table.row(vec![
+                format!("{name}: skipped, {} missing", binary.display()),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]);
+            continue;
+        };
+        let cpu = run.process.cpu.as_secs_f64();
+        let nanos: f64 = samples(metrics, "logmon_agent_filter_nanoseconds_total")
+            .iter()
+            .map(|(_, v)| v)
+            .sum();
+        let size = stripped_size(binary, dir);
+        let after = cpu - start[c];
+        table.row(vec![
+            name.clone(),
+            format!("{:.4}", run.secs),
+            thousands(log.events as f64 / run.secs),
+            format!("{cpu:.2}"),
+            format!("{:.2}", start[c]),
+            format!("{:.3}", after * 1e6 / log.events as f64),
+            format!("{:.2}", after / baseline),
+            if nanos > 0.0 {
+                format!("{:.0}", nanos / log.events as f64)
+            } else {
+                "-".into()
+            },
+            mib(peak[c]),
+            format!("{:.1}", size as f64 / (1 << 20) as f64),
+        ]);
+    }
+    table.print();
+    if let Some((_, metrics)) = &best[4] {
+        let per = |name: &str| samples(metrics, name);
+        let (nanos, events) = (
+            per("logmon_agent_filter_nanoseconds_total"),
+            per("logmon_agent_filter_events_total"),
+        );
+        let each: Vec<String> = nanos
+            .iter()
+            .zip(&events)
+            .map(|((labels, n), (_, e))| {
+                let filter = labels
+                    .split("filter=\"")
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                    .unwrap_or("?");
+                format!("{filter} {:.0} ns", n / e.max(1.0))
+            })
+            .collect();
+        println!("per filter of the chain, per event: {}", each.join(", "));
+    }
+    println!();
+    println!(
+        "edge filters: \"chain ns/line\" = the agent's logmon_agent_filter_nanoseconds_total summed over the chain / lines (input, call, verdict); start-up CPU = the agent's CPU until /metrics answer on an empty log (compiling its filters), taken off before \"x CPU no filter\"; target: three filters <= 1.30 x the CPU of no filter"
+    );
+    println!();
+}
+
 fn mib(kib: u64) -> String {
     format!("{:.1}", kib as f64 / 1024.0)
 }
@@ -497,6 +754,10 @@ fn main() {
         generate_log(dir.path(), Format::Csv, lines),
     ];
     let sink = Sink::start();
+    if std::env::var("BENCH_AGENT_ONLY").as_deref() == Ok("filters") {
+        filter_table(dir.path(), &logs[0], &sink, runs);
+        return;
+    }
     let tls_sink = Sink::start_tls(dir.path());
     println!(
         "agent throughput: the release logmon-agent {}, {} CPUs, this process (sink, baselines, writer) {}; logs generated in {:.2} s",
@@ -631,6 +892,8 @@ fn main() {
         "targets: >= 1,000,000 lines/s on one core; peak RSS <= 20 MiB. CPU (s) = the agent's utime+stime for the run; peak RSS = VmHWM, the most over the runs"
     );
     println!();
+
+    filter_table(dir.path(), &logs[0], &sink, runs);
 
     let paced = agent_paced(dir.path(), &logs[0], &sink);
     // The baseline's cost of reading as many lines, from its best time.

@@ -324,8 +324,13 @@ fn check_verdict(v: &wit::Verdict, n: usize) -> Result<(), String> {
 }
 
 /// Fills a reused column batch from events.
-fn fill(batch: &mut wit::Batch, source: &str, file: &str, events: &[Event]) {
-    fn text(c: &mut wit::TextColumn, events: &[Event], f: impl Fn(&Event) -> &str) {
+fn fill(batch: &mut wit::Batch, source: &str, file: &str, all: &[Event], live: &[usize]) {
+    let events = || live.iter().map(|&i| &all[i]);
+    fn text<'a>(
+        c: &mut wit::TextColumn,
+        events: impl Iterator<Item = &'a Event>,
+        f: impl Fn(&Event) -> &str,
+    ) {
         c.data.clear();
         c.ends.clear();
         for e in events {
@@ -339,24 +344,24 @@ fn fill(batch: &mut wit::Batch, source: &str, file: &str, events: &[Event]) {
     batch.file.push_str(file);
     let c = &mut batch.events;
     c.timestamp.clear();
-    c.timestamp.extend(events.iter().map(|e| e.timestamp));
-    text(&mut c.client, events, |e| &e.client);
-    text(&mut c.user, events, |e| &e.user);
-    text(&mut c.method, events, |e| &e.method);
-    text(&mut c.path, events, |e| &e.path);
-    text(&mut c.protocol, events, |e| &e.protocol);
+    c.timestamp.extend(events().map(|e| e.timestamp));
+    text(&mut c.client, events(), |e| &e.client);
+    text(&mut c.user, events(), |e| &e.user);
+    text(&mut c.method, events(), |e| &e.method);
+    text(&mut c.path, events(), |e| &e.path);
+    text(&mut c.protocol, events(), |e| &e.protocol);
     c.status.clear();
-    c.status.extend(events.iter().map(|e| e.status));
+    c.status.extend(events().map(|e| e.status));
     c.bytes.clear();
-    c.bytes.extend(events.iter().map(|e| e.bytes));
-    text(&mut c.referer, events, |e| {
+    c.bytes.extend(events().map(|e| e.bytes));
+    text(&mut c.referer, events(), |e| {
         e.referer.as_deref().unwrap_or("")
     });
-    text(&mut c.user_agent, events, |e| {
+    text(&mut c.user_agent, events(), |e| {
         e.user_agent.as_deref().unwrap_or("")
     });
     c.duration_us.clear();
-    c.duration_us.extend(events.iter().map(|e| {
+    c.duration_us.extend(events().map(|e| {
         e.duration_us
             .map_or(-1, |d| i64::try_from(d).unwrap_or(i64::MAX))
     }));
@@ -386,17 +391,17 @@ fn empty_batch() -> wit::Batch {
     }
 }
 
-/// Applies a checked verdict: patches and labels to kept events, then
-/// drops the others (from `offsets` too, which stay in step). Returns how
-/// many were dropped.
-fn apply(v: wit::Verdict, events: &mut Vec<Event>, offsets: &mut Vec<u64>) -> usize {
-    let kept = |i: usize| v.keep[i / 8] & (1 << (i % 8)) != 0;
+/// Applies a checked verdict on the `live` events (the verdict's indices
+/// are positions in `live`): patches and labels to the kept ones, and the
+/// others marked dropped in `keep`. Returns how many were dropped.
+fn apply(v: wit::Verdict, events: &mut [Event], live: &[usize], keep: &mut [bool]) -> usize {
+    let kept = |j: usize| v.keep[j / 8] & (1 << (j % 8)) != 0;
     for p in v.patches {
-        let i = p.index as usize;
-        if !kept(i) {
+        let j = p.index as usize;
+        if !kept(j) {
             continue;
         }
-        let e = &mut events[i];
+        let e = &mut events[live[j]];
         let optional = |value: String| (!value.is_empty()).then_some(value);
         match p.field {
             wit::Field::Client => e.client = p.value,
@@ -409,28 +414,24 @@ fn apply(v: wit::Verdict, events: &mut Vec<Event>, offsets: &mut Vec<u64>) -> us
         }
     }
     for l in v.labels {
-        let i = l.index as usize;
-        if !kept(i) {
+        let j = l.index as usize;
+        if !kept(j) {
             continue;
         }
-        let labels = &mut events[i].labels;
+        let labels = &mut events[live[j]].labels;
         match labels.iter_mut().find(|(k, _)| *k == l.key) {
             Some(slot) => slot.1 = l.value,
             None => labels.push((l.key, l.value)),
         }
     }
-    let before = events.len();
-    let mut i = 0;
-    events.retain(|_| {
-        i += 1;
-        kept(i - 1)
-    });
-    let mut i = 0;
-    offsets.retain(|_| {
-        i += 1;
-        kept(i - 1)
-    });
-    before - events.len()
+    let mut dropped = 0;
+    for (j, &i) in live.iter().enumerate() {
+        if !kept(j) {
+            keep[i] = false;
+            dropped += 1;
+        }
+    }
+    dropped
 }
 
 /// The filters of one source, in order.
@@ -438,6 +439,7 @@ fn apply(v: wit::Verdict, events: &mut Vec<Event>, offsets: &mut Vec<u64>) -> us
 pub struct Chain {
     filters: Vec<Instance>,
     scratch: Option<Box<wit::Batch>>,
+    live: Vec<usize>,
     /// Keeps the engine's epoch ticking while the chain lives.
     _runtime: Option<std::sync::Arc<Runtime>>,
 }
@@ -458,35 +460,36 @@ impl Chain {
         Ok(Chain {
             filters,
             scratch: None,
+            live: Vec::new(),
             _runtime: Some(runtime.clone()),
         })
     }
 
     /// Runs the batch of `file` through every filter, in order; each sees
-    /// what the ones before kept, as they changed it. `offsets` (each
-    /// event's line offset) is kept in step with `events`.
-    pub fn run(
-        &mut self,
-        file: &str,
-        events: &mut Vec<Event>,
-        offsets: &mut Vec<u64>,
-    ) -> ChainStats {
+    /// the events the ones before kept, as they changed them. `keep` comes
+    /// back with one flag per event: whether it goes on.
+    pub fn run(&mut self, file: &str, events: &mut [Event], keep: &mut Vec<bool>) -> ChainStats {
         let mut stats = ChainStats::default();
+        keep.clear();
+        keep.resize(events.len(), true);
         let mut batch = self
             .scratch
             .take()
             .unwrap_or_else(|| Box::new(empty_batch()));
+        let live = &mut self.live;
         for f in &mut self.filters {
-            if events.is_empty() {
+            live.clear();
+            live.extend((0..events.len()).filter(|&i| keep[i]));
+            if live.is_empty() {
                 break;
             }
             let started = Instant::now();
-            let n = events.len();
-            fill(&mut batch, &f.source, file, events);
+            let n = live.len();
+            fill(&mut batch, &f.source, file, events, live);
             f.state.calls += 1;
             f.state.events_in += n as u64;
             let dropped = match f.call(&batch, n) {
-                Ok(verdict) => apply(verdict, events, offsets),
+                Ok(verdict) => apply(verdict, events, live, keep),
                 Err(message) => {
                     f.state.errors += 1;
                     stats.errors += 1;
@@ -494,8 +497,9 @@ impl Chain {
                     match f.config.on_error {
                         OnError::Pass => 0,
                         OnError::Drop => {
-                            events.clear();
-                            offsets.clear();
+                            for &i in live.iter() {
+                                keep[i] = false;
+                            }
                             n
                         }
                     }
@@ -568,17 +572,14 @@ pub fn test_file(
         }
     }
     let name = file.display().to_string();
+    let mut keep = Vec::new();
     for chunk in parsed.chunks(batch.max(1)) {
         let mut events: Vec<Event> = chunk.iter().map(|(_, e)| e.clone()).collect();
-        let mut lines: Vec<u64> = chunk.iter().map(|(n, _)| *n).collect();
-        tested.errors += chain.run(&name, &mut events, &mut lines).errors;
-        let mut out = lines.into_iter().zip(events).peekable();
-        for (n, e) in chunk {
-            let kept = match out.peek() {
-                Some((m, _)) if m == n => out.next().map(|(_, e)| e),
-                _ => None,
-            };
-            tested.events.push((*n, e.clone(), kept));
+        tested.errors += chain.run(&name, &mut events, &mut keep).errors;
+        for (((n, before), after), kept) in chunk.iter().zip(events).zip(&keep) {
+            tested
+                .events
+                .push((*n, before.clone(), kept.then_some(after)));
         }
     }
     Ok(tested)

@@ -48,8 +48,8 @@ impl Chain {
     pub fn run(
         &mut self,
         _file: &str,
-        _events: &mut Vec<logmon_protocol::Event>,
-        _offsets: &mut Vec<u64>,
+        _events: &mut [logmon_protocol::Event],
+        _keep: &mut Vec<bool>,
     ) -> ChainStats {
         match *self {}
     }

@@ -48,10 +48,22 @@ fn events(n: usize) -> Vec<Event> {
         .collect()
 }
 
+/// The events kept, the offsets (100 × index) of those, and the stats.
 fn run(chain: &mut Chain, mut evs: Vec<Event>) -> (Vec<Event>, Vec<u64>, ChainStats) {
-    let mut offsets: Vec<u64> = (0..evs.len() as u64).map(|i| i * 100).collect();
-    let stats = chain.run("access.log", &mut evs, &mut offsets);
-    (evs, offsets, stats)
+    let mut keep = vec![false; 3];
+    let stats = chain.run("access.log", &mut evs, &mut keep);
+    assert_eq!(keep.len(), evs.len());
+    let offsets = (0..evs.len() as u64)
+        .filter(|&i| keep[i as usize])
+        .map(|i| i * 100)
+        .collect();
+    let kept = evs
+        .into_iter()
+        .zip(&keep)
+        .filter(|(_, k)| **k)
+        .map(|(e, _)| e)
+        .collect();
+    (kept, offsets, stats)
 }
 
 #[test]

@@ -16,6 +16,8 @@ pub struct Drop {
     method: Vec<String>,
     /// Lower-cased substrings.
     user_agent: Vec<String>,
+    /// The user agent being matched, lower-cased (reused).
+    scratch: std::cell::RefCell<String>,
     all: bool,
 }
 
@@ -47,6 +49,17 @@ impl StatusMatch {
     }
 }
 
+/// Whether `hay` contains `needle` (lower case), ASCII case ignored,
+/// without allocating.
+fn contains_ignoring_case(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty()
+        || hay.windows(needle.len()).any(|w| {
+            w.iter()
+                .zip(needle)
+                .all(|(a, b)| a.to_ascii_lowercase() == *b)
+        })
+}
+
 impl Drop {
     /// The outcome of each condition given, for event `i`.
     fn conditions(&self, batch: &Batch, i: usize) -> impl Iterator<Item = bool> {
@@ -65,7 +78,10 @@ impl Drop {
             self.method.iter().any(|x| x.eq_ignore_ascii_case(m))
         });
         let agent = (!self.user_agent.is_empty()).then(|| {
-            let ua = e.user_agent.get(i).to_ascii_lowercase();
+            let mut ua = self.scratch.borrow_mut();
+            ua.clear();
+            ua.push_str(e.user_agent.get(i));
+            ua.make_ascii_lowercase();
             self.user_agent.iter().any(|x| ua.contains(x.as_str()))
         });
         [prefix, regex, status, method, agent].into_iter().flatten()

@@ -8,7 +8,7 @@
 //! ```
 
 use logmon_filter::{Batch, Filter, FilterInfo, Params, Verdict, param};
-use regex_lite::Regex;
+use regex::Regex;
 
 #[derive(Debug, Default)]
 pub struct Label {

@@ -18,7 +18,13 @@ pub struct RedactClients {
     key: Vec<u8>,
     ipv4_prefix: u8,
     ipv6_prefix: u8,
+    /// Clients seen lately and what they became: a server's clients
+    /// repeat, and a hash costs far more than a look-up.
+    cache: std::collections::HashMap<String, String>,
 }
+
+/// Most clients [`RedactClients`] remembers (then it forgets them all).
+const CACHED: usize = 16_384;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -116,18 +122,19 @@ impl Filter for RedactClients {
     fn filter(&mut self, batch: &Batch) -> Verdict {
         let n = batch.events.len();
         let mut verdict = Verdict::keep_all(n);
-        // One client repeats within a batch: hash each distinct one once.
-        let mut last: Option<(&str, String)> = None;
         for i in 0..n {
             let client = batch.events.client.get(i);
-            let value = match &last {
-                Some((c, v)) if *c == client => v.clone(),
-                _ => {
+            let value = match self.cache.get(client) {
+                Some(v) => v.clone(),
+                None => {
                     let v = match self.mode {
                         Mode::Hash => hashed(&self.key, client),
                         Mode::Prefix => truncated(client, self.ipv4_prefix, self.ipv6_prefix),
                     };
-                    last = Some((client, v.clone()));
+                    if self.cache.len() >= CACHED {
+                        self.cache.clear();
+                    }
+                    self.cache.insert(client.to_owned(), v.clone());
                     v
                 }
             };
