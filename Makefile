@@ -25,11 +25,11 @@ setup-rules:
 
 build: setup
 	$(CARGO) build --release -p logmon-collector -p logmon-agent
-	$(CARGO) build --release -p logmon-agent --no-default-features --target-dir target/agent-nowasm
 
 lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p logmon-agent --no-default-features -- -D warnings
 	python3 scripts/check-doc-links.py
 
 # `cargo test` builds the collector binary before any test runs (the

@@ -288,16 +288,28 @@ fn stage(log: &Log, stage: Stage) -> f64 {
 }
 
 /// The agent's TOML: one source, this sink, metrics on `metrics_port`.
+/// How an agent run reads: events per batch, from the files' beginning or
+/// end, and its `filters = …` line ("" for none).
+#[derive(Debug, Clone, Copy)]
+struct Reading<'a> {
+    batch_events: u64,
+    from_beginning: bool,
+    filters: &'a str,
+}
+
 fn agent_config(
     dir: &Path,
     log: &Path,
     format: Format,
     sink: &Sink,
     metrics_port: u16,
-    batch_events: u64,
-    from_beginning: bool,
-    filters: &str,
+    reading: Reading<'_>,
 ) -> PathBuf {
+    let Reading {
+        batch_events,
+        from_beginning,
+        filters,
+    } = reading;
     let state = dir.join("state");
     let _ = std::fs::remove_dir_all(&state);
     let (url, tls) = match &sink.ca {
@@ -408,9 +420,11 @@ fn filtered_throughput(
         log.format,
         sink,
         metrics_port,
-        batch_events,
-        true,
-        filters,
+        Reading {
+            batch_events,
+            from_beginning: true,
+            filters,
+        },
     );
     let started = Instant::now();
     let agent = spawn_binary(binary, &config, dir);
@@ -483,9 +497,11 @@ fn agent_paced(dir: &Path, source: &Log, sink: &Sink) -> Paced {
         source.format,
         sink,
         metrics_port,
-        1000,
-        false,
-        "",
+        Reading {
+            batch_events: 1000,
+            from_beginning: false,
+            filters: "",
+        },
     );
     let agent = spawn_agent(&config, dir);
     let ticks = clock_ticks();
@@ -542,9 +558,11 @@ fn startup_cpu(dir: &Path, sink: &Sink, binary: &Path, filters: &str) -> f64 {
         Format::Combined,
         sink,
         port,
-        1000,
-        true,
-        filters,
+        Reading {
+            batch_events: 1000,
+            from_beginning: true,
+            filters,
+        },
     );
     let agent = spawn_binary(binary, &config, dir);
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -52,7 +52,7 @@ fn generate(n: u64, base: u64, seed: u64) -> Vec<Line> {
         .map(|i| {
             let r = rng.next_u64();
             Line {
-                client: if r % 11 == 0 {
+                client: if r.is_multiple_of(11) {
                     format!("2001:db8:{:x}:{:x}::{:x}", r % 5, (r >> 8) % 3, i)
                 } else {
                     format!("10.{}.{}.{}", r % 4, (r >> 8) % 6, (r >> 16) % 250)
@@ -123,9 +123,9 @@ fn filters_ship_exactly_what_the_model_keeps() {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
-    let filtered = generate(3_000, 1_000_000, 0x5eed_f1);
-    let trapped = generate(700, 2_000_000, 0x5eed_f2);
-    let spun = generate(300, 3_000_000, 0x5eed_f3);
+    let filtered = generate(3_000, 1_000_000, 0x5eed_00f1);
+    let trapped = generate(700, 2_000_000, 0x5eed_00f2);
+    let spun = generate(300, 3_000_000, 0x5eed_00f3);
     write_log(&logs.join("web.log"), &filtered);
     write_log(&logs.join("trap.log"), &trapped);
     write_log(&logs.join("spin.log"), &spun);

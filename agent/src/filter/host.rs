@@ -294,7 +294,7 @@ fn check_verdict(v: &wit::Verdict, n: usize) -> Result<(), String> {
             n.div_ceil(8)
         ));
     }
-    if n % 8 != 0 && v.keep.last().is_some_and(|b| b >> (n % 8) != 0) {
+    if !n.is_multiple_of(8) && v.keep.last().is_some_and(|b| b >> (n % 8) != 0) {
         return Err(format!("malformed verdict: keep bits set past event {n}"));
     }
     if let Some(p) = v.patches.iter().find(|p| p.index as usize >= n) {

@@ -105,7 +105,7 @@ impl Verdict {
     /// Keep all `n` events, change nothing.
     pub fn keep_all(n: usize) -> Verdict {
         let mut keep = vec![0xffu8; n.div_ceil(8)];
-        if n % 8 != 0
+        if !n.is_multiple_of(8)
             && let Some(last) = keep.last_mut()
         {
             *last = (1u8 << (n % 8)) - 1;

@@ -18,7 +18,7 @@ fn event(i: usize, path: &str, client: &str, status: u16) -> Event {
         status,
         bytes: i as u64,
         user_agent: Some(
-            if i % 5 == 0 {
+            if i.is_multiple_of(5) {
                 "Googlebot/2.1"
             } else {
                 "curl/8"

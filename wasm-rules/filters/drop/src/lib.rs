@@ -49,17 +49,6 @@ impl StatusMatch {
     }
 }
 
-/// Whether `hay` contains `needle` (lower case), ASCII case ignored,
-/// without allocating.
-fn contains_ignoring_case(hay: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty()
-        || hay.windows(needle.len()).any(|w| {
-            w.iter()
-                .zip(needle)
-                .all(|(a, b)| a.to_ascii_lowercase() == *b)
-        })
-}
-
 impl Drop {
     /// The outcome of each condition given, for event `i`.
     fn conditions(&self, batch: &Batch, i: usize) -> impl Iterator<Item = bool> {

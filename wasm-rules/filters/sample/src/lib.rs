@@ -72,7 +72,7 @@ impl Filter for Sample {
         let mut verdict = Verdict::keep_all(n);
         for i in 0..n {
             if self.matches(batch, i) {
-                if self.seen % self.one_in != 0 {
+                if !self.seen.is_multiple_of(self.one_in) {
                     verdict.drop_event(i);
                 }
                 self.seen += 1;
