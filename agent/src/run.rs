@@ -76,7 +76,12 @@ impl Agent {
     /// reading and shipping. Must run inside a tokio runtime.
     pub async fn start(settings: Settings) -> Result<Agent, AgentError> {
         let settings = Arc::new(settings);
-        let chains = crate::filter::load_chains(&settings.sources).map_err(AgentError::Filter)?;
+        let named: Vec<_> = settings
+            .sources
+            .iter()
+            .map(|s| (s.name.as_str(), s.filters.as_slice()))
+            .collect();
+        let chains = crate::filter::load_chains(&named).map_err(AgentError::Filter)?;
         let tailers = open_sources(&settings)?;
         let metrics = Arc::new(Metrics::default());
         let shutdown = CancellationToken::new();

@@ -24,7 +24,6 @@ pub use host::{Chain, FilterError, Instance, MAX_VERDICT_BYTES, Runtime, Tested,
 #[cfg(feature = "wasm")]
 pub use shipped::{HOSTILE_PATH, SHIPPED, by_name, names};
 
-use crate::config::SourceSettings;
 #[cfg(not(feature = "wasm"))]
 use crate::metrics::FilterState;
 
@@ -62,13 +61,13 @@ impl Chain {
 /// The filter chain of each source (`None` for a source without filters),
 /// compiled, instantiated and configured: a filter that cannot start stops
 /// the agent's start with its reason.
-pub fn load_chains(sources: &[SourceSettings]) -> Result<Vec<Option<Chain>>, String> {
+pub fn load_chains(sources: &[(&str, &[FilterConfig])]) -> Result<Vec<Option<Chain>>, String> {
     #[cfg(feature = "wasm")]
     {
         let mut runtime = None;
         let mut chains = Vec::new();
-        for source in sources {
-            if source.filters.is_empty() {
+        for &(name, filters) in sources {
+            if filters.is_empty() {
                 chains.push(None);
                 continue;
             }
@@ -78,18 +77,17 @@ pub fn load_chains(sources: &[SourceSettings]) -> Result<Vec<Option<Chain>>, Str
                 ));
             }
             let runtime = runtime.as_ref().expect("made above");
-            let chain = Chain::load(runtime, &source.name, &source.filters)
-                .map_err(|e| format!("source {}: {e}", source.name))?;
+            let chain =
+                Chain::load(runtime, name, filters).map_err(|e| format!("source {name}: {e}"))?;
             chains.push(Some(chain));
         }
         Ok(chains)
     }
     #[cfg(not(feature = "wasm"))]
     {
-        match sources.iter().find(|s| !s.filters.is_empty()) {
-            Some(s) => Err(format!(
-                "source {} has filters, and this agent was built without the `wasm` feature",
-                s.name
+        match sources.iter().find(|(_, filters)| !filters.is_empty()) {
+            Some((name, _)) => Err(format!(
+                "source {name} has filters, and this agent was built without the `wasm` feature"
             )),
             None => Ok(sources.iter().map(|_| None).collect()),
         }
