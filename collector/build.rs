@@ -31,8 +31,6 @@ fn main() {
         .parent()
         .expect("collector/ is inside the workspace");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it"));
-    let target_dir = out.join("rules-target");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
 
     for dir in [
         "wasm-rules/wit",
@@ -42,49 +40,12 @@ fn main() {
         "wasm-rules/traffic-drop",
         "wasm-rules/client-flood",
         "wasm-rules/hostile",
+        "wasm-rules/build_components.rs",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
 
-    let mut cmd = Command::new(cargo);
-    cmd.arg("build")
-        .arg("--manifest-path")
-        .arg(root.join("Cargo.toml"))
-        .args(["--target", "wasm32-wasip2", "--profile", "rule", "--quiet"])
-        .arg("--target-dir")
-        .arg(&target_dir);
-    for (package, _) in RULES {
-        cmd.args(["-p", package]);
-    }
-    // The outer build's flags and wrappers (clippy, coverage) are for the host
-    // target; the rules are built plainly.
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "CARGO_MAKEFLAGS",
-        "MAKEFLAGS",
-        "MFLAGS",
-    ] {
-        cmd.env_remove(var);
-    }
-    let status = cmd
-        .status()
-        .expect("could not run cargo to build the wasm rules");
-    assert!(
-        status.success(),
-        "building the WebAssembly rules failed; is the target installed? (`rustup target add wasm32-wasip2`)"
-    );
-
-    let built = target_dir.join("wasm32-wasip2").join("rule");
-    for (_, file) in RULES {
-        let from = built.join(format!("{file}.wasm"));
-        let to = out.join(format!("{file}.wasm"));
-        copy_if_changed(&from, &to);
-    }
+    build_components(root, &out, "rules-target", RULES, "WebAssembly rules");
 
     dashboard_assets(&manifest_dir.join("web"), &out);
 }
@@ -379,7 +340,4 @@ fn write_if_changed(path: &Path, bytes: &[u8]) {
     }
 }
 
-fn copy_if_changed(from: &Path, to: &Path) {
-    let new = std::fs::read(from).unwrap_or_else(|e| panic!("reading {}: {e}", from.display()));
-    write_if_changed(to, &new);
-}
+include!("../wasm-rules/build_components.rs");
