@@ -201,6 +201,11 @@ pub struct TailSettings {
     /// Checkpoints of files unseen this long are forgotten. Default: a week.
     #[serde(default = "TailerConfig::default_checkpoint_ttl_secs")]
     pub checkpoint_ttl_secs: u64,
+    /// Find new files by file-system events (inotify) as well as by the
+    /// rescan, so a file that has a matching name only briefly is read.
+    /// Default: true.
+    #[serde(default = "TailerConfig::default_file_events")]
+    pub file_events: bool,
 }
 
 impl Default for TailSettings {
@@ -214,6 +219,7 @@ impl Default for TailSettings {
             fingerprint_lines: TailerConfig::default_fingerprint_lines(),
             rotate_wait_ms: TailerConfig::default_rotate_wait_ms(),
             checkpoint_ttl_secs: TailerConfig::default_checkpoint_ttl_secs(),
+            file_events: TailerConfig::default_file_events(),
         }
     }
 }
@@ -231,6 +237,7 @@ impl TailSettings {
             fingerprint_lines: self.fingerprint_lines,
             rotate_wait_ms: self.rotate_wait_ms,
             checkpoint_ttl_secs: self.checkpoint_ttl_secs,
+            file_events: self.file_events,
         }
     }
 }

@@ -73,6 +73,15 @@ pub struct Metrics {
     files: Mutex<Vec<FileState>>,
     /// Events edge filters dropped (acknowledged as handled, never sent).
     pub events_filtered: AtomicU64,
+    /// The tailers' counters, summed over the sources (set, not added).
+    pub tail_rotations: AtomicU64,
+    pub tail_truncations: AtomicU64,
+    pub tail_generations: AtomicU64,
+    pub tail_duplicates: AtomicU64,
+    pub tail_found_by_events: AtomicU64,
+    pub tail_io_errors: AtomicU64,
+    /// Sources whose new files are found by file-system events too.
+    pub tail_file_events: AtomicU64,
     filters: Mutex<Vec<FilterState>>,
 }
 
@@ -95,6 +104,43 @@ pub struct FilterState {
     pub errors: u64,
     /// Time spent in calls, building its input and applying its verdict.
     pub nanos: u64,
+}
+
+/// The tailers' counters summed over the sources, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct TailTotals {
+    rotations: u64,
+    truncations: u64,
+    generations: u64,
+    duplicates: u64,
+    found_by_events: u64,
+    io_errors: u64,
+    file_events: u64,
+}
+
+impl TailTotals {
+    /// Adds one source's tailer.
+    pub fn add(&mut self, stats: &crate::tail::TailStats) {
+        self.rotations += stats.rotations;
+        self.truncations += stats.truncations;
+        self.generations += stats.generations;
+        self.duplicates += stats.duplicates;
+        self.found_by_events += stats.found_by_events;
+        self.io_errors += stats.io_errors;
+        self.file_events += u64::from(stats.file_events);
+    }
+
+    /// Shows the sums.
+    pub fn publish(&self, metrics: &Metrics) {
+        let set = |counter: &AtomicU64, value| counter.store(value, Ordering::Relaxed);
+        set(&metrics.tail_rotations, self.rotations);
+        set(&metrics.tail_truncations, self.truncations);
+        set(&metrics.tail_generations, self.generations);
+        set(&metrics.tail_duplicates, self.duplicates);
+        set(&metrics.tail_found_by_events, self.found_by_events);
+        set(&metrics.tail_io_errors, self.io_errors);
+        set(&metrics.tail_file_events, self.file_events);
+    }
 }
 
 /// Unix time now, in milliseconds.
@@ -199,7 +245,7 @@ impl Metrics {
     /// Prometheus text exposition (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = Text::new();
-        let counters: [(&str, &str, &AtomicU64); 20] = [
+        let counters: [(&str, &str, &AtomicU64); 26] = [
             (
                 "events_filtered_total",
                 "Events edge filters dropped (handled, not sent).",
@@ -296,6 +342,36 @@ impl Metrics {
                 "Checkpoint writes that failed.",
                 &self.checkpoint_errors,
             ),
+            (
+                "file_rotations_total",
+                "Times a watched file left its name (rotated or deleted).",
+                &self.tail_rotations,
+            ),
+            (
+                "file_truncations_total",
+                "Files found shorter than read (copytruncate), read again from 0.",
+                &self.tail_truncations,
+            ),
+            (
+                "file_generations_total",
+                "Truncated files whose first lines came back identical, read as a new stream.",
+                &self.tail_generations,
+            ),
+            (
+                "file_duplicates_total",
+                "Files skipped as copies of a watched file (same head).",
+                &self.tail_duplicates,
+            ),
+            (
+                "files_found_by_events_total",
+                "Files opened on a file-system event before any rescan found them.",
+                &self.tail_found_by_events,
+            ),
+            (
+                "file_errors_total",
+                "I/O errors on log files (each retried).",
+                &self.tail_io_errors,
+            ),
         ];
         for (name, help, value) in counters {
             out.single(
@@ -305,7 +381,12 @@ impl Metrics {
                 Self::get(value),
             );
         }
-        let gauges: [(&str, &str, f64); 6] = [
+        let gauges: [(&str, &str, f64); 7] = [
+            (
+                "file_event_sources",
+                "Sources that find new files by file-system events as well as the rescan.",
+                Self::get(&self.tail_file_events) as f64,
+            ),
             (
                 "batches_buffered",
                 "Batches read and not finished.",

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::channel::{Sealed, ToReader, ToShipper};
 use crate::config::{Settings, SourceSettings};
 use crate::filter::Chain;
-use crate::metrics::{FileState, Metrics, unix_ms, unix_nanos};
+use crate::metrics::{FileState, Metrics, TailTotals, unix_ms, unix_nanos};
 use crate::tail::{Checkpoints, FileFingerprint, ReadLines, StreamId, Tailer};
 
 /// A batch being filled.
@@ -78,6 +78,8 @@ struct Source {
     saved: Option<Checkpoints>,
     /// Its edge filters, if it has any.
     chain: Option<Chain>,
+    /// The tailer's I/O errors already logged.
+    errors_logged: u64,
 }
 
 /// The reader thread's state.
@@ -127,6 +129,7 @@ impl Reader {
                 streams: HashMap::new(),
                 saved: None,
                 chain,
+                errors_logged: 0,
             })
             .collect();
         Self {
@@ -665,6 +668,7 @@ impl Reader {
         let mut current = true;
         let mut failure = None;
         let mut files = Vec::new();
+        let mut tail = TailTotals::default();
         for src in &mut self.sources {
             let checkpoints = src.tailer.checkpoints();
             if src.saved.as_ref() != Some(checkpoints) {
@@ -680,7 +684,18 @@ impl Reader {
                     }
                 }
             }
-            for f in src.tailer.stats().files {
+            let stats = src.tailer.stats();
+            tail.add(&stats);
+            if stats.io_errors > src.errors_logged {
+                tracing::warn!(
+                    source = %src.settings.name,
+                    errors = stats.io_errors - src.errors_logged,
+                    last = src.tailer.last_error().unwrap_or(""),
+                    "log file errors (each file is retried)"
+                );
+                src.errors_logged = stats.io_errors;
+            }
+            for f in stats.files {
                 files.push(FileState {
                     source: src.settings.name.clone(),
                     path: f.path.display().to_string(),
@@ -709,6 +724,7 @@ impl Reader {
             None => {}
         }
         self.metrics.set_files(files);
+        tail.publish(&self.metrics);
         let filters = self
             .sources
             .iter()

@@ -1,6 +1,9 @@
 //! The live pipeline end to end, with the real binaries and a real InfluxDB:
 //! an agent tails two files that rotate, the collector stores every request.
 
+#[path = "pipeline/discovery.rs"]
+mod discovery;
+
 use logmon_tests::agent_bin;
 use logmon_tests::collector_bin;
 use logmon_tests::harness::{

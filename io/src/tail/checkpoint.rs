@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::fingerprint::FileFingerprint;
+use super::fingerprint::{FileFingerprint, FileIdentity};
 
 /// The checkpoint file's name inside the data directory.
 pub const CHECKPOINT_FILE: &str = "checkpoints.json";
@@ -52,9 +52,11 @@ pub enum CheckpointError {
     },
 }
 
-/// The acknowledged position in one file.
+/// The acknowledged position in one stream (a generation of a file).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
+    /// Which file content this is: its head and generation.
+    pub identity: FileIdentity,
     /// Every byte before this offset was acknowledged (it is a line start).
     pub offset: u64,
     /// The last path the file was seen at (informational: identity is the
@@ -65,7 +67,7 @@ pub struct Checkpoint {
     pub last_seen_unix: u64,
 }
 
-/// Acknowledged offsets by fingerprint.
+/// Acknowledged offsets by stream fingerprint ([`FileIdentity::fingerprint`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Checkpoints {
     entries: BTreeMap<FileFingerprint, Checkpoint>,
@@ -82,9 +84,23 @@ struct CheckpointFile {
 #[serde(deny_unknown_fields)]
 struct Entry {
     fingerprint: FileFingerprint,
+    /// Written only for generations above 0, whose fingerprint is not the
+    /// head's: files from before generations existed read unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    head: Option<FileFingerprint>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    generation: u32,
     offset: u64,
     path: PathBuf,
     last_seen_unix: u64,
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+const fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn unix_seconds(t: SystemTime) -> u64 {
@@ -128,6 +144,10 @@ impl Checkpoints {
             .into_iter()
             .map(|e| {
                 let checkpoint = Checkpoint {
+                    identity: FileIdentity {
+                        head: e.head.unwrap_or(e.fingerprint),
+                        generation: e.generation,
+                    },
                     offset: e.offset,
                     path: e.path,
                     last_seen_unix: e.last_seen_unix,
@@ -148,6 +168,8 @@ impl Checkpoints {
                 .iter()
                 .map(|(fingerprint, c)| Entry {
                     fingerprint: *fingerprint,
+                    head: (c.identity.generation > 0).then_some(c.identity.head),
+                    generation: c.identity.generation,
                     offset: c.offset,
                     path: c.path.clone(),
                     last_seen_unix: c.last_seen_unix,
@@ -171,11 +193,12 @@ impl Checkpoints {
         self.entries.get(&fingerprint)
     }
 
-    /// Records that everything before `offset` was acknowledged. Offsets only
+    /// Records that everything of `identity` before `offset` was
+    /// acknowledged, creating its checkpoint if there is none. Offsets only
     /// move forward: a late, smaller acknowledgement changes nothing.
     pub fn acknowledge(
         &mut self,
-        fingerprint: FileFingerprint,
+        identity: FileIdentity,
         offset: u64,
         path: &Path,
         now: SystemTime,
@@ -183,8 +206,9 @@ impl Checkpoints {
         let now = unix_seconds(now);
         let entry = self
             .entries
-            .entry(fingerprint)
+            .entry(identity.fingerprint())
             .or_insert_with(|| Checkpoint {
+                identity,
                 offset,
                 path: path.to_path_buf(),
                 last_seen_unix: now,
@@ -194,23 +218,27 @@ impl Checkpoints {
         entry.last_seen_unix = entry.last_seen_unix.max(now);
     }
 
-    /// Sets the offset of `fingerprint`, even backwards: for a file that was
-    /// truncated and came back with the same head.
-    pub fn reset(
+    /// Like [`Checkpoints::acknowledge`] for a stream known by its
+    /// fingerprint only: moves an existing checkpoint, creates none.
+    pub fn advance(
         &mut self,
         fingerprint: FileFingerprint,
         offset: u64,
         path: &Path,
         now: SystemTime,
     ) {
-        self.entries.insert(
-            fingerprint,
-            Checkpoint {
-                offset,
-                path: path.to_path_buf(),
-                last_seen_unix: unix_seconds(now),
-            },
-        );
+        if let Some(entry) = self.entries.get_mut(&fingerprint) {
+            entry.offset = entry.offset.max(offset);
+            path.clone_into(&mut entry.path);
+            entry.last_seen_unix = entry.last_seen_unix.max(unix_seconds(now));
+        }
+    }
+
+    /// The checkpoints of every generation of `head`.
+    pub fn generations(&self, head: FileFingerprint) -> impl Iterator<Item = &Checkpoint> {
+        self.entries
+            .values()
+            .filter(move |c| c.identity.head == head)
     }
 
     /// Notes that a file with `fingerprint` still exists at `path`, keeping its
@@ -269,6 +297,10 @@ mod tests {
         FileFingerprint::from_u64(n)
     }
 
+    fn first(n: u64) -> FileIdentity {
+        FileIdentity::first(fp(n))
+    }
+
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
     }
@@ -282,8 +314,8 @@ mod tests {
         );
 
         let mut checkpoints = Checkpoints::new();
-        checkpoints.acknowledge(fp(1), 120, Path::new("/var/log/a.log"), at(1000));
-        checkpoints.acknowledge(fp(u64::MAX), 7, Path::new("/var/log/b.log"), at(2000));
+        checkpoints.acknowledge(first(1), 120, Path::new("/var/log/a.log"), at(1000));
+        checkpoints.acknowledge(first(u64::MAX), 7, Path::new("/var/log/b.log"), at(2000));
         checkpoints.save(dir.path()).unwrap();
 
         assert_eq!(Checkpoints::load(dir.path()).unwrap(), checkpoints);
@@ -293,7 +325,7 @@ mod tests {
         );
 
         // A second save replaces the first completely.
-        checkpoints.acknowledge(fp(1), 300, Path::new("/var/log/a.log.1"), at(1001));
+        checkpoints.acknowledge(first(1), 300, Path::new("/var/log/a.log.1"), at(1001));
         checkpoints.save(dir.path()).unwrap();
         let loaded = Checkpoints::load(dir.path()).unwrap();
         assert_eq!(loaded.get(fp(1)).unwrap().offset, 300);
@@ -308,7 +340,7 @@ mod tests {
     fn a_leftover_temp_file_does_not_matter() {
         let dir = tempfile::tempdir().unwrap();
         let mut checkpoints = Checkpoints::new();
-        checkpoints.acknowledge(fp(9), 10, Path::new("a"), at(5));
+        checkpoints.acknowledge(first(9), 10, Path::new("a"), at(5));
         checkpoints.save(dir.path()).unwrap();
         // A crash between writing the temp file and renaming it.
         fs::write(dir.path().join(TEMP_FILE), b"{\"torn").unwrap();
@@ -339,18 +371,51 @@ mod tests {
     #[test]
     fn acknowledgements_only_move_forward() {
         let mut checkpoints = Checkpoints::new();
-        checkpoints.acknowledge(fp(1), 50, Path::new("a"), at(1));
-        checkpoints.acknowledge(fp(1), 20, Path::new("a"), at(2));
+        checkpoints.acknowledge(first(1), 50, Path::new("a"), at(1));
+        checkpoints.acknowledge(first(1), 20, Path::new("a"), at(2));
         assert_eq!(checkpoints.get(fp(1)).unwrap().offset, 50);
-        checkpoints.reset(fp(1), 0, Path::new("a"), at(3));
-        assert_eq!(checkpoints.get(fp(1)).unwrap().offset, 0);
+        checkpoints.advance(fp(1), 60, Path::new("b"), at(3));
+        assert_eq!(checkpoints.get(fp(1)).unwrap().offset, 60);
+        checkpoints.advance(fp(7), 60, Path::new("b"), at(3));
+        assert!(checkpoints.get(fp(7)).is_none(), "advance creates nothing");
+    }
+
+    #[test]
+    fn generations_round_trip_and_old_files_read_as_generation_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut checkpoints = Checkpoints::new();
+        let second = FileIdentity {
+            head: fp(5),
+            generation: 1,
+        };
+        checkpoints.acknowledge(first(5), 900, Path::new("a.log.1"), at(10));
+        checkpoints.acknowledge(second, 40, Path::new("a.log"), at(10));
+        checkpoints.save(dir.path()).unwrap();
+        let loaded = Checkpoints::load(dir.path()).unwrap();
+        assert_eq!(loaded, checkpoints);
+        let mut generations: Vec<_> = loaded
+            .generations(fp(5))
+            .map(|c| (c.identity.generation, c.offset))
+            .collect();
+        generations.sort_unstable();
+        assert_eq!(generations, [(0, 900), (1, 40)]);
+        assert_eq!(loaded.get(second.fingerprint()).unwrap().offset, 40);
+
+        // A file written before generations existed.
+        fs::write(
+            dir.path().join(CHECKPOINT_FILE),
+            br#"{"version":1,"checkpoints":[{"fingerprint":"00000000000000ab","offset":3,"path":"x","last_seen_unix":1}]}"#,
+        )
+        .unwrap();
+        let old = Checkpoints::load(dir.path()).unwrap();
+        assert_eq!(old.get(fp(0xab)).unwrap().identity, first(0xab));
     }
 
     #[test]
     fn expires_files_not_seen_for_long() {
         let mut checkpoints = Checkpoints::new();
-        checkpoints.acknowledge(fp(1), 1, Path::new("old"), at(100));
-        checkpoints.acknowledge(fp(2), 1, Path::new("seen"), at(100));
+        checkpoints.acknowledge(first(1), 1, Path::new("old"), at(100));
+        checkpoints.acknowledge(first(2), 1, Path::new("seen"), at(100));
         checkpoints.touch(fp(2), Path::new("seen"), at(1000));
         assert_eq!(checkpoints.expire(at(1050), Duration::from_secs(500)), 1);
         assert!(checkpoints.get(fp(1)).is_none());

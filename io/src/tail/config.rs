@@ -60,6 +60,11 @@ pub struct TailerConfig {
     /// Checkpoints of files not seen for this long are forgotten.
     #[serde(default = "TailerConfig::default_checkpoint_ttl_secs")]
     pub checkpoint_ttl_secs: u64,
+    /// Find new files by file-system events too (inotify, on Linux), so a
+    /// file that has a matching name only briefly is still read; the rescan
+    /// stays the fallback.
+    #[serde(default = "TailerConfig::default_file_events")]
+    pub file_events: bool,
 }
 
 impl TailerConfig {
@@ -76,6 +81,7 @@ impl TailerConfig {
             fingerprint_lines: Self::default_fingerprint_lines(),
             rotate_wait_ms: Self::default_rotate_wait_ms(),
             checkpoint_ttl_secs: Self::default_checkpoint_ttl_secs(),
+            file_events: Self::default_file_events(),
         }
     }
 
@@ -116,6 +122,11 @@ impl TailerConfig {
     }
 
     /// A week.
+    /// File-system events are on by default.
+    pub const fn default_file_events() -> bool {
+        true
+    }
+
     pub const fn default_checkpoint_ttl_secs() -> u64 {
         7 * 24 * 3600
     }

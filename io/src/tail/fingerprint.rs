@@ -58,6 +58,54 @@ impl<'de> Deserialize<'de> for FileFingerprint {
     }
 }
 
+/// One stream of lines over a file's life: the fingerprint of its head, and
+/// how many times content with that head started over (a copytruncated file
+/// whose first lines came back byte-identical, or a file found shorter than
+/// its checkpoint). Each generation is a stream of its own for the collector,
+/// whose per-stream high-water mark would otherwise drop the new content as
+/// already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FileIdentity {
+    /// The fingerprint of the file's head.
+    pub head: FileFingerprint,
+    /// 0 for the first content with this head, then 1, 2, …
+    pub generation: u32,
+}
+
+impl FileIdentity {
+    /// The first generation of `head`.
+    pub const fn first(head: FileFingerprint) -> Self {
+        Self {
+            head,
+            generation: 0,
+        }
+    }
+
+    /// The stream's fingerprint on the wire and in the checkpoints: the head's
+    /// for generation 0 (so checkpoints written before generations existed
+    /// keep working), else a hash of the head and the generation.
+    pub const fn fingerprint(self) -> FileFingerprint {
+        if self.generation == 0 {
+            return self.head;
+        }
+        let head = self.head.0.to_le_bytes();
+        let generation = self.generation.to_le_bytes();
+        let mut bytes = [0u8; 13];
+        let mut i = 0;
+        while i < 8 {
+            bytes[i] = head[i];
+            i += 1;
+        }
+        // A separator so no generation-0 head can collide by construction.
+        bytes[8] = b'#';
+        while i < 12 {
+            bytes[i + 1] = generation[i - 8];
+            i += 1;
+        }
+        FileFingerprint(fnv1a64(&bytes))
+    }
+}
+
 /// FNV-1a, 64 bit (Fowler–Noll–Vo): tiny, dependency-free and good enough to
 /// tell log heads apart; it is not meant to resist an adversary.
 pub const fn fnv1a64(bytes: &[u8]) -> u64 {
@@ -209,6 +257,28 @@ mod tests {
             fp.of_file(&file, &mut buf).unwrap(),
             Some(FileFingerprint(fnv1a64(b"1234567890")))
         );
+    }
+
+    #[test]
+    fn generations_are_distinct_streams() {
+        let head = FileFingerprint::from_u64(0x1234);
+        let first = FileIdentity::first(head);
+        assert_eq!(
+            first.fingerprint(),
+            head,
+            "generation 0 keeps old checkpoints valid"
+        );
+        let second = FileIdentity {
+            head,
+            generation: 1,
+        };
+        let third = FileIdentity {
+            head,
+            generation: 2,
+        };
+        assert_ne!(second.fingerprint(), head);
+        assert_ne!(second.fingerprint(), third.fingerprint());
+        assert_eq!(second.fingerprint(), second.fingerprint());
     }
 
     #[test]

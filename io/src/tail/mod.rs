@@ -16,6 +16,7 @@
 
 mod checkpoint;
 mod config;
+mod discover;
 mod fingerprint;
 mod watcher;
 
@@ -32,9 +33,10 @@ use std::time::{Instant, SystemTime};
 
 pub use checkpoint::{CHECKPOINT_FILE, Checkpoint, CheckpointError, Checkpoints};
 pub use config::{StartAt, TailerConfig};
-pub use fingerprint::{FileFingerprint, Fingerprinter, fnv1a64};
+pub use fingerprint::{FileFingerprint, FileIdentity, Fingerprinter, fnv1a64};
 
 use config::Patterns;
+use discover::Discovery;
 use watcher::{FileId, FileWatcher, Origin, file_id};
 
 /// Errors building a tailer.
@@ -54,7 +56,8 @@ pub enum TailError {
     Config(String),
 }
 
-/// One stream of lines: a file, known by its fingerprint. The path is where
+/// One stream of lines: a file's content, known by its stream fingerprint
+/// ([`FileIdentity::fingerprint`]: its head and generation). The path is where
 /// the file was last seen; it changes when the file is rotated. The
 /// agent's own form of [`logmon_protocol::wire::StreamId`] (into which it
 /// converts), with the path as the OS gave it.
@@ -106,7 +109,7 @@ pub struct ReadLines {
 pub struct FileLag {
     /// Where the file was last seen.
     pub path: PathBuf,
-    /// Its identity, once its head is complete.
+    /// Its stream fingerprint, once its head is complete.
     pub fingerprint: Option<FileFingerprint>,
     /// Its size at the last poll.
     pub size: u64,
@@ -130,6 +133,9 @@ pub struct TailStats {
     /// Files found shorter than the read position (copytruncate), restarted
     /// from their beginning.
     pub truncations: u64,
+    /// Of those, the ones whose content started over with a head seen before
+    /// (byte-identical first lines), read as a new generation.
+    pub generations: u64,
     /// Times a watched file left its path (renamed or deleted).
     pub rotations: u64,
     /// Files skipped because another watched file has the same fingerprint
@@ -137,6 +143,13 @@ pub struct TailStats {
     pub duplicates: u64,
     /// I/O errors on individual files (the file is retried next poll).
     pub io_errors: u64,
+    /// Files opened on a file-system event that no rescan had found (most
+    /// are found by both; these would have been missed by the rescan alone
+    /// had they left their name before it).
+    pub found_by_events: u64,
+    /// Whether file-system events are being watched (else the rescan alone
+    /// finds files).
+    pub file_events: bool,
     /// Open files, including rotated ones being finished.
     pub files_watched: usize,
     /// Per-file positions and lag.
@@ -149,9 +162,11 @@ struct Counters {
     bytes_read: u64,
     truncated_lines: u64,
     truncations: u64,
+    generations: u64,
     rotations: u64,
     duplicates: u64,
     io_errors: u64,
+    found_by_events: u64,
 }
 
 /// Follows the files matched by the configured globs; see the module docs.
@@ -162,10 +177,12 @@ pub struct Tailer {
     fingerprinter: Fingerprinter,
     checkpoints: Checkpoints,
     watchers: Vec<FileWatcher>,
-    /// Delivered ends of streams whose file was truncated under us while
-    /// batches were unacknowledged: if a copy of the old content turns up
-    /// (copytruncate's copy), it resumes there instead of resending. Cleared
-    /// by `rewind_to_acked`; entries go once acknowledged.
+    discovery: Discovery,
+    /// Delivered ends of streams (by stream fingerprint) whose file was
+    /// truncated under us while batches were unacknowledged: if a copy of the
+    /// old content turns up (copytruncate's copy), it resumes there instead
+    /// of resending. Cleared by `rewind_to_acked`; entries go once
+    /// acknowledged.
     read_ahead: HashMap<FileFingerprint, u64>,
     last_scan: Option<Instant>,
     /// Round-robin start, so one busy file cannot starve the others.
@@ -182,7 +199,9 @@ impl Tailer {
     /// other files found now start per `config.start_at`.
     pub fn new(config: TailerConfig, checkpoints: Checkpoints) -> Result<Self, TailError> {
         let patterns = config.validate()?;
+        let discovery = Discovery::start(&patterns, config.file_events);
         let mut tailer = Self {
+            discovery,
             fingerprinter: Fingerprinter::new(config.fingerprint_bytes, config.fingerprint_lines),
             scratch: vec![0; config.read_chunk_bytes],
             head_buf: Vec::with_capacity(config.fingerprint_bytes),
@@ -206,13 +225,15 @@ impl Tailer {
     /// complete lines read, one batch per file that had any.
     pub fn poll(&mut self, budget_bytes: u64) -> Vec<ReadLines> {
         let now = Instant::now();
-        let rescanned = self
-            .last_scan
-            .is_none_or(|at| now.duration_since(at) >= self.config.rescan_interval());
+        let rescanned = self.discovery.overflowed()
+            || self
+                .last_scan
+                .is_none_or(|at| now.duration_since(at) >= self.config.rescan_interval());
         if rescanned {
             self.scan(false);
             self.last_scan = Some(now);
         }
+        self.adopt_discovered();
         let mut batches = Vec::new();
         let mut left = budget_bytes;
         let count = self.watchers.len();
@@ -249,11 +270,11 @@ impl Tailer {
         let watcher = self
             .watchers
             .iter_mut()
-            .find(|w| w.fingerprint == Some(fingerprint));
+            .find(|w| w.stream_fingerprint() == Some(fingerprint));
         let path = watcher
             .as_ref()
             .map_or(stream.path.as_path(), |w| w.path.as_path());
-        self.checkpoints.acknowledge(fingerprint, end, path, wall);
+        self.checkpoints.advance(fingerprint, end, path, wall);
         if let Some(w) = watcher {
             w.acked = w.acked.max(end);
             // After a rewind, an acknowledgement of a batch sent before it
@@ -293,16 +314,19 @@ impl Tailer {
             bytes_read: c.bytes_read,
             truncated_lines: c.truncated_lines,
             truncations: c.truncations,
+            generations: c.generations,
             rotations: c.rotations,
             duplicates: c.duplicates,
             io_errors: c.io_errors,
+            found_by_events: c.found_by_events,
+            file_events: self.discovery.active(),
             files_watched: self.watchers.len(),
             files: self
                 .watchers
                 .iter()
                 .map(|w| FileLag {
                     path: w.path.clone(),
-                    fingerprint: w.fingerprint,
+                    fingerprint: w.stream_fingerprint(),
                     size: w.size,
                     read: w.read_pos,
                     acked: w.acked,
@@ -326,10 +350,65 @@ impl Tailer {
         self.patterns.exclude.iter().any(|p| p.matches_path(path))
     }
 
+    /// Takes over the files the event thread opened, unless one is watched
+    /// already (the rescan found it too, or it is a watched file renamed).
+    fn adopt_discovered(&mut self) {
+        if let Some(error) = self.discovery.take_error() {
+            self.counters.io_errors += 1;
+            self.last_error = Some(error);
+        }
+        for opened in self.discovery.take() {
+            let meta = match opened.file.metadata() {
+                Ok(meta) if meta.is_file() => meta,
+                Ok(_) => continue,
+                Err(e) => {
+                    self.note_error(&opened.path, &e);
+                    continue;
+                }
+            };
+            let id = file_id(&meta);
+            let known = self.watchers.iter_mut().find(|w| match (id, w.id) {
+                (Some(a), Some(b)) => a == b,
+                _ => w.path == opened.path,
+            });
+            if let Some(w) = known {
+                // A watched file renamed out of the globs: it is rotated
+                // now, known by its new name, and to be finished.
+                if !opened.matching && w.path != opened.path {
+                    w.path = opened.path;
+                    if !w.orphaned {
+                        w.orphaned = true;
+                        w.idle_since = None;
+                        if w.fingerprint.is_some() {
+                            self.counters.rotations += 1;
+                        }
+                    }
+                }
+                continue;
+            }
+            let mut watcher = FileWatcher::new(
+                opened.path,
+                opened.file,
+                id,
+                meta.len(),
+                Origin::Found { skip_to: None },
+            );
+            // Opened where it went after leaving a matching name: finish it.
+            watcher.orphaned = !opened.matching;
+            self.counters.found_by_events += 1;
+            self.watchers.push(watcher);
+        }
+    }
+
     /// Expands the globs: follows watched files to their new paths, marks
     /// files that left every matching path as orphaned, opens new files.
     fn scan(&mut self, startup: bool) {
         let wall = SystemTime::now();
+        // Watch first: a file created after the glob is then caught by an
+        // event rather than missed until the next rescan.
+        for (dir, e) in self.discovery.watch(&self.patterns) {
+            self.note_error(&dir, &e);
+        }
         let mut paths = BTreeSet::new();
         let mut errors = Vec::new();
         for pattern in &self.patterns.include {
@@ -405,7 +484,7 @@ impl Tailer {
                     self.counters.rotations += 1;
                 }
             }
-            if let Some(fingerprint) = w.fingerprint {
+            if let Some(fingerprint) = w.stream_fingerprint() {
                 self.checkpoints.touch(fingerprint, &w.path, wall);
             }
         }
@@ -450,14 +529,19 @@ impl Tailer {
             // A shorter file, or a different head, means the content was
             // replaced in place (copytruncate). Checking the head also catches
             // a truncated file that grew back past our position.
+            // And when the head came back identical, the end of the last
+            // line read is no longer where it was.
             let truncated = size < w.scan_pos()
                 || ((changed || rescanned)
-                    && self.fingerprinter.of_file(w.file(), &mut self.head_buf)?
-                        != Some(fingerprint));
+                    && (self.fingerprinter.of_file(w.file(), &mut self.head_buf)?
+                        != Some(fingerprint)
+                        || !w.tail_unchanged(&mut self.scratch)?));
             if truncated {
                 self.counters.truncations += 1;
-                if w.read_pos > w.acked {
-                    let end = self.read_ahead.entry(fingerprint).or_default();
+                if w.read_pos > w.acked
+                    && let Some(stream) = w.stream_fingerprint()
+                {
+                    let end = self.read_ahead.entry(stream).or_default();
                     *end = (*end).max(w.read_pos);
                 }
                 w.restart_after_truncation(size);
@@ -470,36 +554,41 @@ impl Tailer {
         Ok(())
     }
 
-    /// Fingerprints file `i` if its head is complete and picks where to start.
+    /// Fingerprints file `i` if its head is complete, picks which stream
+    /// (generation) its content is, and where to start.
     fn identify(&mut self, i: usize) -> io::Result<()> {
-        let Some(fingerprint) = self
+        let Some(head) = self
             .fingerprinter
             .of_file(self.watchers[i].file(), &mut self.head_buf)?
         else {
             return Ok(());
         };
-        if self
+        // Generations of this head that other open files are.
+        let owned: Vec<u32> = self
             .watchers
             .iter()
             .enumerate()
-            .any(|(j, other)| j != i && other.fingerprint == Some(fingerprint))
-        {
-            self.counters.duplicates += 1;
-            self.watchers[i].discard = true;
-            return Ok(());
-        }
+            .filter(|&(j, other)| j != i && other.fingerprint == Some(head))
+            .map(|(_, other)| other.generation)
+            .collect();
         let wall = SystemTime::now();
-        let w = &mut self.watchers[i];
+        let w = &self.watchers[i];
         let size = w.size;
-        let known = self.checkpoints.get(fingerprint).map(|c| c.offset);
-        let (acked, start) = match (w.origin, known) {
+        let resume = match w.origin {
+            Origin::Truncated => None,
+            Origin::Found { .. } => self.resumable(head, &owned, &w.path),
+        };
+        let (generation, acked, start) = match (w.origin, resume) {
             (Origin::Truncated, _) => {
-                // New content with a head seen before: start over anyway.
-                self.checkpoints.reset(fingerprint, 0, &w.path, wall);
-                (0, 0)
+                // New content. Its head may have been seen before (a
+                // copytruncated file whose first lines came back identical):
+                // then it is a new generation, or the collector would take its
+                // lines for the old ones.
+                self.started_over(head, &owned)
             }
-            (Origin::Found { .. }, Some(offset)) if offset <= size => {
-                let ahead = self.read_ahead.remove(&fingerprint).unwrap_or(0);
+            (Origin::Found { .. }, Some((generation, offset))) if offset <= size => {
+                let stream = FileIdentity { head, generation }.fingerprint();
+                let ahead = self.read_ahead.remove(&stream).unwrap_or(0);
                 let start = if ahead <= size {
                     ahead.max(offset)
                 } else {
@@ -507,30 +596,70 @@ impl Tailer {
                     // written between copy and truncate exist nowhere now.
                     w.last_line_end(size, &mut self.scratch)?.max(offset)
                 };
-                (offset, start)
+                (generation, offset, start)
             }
             (Origin::Found { .. }, Some(_)) => {
                 // Shorter than its checkpoint: truncated while we were away.
                 self.counters.truncations += 1;
-                self.checkpoints.reset(fingerprint, 0, &w.path, wall);
-                (0, 0)
+                self.started_over(head, &owned)
+            }
+            (Origin::Found { .. }, None) if !owned.is_empty() => {
+                // Every known generation of this head is open already: a copy.
+                self.counters.duplicates += 1;
+                self.watchers[i].discard = true;
+                return Ok(());
             }
             (Origin::Found { skip_to }, None) => {
                 let start = match skip_to {
                     Some(limit) => w.last_line_end(limit.min(size), &mut self.scratch)?,
                     None => 0,
                 };
-                // Known from now on, so a restart neither skips its new lines
-                // nor re-reads what `start_at = end` skipped.
-                self.checkpoints
-                    .acknowledge(fingerprint, start, &w.path, wall);
-                (start, start)
+                (0, start, start)
             }
         };
-        w.fingerprint = Some(fingerprint);
+        let identity = FileIdentity { head, generation };
+        let w = &mut self.watchers[i];
+        // Known from now on, so a restart neither skips its new lines nor
+        // re-reads what `start_at = end` skipped.
+        self.checkpoints.acknowledge(identity, acked, &w.path, wall);
+        w.fingerprint = Some(head);
+        w.generation = generation;
         w.acked = acked;
         w.seek_to(start);
         Ok(())
+    }
+
+    /// The generation of `head` a file found at `path` resumes, with its
+    /// acknowledged offset: one no other open file is, preferring the one
+    /// last seen at this path, then the newest.
+    fn resumable(&self, head: FileFingerprint, owned: &[u32], path: &Path) -> Option<(u32, u64)> {
+        self.checkpoints
+            .generations(head)
+            .filter(|c| !owned.contains(&c.identity.generation))
+            .max_by_key(|c| (c.path == path, c.identity.generation))
+            .map(|c| (c.identity.generation, c.offset))
+    }
+
+    /// Content that starts over from byte 0: a new generation if its head
+    /// was seen before. Returns (generation, acknowledged, start).
+    fn started_over(&mut self, head: FileFingerprint, owned: &[u32]) -> (u32, u64, u64) {
+        let generation = self.next_generation(head, owned);
+        if generation > 0 {
+            self.counters.generations += 1;
+        }
+        (generation, 0, 0)
+    }
+
+    /// The first generation of `head` neither checkpointed nor open.
+    fn next_generation(&self, head: FileFingerprint, owned: &[u32]) -> u32 {
+        let known = self
+            .checkpoints
+            .generations(head)
+            .map(|c| c.identity.generation);
+        known
+            .chain(owned.iter().copied())
+            .max()
+            .map_or(0, |newest| newest + 1)
     }
 
     /// Reads file `i` within the remaining budget.
@@ -542,6 +671,11 @@ impl Tailer {
             }
             return Ok(None);
         };
+        let fingerprint = FileIdentity {
+            head: fingerprint,
+            generation: w.generation,
+        }
+        .fingerprint();
         let mut batch = None;
         if *left > 0 && w.scan_pos() < w.size {
             let start = w.read_pos;

@@ -215,6 +215,153 @@ fn copytruncate_restarts_at_zero() {
     assert_eq!(tailer.stats().truncations, 1);
 }
 
+/// logrotate's copytruncate of a file whose first lines come back
+/// byte-identical (a fixed header, the same first request): the new content
+/// is a new generation, a stream of its own, and the copy finishes the old one.
+#[test]
+fn copytruncate_with_an_identical_start_is_a_new_generation() {
+    let logs = Logs::new();
+    let header = "#Version: 1.0\n#Fields: date time cs-uri-stem\n";
+    logs.append("a.log", &format!("{header}{}", lines(1..=3)));
+    let mut tailer = Tailer::new(logs.config(), Checkpoints::new()).unwrap();
+    let before = tailer.poll(BIG);
+    assert_eq!(texts(&before).len(), 5);
+    ack_all(&mut tailer, &before[..]);
+    // Written after the last poll: only the copy has it.
+    logs.append("a.log", "line 4\n");
+
+    fs::copy(logs.path("a.log"), logs.path("a.log.1")).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(logs.path("a.log"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    logs.append("a.log", &format!("{header}{}", lines(5..=6)));
+    let mut config = logs.config();
+    config
+        .include
+        .push(logs.path("*.log.1").display().to_string());
+    let mut tailer = Tailer::new(config, tailer.checkpoints().clone()).unwrap();
+
+    let after = drain(&mut tailer);
+    let mut by_stream: HashMap<FileFingerprint, Vec<&str>> = HashMap::new();
+    for b in &after {
+        by_stream
+            .entry(b.stream.fingerprint)
+            .or_default()
+            .extend(b.lines.iter().map(|l| l.text.as_str()));
+    }
+    let old = before[0].stream.fingerprint;
+    assert_eq!(by_stream.len(), 2, "{by_stream:?}");
+    assert_eq!(
+        by_stream[&old],
+        ["line 4"],
+        "the copy resumes the old stream"
+    );
+    let (new, new_lines) = by_stream.iter().find(|(f, _)| **f != old).unwrap();
+    assert_eq!(
+        new_lines,
+        &[
+            "#Version: 1.0",
+            "#Fields: date time cs-uri-stem",
+            "line 5",
+            "line 6"
+        ]
+    );
+    let first = after.iter().find(|b| b.stream.fingerprint == *new).unwrap();
+    assert_eq!(first.start, 0);
+    let generation = tailer.checkpoints().get(*new).map(|c| c.identity).unwrap();
+    assert_eq!(generation.generation, 1);
+    assert_eq!(generation.head, old);
+    assert_eq!(tailer.stats().generations, 1);
+}
+
+/// The same while the tailer runs: the truncation is seen, then the copy.
+#[test]
+fn copytruncate_with_an_identical_start_while_running() {
+    let logs = Logs::new();
+    let mut config = logs.config();
+    config
+        .include
+        .push(logs.path("*.log.1").display().to_string());
+    logs.append("a.log", &lines(1..=3));
+    let mut tailer = Tailer::new(config, Checkpoints::new()).unwrap();
+    let before = tailer.poll(BIG);
+    ack_all(&mut tailer, &before);
+
+    fs::copy(logs.path("a.log"), logs.path("a.copy")).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(logs.path("a.log"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    logs.append("a.log", &lines(1..=2));
+    let second = drain(&mut tailer);
+    assert_eq!(texts(&second), ["line 1", "line 2"]);
+    assert_ne!(second[0].stream.fingerprint, before[0].stream.fingerprint);
+    ack_all(&mut tailer, &second);
+    // The copy shows up under a watched name: nothing of it is new.
+    fs::rename(logs.path("a.copy"), logs.path("a.log.1")).unwrap();
+    logs.append("a.log", "line 3\n");
+    let third = drain(&mut tailer);
+    assert_eq!(texts(&third), ["line 3"]);
+    assert_eq!(third[0].stream.fingerprint, second[0].stream.fingerprint);
+    assert_eq!(tailer.stats().generations, 1);
+    assert_eq!(tailer.stats().duplicates, 0);
+
+    // A third time: generation 2.
+    OpenOptions::new()
+        .write(true)
+        .open(logs.path("a.log"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    logs.append("a.log", &lines(1..=2));
+    let fourth = drain(&mut tailer);
+    assert_eq!(texts(&fourth), ["line 1", "line 2"]);
+    let streams: BTreeSet<_> = [&before, &second, &fourth]
+        .iter()
+        .map(|b| b[0].stream.fingerprint)
+        .collect();
+    assert_eq!(streams.len(), 3);
+    assert_eq!(tailer.stats().generations, 2);
+}
+
+/// Truncated and written past the old size with the same first lines before
+/// the tailer looked again: neither the size nor the head shows it; the end
+/// of the last line read, no longer where it was, does.
+#[test]
+fn copytruncate_with_an_identical_start_that_grew_back_past_us_is_caught() {
+    let logs = Logs::new();
+    logs.append("a.log", &lines(1..=3));
+    let mut tailer = Tailer::new(logs.config(), Checkpoints::new()).unwrap();
+    let before = tailer.poll(BIG);
+    assert_eq!(texts(&before), ["line 1", "line 2", "line 3"]);
+    OpenOptions::new()
+        .write(true)
+        .open(logs.path("a.log"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    logs.append(
+        "a.log",
+        &format!("{}a longer third line\nline 4\n", lines(1..=2)),
+    );
+    let after = drain(&mut tailer);
+    assert_eq!(
+        texts(&after),
+        ["line 1", "line 2", "a longer third line", "line 4"]
+    );
+    assert_eq!(after[0].start, 0);
+    assert_ne!(after[0].stream.fingerprint, before[0].stream.fingerprint);
+    assert_eq!(
+        (tailer.stats().truncations, tailer.stats().generations),
+        (1, 1)
+    );
+}
+
 #[test]
 fn copytruncate_is_caught_even_when_the_file_grew_back() {
     let logs = Logs::new();
@@ -352,6 +499,8 @@ fn discovers_a_file_created_later_after_a_rescan() {
     let logs = Logs::new();
     let mut config = logs.config();
     config.rescan_interval_ms = 3_600_000;
+    // The rescan alone (events have their own tests below).
+    config.file_events = false;
     config.exclude = vec![logs.path("skip*").display().to_string()];
     let mut tailer = Tailer::new(config, Checkpoints::new()).unwrap();
     assert!(tailer.poll(BIG).is_empty());
@@ -417,9 +566,96 @@ fn expired_checkpoints_are_dropped_on_rescan() {
     let logs = Logs::new();
     let mut checkpoints = Checkpoints::new();
     let gone = FileFingerprint::from_u64(42);
-    checkpoints.acknowledge(gone, 10, Path::new("/gone.log"), std::time::UNIX_EPOCH);
+    checkpoints.acknowledge(
+        FileIdentity::first(gone),
+        10,
+        Path::new("/gone.log"),
+        std::time::UNIX_EPOCH,
+    );
     let mut config = logs.config();
     config.checkpoint_ttl_secs = 3600;
     let tailer = Tailer::new(config, checkpoints).unwrap();
     assert!(tailer.checkpoints().get(gone).is_none());
+}
+
+/// Polls until `want` lines came or five seconds passed.
+fn poll_for(tailer: &mut Tailer, want: usize) -> Vec<ReadLines> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut all = Vec::new();
+    while all.iter().map(|b: &ReadLines| b.lines.len()).sum::<usize>() < want
+        && std::time::Instant::now() < deadline
+    {
+        all.extend(tailer.poll(BIG));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    all
+}
+
+/// Files that have a matching name for no time at all: created, written and
+/// renamed out of the glob at once, a hundred times, with no rescan after
+/// the first. Every line is read, from the handle opened on the event (or,
+/// when the rename won the race, at the name it went to).
+#[cfg(target_os = "linux")]
+#[test]
+fn files_renamed_away_before_any_rescan_are_read_from_their_events() {
+    let logs = Logs::new();
+    let mut config = logs.config();
+    config.rescan_interval_ms = 3_600_000;
+    config.rotate_wait_ms = 3_600_000;
+    let mut tailer = Tailer::new(config, Checkpoints::new()).unwrap();
+    assert!(tailer.stats().file_events);
+    for i in 0..100 {
+        logs.append("f.log", &format!("file {i} first\nfile {i} second\n"));
+        fs::rename(logs.path("f.log"), logs.path(&format!("f.log.{i}"))).unwrap();
+    }
+    let batches = poll_for(&mut tailer, 200);
+    let mut got: Vec<&str> = texts(&batches);
+    got.sort_unstable();
+    let mut want: Vec<String> = (0..100)
+        .flat_map(|i| [format!("file {i} first"), format!("file {i} second")])
+        .collect();
+    want.sort_unstable();
+    assert_eq!(got, want);
+    let stats = tailer.stats();
+    assert_eq!(stats.found_by_events, 100);
+    assert_eq!(stats.files_watched, 100, "each finished from its handle");
+    assert!(
+        stats
+            .files
+            .iter()
+            .all(|f| f.path.extension() != Some("log".as_ref())),
+        "each is known by the name it went to"
+    );
+}
+
+/// Without events, the same files are missed: what the rescan alone gives.
+#[test]
+fn without_events_a_file_renamed_away_between_rescans_is_missed() {
+    let logs = Logs::new();
+    let mut config = logs.config();
+    config.rescan_interval_ms = 3_600_000;
+    config.file_events = false;
+    let mut tailer = Tailer::new(config, Checkpoints::new()).unwrap();
+    logs.append("f.log", "first\nsecond\n");
+    fs::rename(logs.path("f.log"), logs.path("f.log.1")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(drain(&mut tailer).is_empty());
+    assert!(!tailer.stats().file_events);
+}
+
+/// A file created in a directory that did not exist at startup is found by
+/// the rescan (which also starts watching the directory), then by events.
+#[cfg(target_os = "linux")]
+#[test]
+fn directories_that_appear_later_are_watched_from_the_next_rescan() {
+    let logs = Logs::new();
+    let mut config = TailerConfig::new(vec![logs.path("later/*.log").display().to_string()]);
+    config.start_at = StartAt::Beginning;
+    config.rescan_interval_ms = 3_600_000;
+    let mut tailer = Tailer::new(config, Checkpoints::new()).unwrap();
+    fs::create_dir(logs.path("later")).unwrap();
+    tailer.rescan();
+    logs.append("later/x.log", "one\ntwo\n");
+    fs::rename(logs.path("later/x.log"), logs.path("later/x.old")).unwrap();
+    assert_eq!(texts(&poll_for(&mut tailer, 2)), ["one", "two"]);
 }

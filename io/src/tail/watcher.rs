@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::Line;
-use super::fingerprint::FileFingerprint;
+use super::fingerprint::{FileFingerprint, FileIdentity};
 
 /// Which file a path names, independent of its content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,8 +61,11 @@ pub(crate) struct FileWatcher {
     pub(crate) path: PathBuf,
     file: File,
     pub(crate) id: Option<FileId>,
-    /// `None` until the head is complete; nothing is read before that.
+    /// The head's fingerprint: `None` until the head is complete; nothing is
+    /// read before that.
     pub(crate) fingerprint: Option<FileFingerprint>,
+    /// Which generation of that head this content is.
+    pub(crate) generation: u32,
     pub(crate) origin: Origin,
     pub(crate) read_pos: u64,
     scan_pos: u64,
@@ -80,7 +83,15 @@ pub(crate) struct FileWatcher {
     pub(crate) idle_since: Option<Instant>,
     /// To be closed at the end of this poll (duplicate of a watched file).
     pub(crate) discard: bool,
+    /// The last bytes before `read_pos` (the end of the last line read, its
+    /// `\n` included; empty when unknown): if the file no longer holds them
+    /// there, its content was replaced in place, even when it grew back past
+    /// us with the same head.
+    tail: Vec<u8>,
 }
+
+/// How many bytes before the read position are checked.
+const TAIL_CHECK_BYTES: usize = 64;
 
 impl FileWatcher {
     pub(crate) fn new(
@@ -95,6 +106,7 @@ impl FileWatcher {
             file,
             id,
             fingerprint: None,
+            generation: 0,
             origin,
             read_pos: 0,
             scan_pos: 0,
@@ -106,7 +118,21 @@ impl FileWatcher {
             seen: true,
             idle_since: None,
             discard: false,
+            tail: Vec::with_capacity(TAIL_CHECK_BYTES),
         }
+    }
+
+    /// The stream this file's content is, once its head is complete.
+    pub(crate) fn identity(&self) -> Option<FileIdentity> {
+        self.fingerprint.map(|head| FileIdentity {
+            head,
+            generation: self.generation,
+        })
+    }
+
+    /// The fingerprint the stream goes by on the wire and in checkpoints.
+    pub(crate) fn stream_fingerprint(&self) -> Option<FileFingerprint> {
+        self.identity().map(FileIdentity::fingerprint)
     }
 
     pub(crate) fn file(&self) -> &File {
@@ -131,11 +157,40 @@ impl FileWatcher {
         self.line.clear();
         self.line_overflow = false;
         self.idle_since = None;
+        self.tail.clear();
+    }
+
+    /// Whether the bytes before the read position are still the ones read
+    /// there (`true` when there is nothing to compare).
+    pub(crate) fn tail_unchanged(&self, buf: &mut [u8]) -> io::Result<bool> {
+        let len = self.tail.len();
+        if len == 0 || self.read_pos < len as u64 || buf.len() < len {
+            return Ok(true);
+        }
+        let mut reader = &self.file;
+        reader.seek(SeekFrom::Start(self.read_pos - len as u64))?;
+        let got = &mut buf[..len];
+        match reader.read_exact(got) {
+            Ok(()) => Ok(*got == *self.tail),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Remembers the file's bytes before the read position from a chunk
+    /// just read, if a line ended in it (`chunk` ends at `scan_pos`).
+    fn remember_tail(&mut self, chunk: &[u8]) {
+        if let Some(end) = memchr::memrchr(b'\n', chunk) {
+            let start = (end + 1).saturating_sub(TAIL_CHECK_BYTES);
+            self.tail.clear();
+            self.tail.extend_from_slice(&chunk[start..=end]);
+        }
     }
 
     /// Forgets the file's identity and position after a truncation.
     pub(crate) fn restart_after_truncation(&mut self, size: u64) {
         self.fingerprint = None;
+        self.generation = 0;
         self.origin = Origin::Truncated;
         self.acked = 0;
         self.size = size;
@@ -181,6 +236,7 @@ impl FileWatcher {
                 Err(e) => return Err(e),
             };
             out.bytes_read += n as u64;
+            self.remember_tail(&scratch[..n]);
             let mut rest = &scratch[..n];
             while let Some(i) = memchr::memchr(b'\n', rest) {
                 self.scan_pos += i as u64 + 1;
