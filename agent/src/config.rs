@@ -18,6 +18,7 @@
 //! batch_max_bytes = 1048576
 //! linger_ms = 200
 //! max_in_flight = 4
+//! pipeline_depth = 4           # batches of one file in flight at once
 //! max_buffered_batches = 16
 //! read_budget_bytes = 1048576
 //! idle_poll_ms = 100
@@ -282,9 +283,14 @@ pub struct AgentConfig {
     /// ... or this long after its first line was read. Default: 200.
     #[serde(default = "AgentConfig::default_linger_ms")]
     pub linger_ms: u64,
-    /// Most requests outstanding at once (at most one per file). Default: 4.
+    /// Most requests outstanding at once. Default: 4.
     #[serde(default = "AgentConfig::default_max_in_flight")]
     pub max_in_flight: usize,
+    /// Most batches of one file in flight at once, once the collector has
+    /// said it stores pipelined batches in order (its answers carry
+    /// `Logmon-Pipelining`); 1 = one at a time. Default: 4.
+    #[serde(default = "AgentConfig::default_pipeline_depth")]
+    pub pipeline_depth: usize,
     /// Most batches read but not acknowledged (in flight, queued or being
     /// retried); reading pauses at this many. Bounds memory to about
     /// `max_buffered_batches * batch_max_bytes * 2`. Default: 16.
@@ -357,6 +363,7 @@ impl Default for AgentConfig {
             batch_max_bytes: Self::default_batch_max_bytes(),
             linger_ms: Self::default_linger_ms(),
             max_in_flight: Self::default_max_in_flight(),
+            pipeline_depth: Self::default_pipeline_depth(),
             max_buffered_batches: Self::default_max_buffered_batches(),
             read_budget_bytes: Self::default_read_budget_bytes(),
             idle_poll_ms: Self::default_idle_poll_ms(),
@@ -441,6 +448,9 @@ impl AgentConfig {
         200
     }
     pub const fn default_max_in_flight() -> usize {
+        4
+    }
+    pub const fn default_pipeline_depth() -> usize {
         4
     }
     pub const fn default_max_buffered_batches() -> usize {
@@ -599,6 +609,7 @@ impl AgentConfig {
             ("batch_max_events", self.batch_max_events as u64),
             ("batch_max_bytes", self.batch_max_bytes),
             ("max_in_flight", self.max_in_flight as u64),
+            ("pipeline_depth", self.pipeline_depth as u64),
             ("max_buffered_batches", self.max_buffered_batches as u64),
             ("read_budget_bytes", self.read_budget_bytes),
             ("retry_min_ms", self.retry_min_ms),
@@ -682,6 +693,7 @@ impl AgentConfig {
             batch_max_bytes: self.batch_max_bytes,
             linger: Duration::from_millis(self.linger_ms),
             max_in_flight: self.max_in_flight,
+            pipeline_depth: self.pipeline_depth,
             max_buffered_batches: self.max_buffered_batches,
             read_budget_bytes: self.read_budget_bytes,
             idle_poll: Duration::from_millis(self.idle_poll_ms),
@@ -784,6 +796,7 @@ pub struct Settings {
     pub batch_max_bytes: u64,
     pub linger: Duration,
     pub max_in_flight: usize,
+    pub pipeline_depth: usize,
     pub max_buffered_batches: usize,
     pub read_budget_bytes: u64,
     pub idle_poll: Duration,

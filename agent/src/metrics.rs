@@ -53,6 +53,8 @@ pub struct Metrics {
     pub batches_rejected: AtomicU64,
     pub batches_split: AtomicU64,
     pub batches_conflicted: AtomicU64,
+    /// Pipelined batches that overtook the one before them (sent again).
+    pub batches_early: AtomicU64,
     pub unauthorized: AtomicU64,
     pub rewinds: AtomicU64,
     /// Batches read and not yet finished (queued, in flight or retrying).
@@ -245,7 +247,7 @@ impl Metrics {
     /// Prometheus text exposition (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = Text::new();
-        let counters: [(&str, &str, &AtomicU64); 26] = [
+        let counters: [(&str, &str, &AtomicU64); 27] = [
             (
                 "events_filtered_total",
                 "Events edge filters dropped (handled, not sent).",
@@ -325,6 +327,11 @@ impl Metrics {
                 "batches_conflicted_total",
                 "409 answers (collector already had data).",
                 &self.batches_conflicted,
+            ),
+            (
+                "batches_early_total",
+                "Pipelined batches that overtook the one before them (409 early; sent again after it).",
+                &self.batches_early,
             ),
             ("unauthorized_total", "401 answers.", &self.unauthorized),
             (

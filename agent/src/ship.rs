@@ -1,14 +1,26 @@
 //! The shipper: delivers sealed batches with `POST /v1/batches` and tells
 //! the reader what the collector acknowledged.
 //!
-//! Ordering: at most **one batch per file is in flight**; the next batch of
-//! a file waits until the collector has answered for the previous one.
-//! Acknowledgements of a file therefore arrive in file order and the
-//! checkpoint never passes an unacknowledged byte, and the collector sees
-//! each file's batches in order (so its stored offset per stream is a plain
-//! high-water mark). Several files ship in parallel, up to `max_in_flight`
-//! requests. While a batch is handled, the next one of the same file is
-//! already read, parsed and encoded on the reader thread.
+//! Ordering and pipelining: the collector must store each file's batches in
+//! file order (its stored offset per stream is a plain high-water mark: a
+//! later batch stored first would make the earlier one look like a
+//! duplicate). With one batch per file in flight that is given, but the
+//! file's rate is then capped at one batch per round trip. So once the
+//! collector says it can (its answers carry `Logmon-Pipelining`), up to
+//! `pipeline_depth` batches of a file are in flight at once, each after the
+//! first sent with `Logmon-After: START` ("store me only once the stream is
+//! stored up to my start"). A batch that overtakes the one before it (other
+//! connections, other handler threads) gets 409 with the stored offset
+//! below its start (`early`); it waits until every batch before it in its
+//! file has settled and is sent again, then without the header (its
+//! predecessor may have been dropped as undecodable, and a gap must then
+//! be accepted as before). If the batch before it was answered with an
+//! overlap (the source rewinds), it is abandoned: the reader re-reads from
+//! the stored offset. A batch is therefore only stored once everything
+//! before it is, and an acknowledgement of `end` means all of the file
+//! before `end` is durable, in whatever order the answers come back: the
+//! checkpoint never passes an unacknowledged byte. Several files ship in
+//! parallel, up to `max_in_flight` requests in all.
 //!
 //! Answers:
 //! - 2xx: acknowledged.
@@ -34,8 +46,8 @@
 //! While batches wait, nothing new is acknowledged, the reader's buffer of
 //! unfinished batches fills and it stops reading: memory stays bounded.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -64,6 +76,12 @@ const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
 
 /// The response header of a 409: how far the collector has the stream.
 pub const STORED_OFFSET_HEADER: &str = "logmon-stored-offset";
+
+/// The request header of a pipelined batch: see the module docs.
+pub const AFTER_HEADER: &str = "logmon-after";
+
+/// The response header of a collector that honours [`AFTER_HEADER`].
+pub const PIPELINING_HEADER: &str = "logmon-pipelining";
 
 /// Largest response body read (answers are short; the rest is ignored).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -97,7 +115,20 @@ enum Settled {
     Rejected(String),
     TooLarge,
     Conflict(u64),
+    /// It overtook the batch before it (409 below `after`).
+    Early,
     Aborted,
+}
+
+/// The batches of one file in flight, so one that came too early knows
+/// when to go again.
+#[derive(Debug, Default)]
+struct Lane {
+    /// Start offsets of the batches sent and not settled.
+    unsettled: BTreeSet<u64>,
+    /// Batches read before this rewind epoch are abandoned: one before them
+    /// overlapped, and the reader re-reads from the stored offset.
+    stale_below: u64,
 }
 
 /// Sends batches; shared by the delivery tasks.
@@ -116,6 +147,11 @@ struct Delivery {
     /// their backoff retry at once, so after an outage every file resumes
     /// together and no file's backlog lags behind the others' fresh lines.
     recovered: tokio::sync::Notify,
+    /// Whether the collector said it stores pipelined batches in order.
+    pipelining: AtomicBool,
+    lanes: Mutex<HashMap<StreamSlot, Lane>>,
+    /// Woken when a batch settles.
+    settled: tokio::sync::Notify,
 }
 
 /// What one attempt got back.
@@ -124,6 +160,7 @@ struct Answer {
     status: StatusCode,
     retry_after: Option<Duration>,
     stored_offset: Option<u64>,
+    pipelining: bool,
     body: String,
 }
 
@@ -139,11 +176,16 @@ impl Delivery {
         }
     }
 
-    async fn post(&self, uri: &Uri, body: Bytes) -> Result<Answer, String> {
+    async fn post(&self, uri: &Uri, body: Bytes, after: Option<u64>) -> Result<Answer, String> {
         let mut request = Request::post(uri.clone())
             .header(CONTENT_TYPE, "application/octet-stream")
             .body(Full::new(body))
             .map_err(|e| e.to_string())?;
+        if let Some(after) = after {
+            request
+                .headers_mut()
+                .insert(AFTER_HEADER, HeaderValue::from(after));
+        }
         if let Some(token) = self.token.lock().unwrap_or_else(|e| e.into_inner()).clone() {
             request.headers_mut().insert(AUTHORIZATION, token);
         }
@@ -167,6 +209,7 @@ impl Delivery {
         };
         let retry_after = header(RETRY_AFTER.as_str()).map(Duration::from_secs);
         let stored_offset = header(STORED_OFFSET_HEADER);
+        let pipelining = response.headers().contains_key(PIPELINING_HEADER);
         let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
             .collect()
             .await
@@ -176,8 +219,53 @@ impl Delivery {
             status,
             retry_after,
             stored_offset,
+            pipelining,
             body,
         })
+    }
+
+    fn lanes(&self) -> std::sync::MutexGuard<'_, HashMap<StreamSlot, Lane>> {
+        self.lanes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notes a batch of `slot` starting at `start` as sent.
+    fn sent(&self, slot: StreamSlot, start: u64) {
+        self.lanes().entry(slot).or_default().unsettled.insert(start);
+    }
+
+    /// Notes that the batch of `slot` starting at `start` is finished.
+    fn settle(&self, slot: StreamSlot, start: u64) {
+        let mut lanes = self.lanes();
+        if let Some(lane) = lanes.get_mut(&slot) {
+            lane.unsettled.remove(&start);
+            if lane.unsettled.is_empty() && lane.stale_below == 0 {
+                lanes.remove(&slot);
+            }
+        }
+        drop(lanes);
+        self.settled.notify_waiters();
+    }
+
+    /// Waits until every batch of `slot` before `start` has settled; `false`
+    /// when this batch is to be abandoned (one before it overlapped).
+    async fn wait_for_predecessors(&self, slot: StreamSlot, start: u64, epoch: u64) -> bool {
+        loop {
+            let settled = self.settled.notified();
+            {
+                let lanes = self.lanes();
+                let Some(lane) = lanes.get(&slot) else {
+                    return true;
+                };
+                if epoch < lane.stale_below {
+                    return false;
+                }
+                if lane.unsettled.range(..start).next().is_none() {
+                    return true;
+                }
+            }
+            // The timeout only guards against a lost wake-up.
+            let _ = tokio::time::timeout(Duration::from_millis(100), settled).await;
+        }
     }
 
     /// Full-jitter exponential backoff, at least `Retry-After` (capped).
@@ -196,7 +284,7 @@ impl Delivery {
     }
 
     /// Sends one body until the collector settles its fate (or `abort`).
-    async fn send(&self, sealed: &Sealed, abort: &CancellationToken) -> Settled {
+    async fn send(&self, sealed: &Sealed, after: Option<u64>, abort: &CancellationToken) -> Settled {
         let path = &sealed.batch.stream.path;
         let mut attempt = 0u32;
         loop {
@@ -204,9 +292,14 @@ impl Delivery {
             Metrics::add(&self.metrics.requests_sent, 1);
             let outcome = tokio::select! {
                 () = abort.cancelled() => return Settled::Aborted,
-                r = tokio::time::timeout(self.request_timeout, self.post(uri, sealed.body.clone())) => r,
+                r = tokio::time::timeout(self.request_timeout, self.post(uri, sealed.body.clone(), after)) => r,
             };
             let mut retry_after = None;
+            if let Ok(Ok(answer)) = &outcome
+                && answer.pipelining
+            {
+                self.pipelining.store(true, Ordering::Relaxed);
+            }
             let problem = match outcome {
                 Ok(Ok(answer)) => match answer.status.as_u16() {
                     200..=299 => {
@@ -215,7 +308,11 @@ impl Delivery {
                     }
                     409 => {
                         self.recovered.notify_waiters();
-                        return Settled::Conflict(answer.stored_offset.unwrap_or(u64::MAX));
+                        let stored = answer.stored_offset.unwrap_or(u64::MAX);
+                        if after.is_some_and(|after| stored < after) {
+                            return Settled::Early;
+                        }
+                        return Settled::Conflict(stored);
                     }
                     400 => return Settled::Rejected(answer.body),
                     413 => return Settled::TooLarge,
@@ -277,9 +374,11 @@ impl Delivery {
     async fn deliver(
         &self,
         sealed: Sealed,
+        mut after: Option<u64>,
         to_reader: &Sender<ToReader>,
         abort: &CancellationToken,
     ) {
+        let slot = (sealed.source, sealed.stream.fingerprint);
         let mut pieces = vec![sealed];
         while let Some(piece) = pieces.pop() {
             let (start, end) = (piece.batch.start, piece.batch.end);
@@ -289,7 +388,16 @@ impl Delivery {
                 stream: piece.stream.clone(),
                 end,
             };
-            match self.send(&piece, abort).await {
+            // Only the first request of a batch can overtake anything: the
+            // pieces of a split go one after the other.
+            match self.send(&piece, after.take(), abort).await {
+                Settled::Early => {
+                    Metrics::add(&self.metrics.batches_early, 1);
+                    if !self.wait_for_predecessors(slot, start, piece.epoch).await {
+                        return;
+                    }
+                    pieces.push(piece);
+                }
                 Settled::Acked => {
                     Metrics::add(&self.metrics.batches_acked, 1);
                     Metrics::add(&self.metrics.events_acked, piece.events as u64);
@@ -329,6 +437,11 @@ impl Delivery {
                     if stored >= end {
                         let _ = to_reader.send(acked(end));
                     } else if stored > start {
+                        {
+                            let mut lanes = self.lanes();
+                            let lane = lanes.entry(slot).or_default();
+                            lane.stale_below = lane.stale_below.max(piece.epoch + 1);
+                        }
                         let _ = to_reader.send(ToReader::Rewind {
                             source: piece.source,
                             epoch: piece.epoch,
@@ -473,18 +586,29 @@ pub(crate) async fn ship(
         zstd_level: settings.zstd_level,
         metrics: metrics.clone(),
         recovered: tokio::sync::Notify::new(),
+        pipelining: AtomicBool::new(false),
+        lanes: Mutex::new(HashMap::new()),
+        settled: tokio::sync::Notify::new(),
     });
     let mut queues: HashMap<StreamSlot, VecDeque<Sealed>> = HashMap::new();
-    let mut busy: HashSet<StreamSlot> = HashSet::new();
+    // Batches in flight per stream.
+    let mut busy: HashMap<StreamSlot, usize> = HashMap::new();
     let mut tasks: JoinSet<()> = JoinSet::new();
-    let mut slots: HashMap<tokio::task::Id, StreamSlot> = HashMap::new();
+    let mut slots: HashMap<tokio::task::Id, (StreamSlot, u64)> = HashMap::new();
     let mut intake_open = true;
     let mut turn = 0usize;
     loop {
-        // Start what may start: one per stream, `max_in_flight` in all.
+        // Start what may start: up to the depth per stream (1 until the
+        // collector says it pipelines), `max_in_flight` in all, taking the
+        // streams in turns.
+        let depth = if delivery.pipelining.load(Ordering::Relaxed) {
+            settings.pipeline_depth
+        } else {
+            1
+        };
         let mut ready: Vec<StreamSlot> = queues
             .iter()
-            .filter(|(slot, q)| !q.is_empty() && !busy.contains(slot))
+            .filter(|(_, q)| !q.is_empty())
             .map(|(slot, _)| *slot)
             .collect();
         ready.sort_unstable();
@@ -493,22 +617,36 @@ pub(crate) async fn ship(
             ready.rotate_left(turn % len);
             turn = turn.wrapping_add(1);
         }
-        for slot in ready {
-            if tasks.len() >= settings.max_in_flight {
-                break;
+        let mut started = true;
+        while started && tasks.len() < settings.max_in_flight {
+            started = false;
+            for &slot in &ready {
+                if tasks.len() >= settings.max_in_flight {
+                    break;
+                }
+                let in_flight = busy.get(&slot).copied().unwrap_or(0);
+                if in_flight >= depth {
+                    continue;
+                }
+                let Some(sealed) = queues.get_mut(&slot).and_then(VecDeque::pop_front) else {
+                    continue;
+                };
+                started = true;
+                *busy.entry(slot).or_default() += 1;
+                let start = sealed.batch.start;
+                // Behind a batch still in flight: stored only after it.
+                let after = (in_flight > 0).then_some(start);
+                delivery.sent(slot, start);
+                let delivery = delivery.clone();
+                let to_reader = to_reader.clone();
+                let abort = abort.clone();
+                let handle = tasks.spawn(async move {
+                    delivery.deliver(sealed, after, &to_reader, &abort).await;
+                    delivery.settle(slot, start);
+                    let _ = to_reader.send(ToReader::Released);
+                });
+                slots.insert(handle.id(), (slot, start));
             }
-            let Some(sealed) = queues.get_mut(&slot).and_then(VecDeque::pop_front) else {
-                continue;
-            };
-            busy.insert(slot);
-            let delivery = delivery.clone();
-            let to_reader = to_reader.clone();
-            let abort = abort.clone();
-            let handle = tasks.spawn(async move {
-                delivery.deliver(sealed, &to_reader, &abort).await;
-                let _ = to_reader.send(ToReader::Released);
-            });
-            slots.insert(handle.id(), slot);
         }
         queues.retain(|_, q| !q.is_empty());
         metrics
@@ -540,17 +678,26 @@ pub(crate) async fn ship(
                 None => intake_open = false,
             },
             Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                let id = match done {
-                    Ok((id, ())) => id,
+                let (id, panicked) = match done {
+                    Ok((id, ())) => (id, false),
                     Err(e) => {
                         // A panicked delivery: its batch stays unacknowledged.
                         tracing::error!("a delivery task failed: {e}");
                         let _ = to_reader.send(ToReader::Released);
-                        e.id()
+                        (e.id(), true)
                     }
                 };
-                if let Some(slot) = slots.remove(&id) {
-                    busy.remove(&slot);
+                if let Some((slot, start)) = slots.remove(&id) {
+                    // A task that panicked did not settle its batch.
+                    if panicked {
+                        delivery.settle(slot, start);
+                    }
+                    if let Some(n) = busy.get_mut(&slot) {
+                        *n -= 1;
+                        if *n == 0 {
+                            busy.remove(&slot);
+                        }
+                    }
                 }
             }
         }

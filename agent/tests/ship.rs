@@ -1,7 +1,7 @@
 //! The agent against an in-process fake collector: real files, real HTTP on
 //! 127.0.0.1, real checkpoints.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -54,6 +54,10 @@ enum Mode {
     Unauthorized,
     /// 413 for batches of more than this many events.
     LimitEvents(usize),
+    /// Says it pipelines and keeps the collector's per-stream high-water
+    /// mark with `Logmon-After`; holds requests without that header 25 ms,
+    /// so the pipelined batch behind one always overtakes it.
+    Pipelining,
 }
 
 #[derive(Debug)]
@@ -64,6 +68,11 @@ struct CollectorState {
     accepted: Vec<Batch>,
     requests: u64,
     tokens: HashSet<String>,
+    /// Pipelining: stored end per stream, and the batches stored in the
+    /// order they were stored (what the real collector's bus would hold).
+    hwm: HashMap<u64, u64>,
+    stored: Vec<(u64, u64, u64)>,
+    early: u64,
 }
 
 /// A collector on 127.0.0.1:0 that decodes batches with `wire::decode`.
@@ -89,6 +98,9 @@ impl FakeCollector {
             accepted: Vec::new(),
             requests: 0,
             tokens: HashSet::new(),
+            hwm: HashMap::new(),
+            stored: Vec::new(),
+            early: 0,
         }));
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -154,8 +166,15 @@ async fn answer(
         r
     };
     assert_eq!(req.uri().path(), "/v1/batches");
+    let after: Option<u64> = req
+        .headers()
+        .get("logmon-after")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
     let body = req.into_body().collect().await.unwrap().to_bytes();
     tokio::time::sleep(delay).await;
+    if mode == Mode::Pipelining {
+        return Ok(pipelined(&body, after, &state).await);
+    }
     match mode {
         Mode::Unavailable => {
             let mut r = respond(StatusCode::SERVICE_UNAVAILABLE, "busy");
@@ -166,7 +185,7 @@ async fn answer(
             return Err(std::io::Error::other("hang up"));
         }
         Mode::Unauthorized => return Ok(respond(StatusCode::UNAUTHORIZED, "bad token")),
-        Mode::Accept | Mode::LimitEvents(_) => {}
+        Mode::Accept | Mode::LimitEvents(_) | Mode::Pipelining => {}
     }
     let batch = match wire::decode(&body, &Limits::default()) {
         Ok(batch) => batch,
@@ -179,6 +198,43 @@ async fn answer(
     }
     state.lock().unwrap().accepted.push(batch);
     Ok(respond(StatusCode::OK, "ok"))
+}
+
+/// The collector's rules for `Logmon-After` (see the ingest module).
+async fn pipelined(
+    body: &[u8],
+    after: Option<u64>,
+    state: &Mutex<CollectorState>,
+) -> Response<Full<Bytes>> {
+    if after.is_none() {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let batch = wire::decode(body, &Limits::default()).unwrap();
+    let fp = batch.stream.fingerprint;
+    let mut s = state.lock().unwrap();
+    let hwm = s.hwm.get(&fp).copied();
+    let stored = hwm.unwrap_or(0);
+    let (status, store) = match (hwm, after) {
+        (Some(h), _) if batch.end <= h => (StatusCode::OK, false),
+        (_, Some(a)) if hwm.is_none_or(|h| h < a) => {
+            s.early += 1;
+            (StatusCode::CONFLICT, false)
+        }
+        (Some(h), _) if batch.start < h => (StatusCode::CONFLICT, false),
+        _ => (StatusCode::OK, true),
+    };
+    if store {
+        s.hwm.insert(fp, batch.end);
+        s.stored.push((fp, batch.start, batch.end));
+        s.accepted.push(batch);
+    }
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = status;
+    let headers = r.headers_mut();
+    headers.insert("logmon-pipelining", "1".parse().unwrap());
+    let offset = if store { s.hwm[&fp] } else { stored };
+    headers.insert("logmon-stored-offset", offset.into());
+    r
 }
 
 /// A config for `dir/*.log` (CSV) shipping to `url`, fast timers.
@@ -353,6 +409,54 @@ async fn appended_lines_arrive_exactly_once_in_order() {
             .await
             .contains("\"status\":\"ok\"")
     );
+    agent.shutdown().await.unwrap();
+}
+
+/// Several batches of one file in flight against a collector that says it
+/// pipelines: the ones that overtake the batch before them are refused as
+/// early and sent again, so the collector stores the file in order, once,
+/// and the checkpoint ends at the file's end.
+#[tokio::test]
+async fn pipelined_batches_are_stored_in_file_order_exactly_once() {
+    let collector = FakeCollector::start().await;
+    collector.set_mode(Mode::Pipelining);
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.log");
+    append(&a, HEADER);
+    append_lines(&a, 0..6000);
+    let mut config = config(dir.path(), &collector.url);
+    config.batch_max_events = 100;
+    config.pipeline_depth = 4;
+    config.max_in_flight = 4;
+    let agent = Agent::start(config.validate().unwrap()).await.unwrap();
+    wait_until("every event", Duration::from_secs(30), || {
+        collector.unique_events() >= 6000
+    })
+    .await;
+    let size = file_len(&a);
+    wait_until("the checkpoint", Duration::from_secs(5), || {
+        checkpoint_offsets(dir.path()) == [size]
+    })
+    .await;
+    let (stored, early) = {
+        let s = collector.state.lock().unwrap();
+        (s.stored.clone(), s.early)
+    };
+    // Stored in file order, each range once, contiguous from 0 to the end.
+    let mut at = 0;
+    for &(_, start, end) in &stored {
+        assert_eq!(start, at, "stored out of order or twice: {stored:?}");
+        at = end;
+    }
+    assert_eq!(at, size);
+    assert_tiles(
+        &collector.accepted(),
+        &BTreeMap::from([("a.log".to_owned(), 6000)]),
+    );
+    let m = agent.metrics();
+    assert!(early > 0, "batches overtook the one before them");
+    assert_eq!(Metrics::get(&m.batches_early), early);
+    assert_eq!(Metrics::get(&m.events_acked), 6000);
     agent.shutdown().await.unwrap();
 }
 

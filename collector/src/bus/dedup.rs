@@ -9,6 +9,11 @@
 //! - **new** when `start >= hwm` (or the stream is unknown): stored, and
 //!   `hwm` becomes `end`; `start > hwm` is a *gap* (bytes the collector never
 //!   saw, e.g. lost to copytruncate), accepted and counted;
+//! - **early** when the sender said the batch follows bytes up to `after`
+//!   (it pipelines: the batch before it is still on its way) and `hwm <
+//!   after`: refused for now, so batches sent together but arriving out of
+//!   order are stored in order (storing the later one first would make the
+//!   earlier one look like a duplicate);
 //! - an **overlap** when `start < hwm < end`: refused, because events carry
 //!   no byte offsets and the collector cannot drop the part below `hwm`. The
 //!   agent re-delivers identical lines at identical offsets and `hwm` is the
@@ -51,6 +56,9 @@ pub enum Verdict {
     Duplicate { stored: u64 },
     /// Part of the batch is stored: the sender must re-send from `stored`.
     Overlap { stored: u64 },
+    /// The bytes it follows are not all stored yet (`stored`, 0 for an
+    /// unknown stream): the sender re-sends once the batch before it is in.
+    Early { stored: u64 },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,8 +128,16 @@ impl DedupIndex {
         Self::default()
     }
 
-    /// Judges a batch covering `[start, end)` (callers ensure `start < end`).
-    pub fn check(&self, stream: &StreamKey, start: u64, end: u64) -> Verdict {
+    /// Judges a batch covering `[start, end)` (callers ensure `start <=
+    /// end`) that follows bytes up to `after` if the sender says so.
+    pub fn check(&self, stream: &StreamKey, start: u64, end: u64, after: Option<u64>) -> Verdict {
+        let hwm = self.streams.get(stream).copied();
+        match (hwm, after) {
+            (Some(hwm), _) if start < end && end <= hwm => return Verdict::Duplicate { stored: hwm },
+            (None, Some(_)) => return Verdict::Early { stored: 0 },
+            (Some(hwm), Some(after)) if hwm < after => return Verdict::Early { stored: hwm },
+            _ => {}
+        }
         match self.streams.get(stream) {
             None => Verdict::New { gap: 0 },
             // An empty range at the stored end is a heartbeat: stored (it
@@ -346,21 +362,45 @@ mod tests {
         wire::encode(&batch, 1).unwrap()
     }
 
+    /// A pipelining agent sends batch 2 with `after` = its start while batch
+    /// 1 is on its way: whichever arrives first, they are stored in order.
+    #[test]
+    fn pipelined_batches_that_arrive_early_wait_for_their_predecessor() {
+        let mut index = DedupIndex::new();
+        let a = key("a", 1);
+        // Batch 2 first, on an unknown stream: early, with nothing stored.
+        assert_eq!(index.check(&a, 100, 200, Some(100)), Verdict::Early { stored: 0 });
+        assert_eq!(index.check(&a, 0, 100, None), Verdict::New { gap: 0 });
+        index.record(&a, 100, 0);
+        assert_eq!(index.check(&a, 100, 200, Some(100)), Verdict::New { gap: 0 });
+        index.record(&a, 200, 1);
+        // Batch 4 before 3: early, with the stored end; 3 then 4 are new.
+        assert_eq!(index.check(&a, 300, 400, Some(300)), Verdict::Early { stored: 200 });
+        assert_eq!(index.check(&a, 200, 300, Some(200)), Verdict::New { gap: 0 });
+        index.record(&a, 300, 2);
+        assert_eq!(index.check(&a, 300, 400, Some(300)), Verdict::New { gap: 0 });
+        // A re-sent batch that is stored already is a duplicate, `after` or not.
+        assert_eq!(index.check(&a, 100, 200, Some(100)), Verdict::Duplicate { stored: 300 });
+        // A heartbeat at the stored end that follows it is stored.
+        assert_eq!(index.check(&a, 300, 300, Some(300)), Verdict::New { gap: 0 });
+        assert_eq!(index.check(&a, 300, 300, Some(400)), Verdict::Early { stored: 300 });
+    }
+
     #[test]
     fn judges_against_the_high_water_mark() {
         let mut index = DedupIndex::new();
         let a = key("a", 1);
-        assert_eq!(index.check(&a, 0, 100), Verdict::New { gap: 0 });
+        assert_eq!(index.check(&a, 0, 100, None), Verdict::New { gap: 0 });
         index.record(&a, 100, 0);
-        assert_eq!(index.check(&a, 0, 100), Verdict::Duplicate { stored: 100 });
-        assert_eq!(index.check(&a, 0, 50), Verdict::Duplicate { stored: 100 });
-        assert_eq!(index.check(&a, 50, 100), Verdict::Duplicate { stored: 100 });
-        assert_eq!(index.check(&a, 50, 150), Verdict::Overlap { stored: 100 });
-        assert_eq!(index.check(&a, 100, 150), Verdict::New { gap: 0 });
-        assert_eq!(index.check(&a, 130, 150), Verdict::New { gap: 30 });
+        assert_eq!(index.check(&a, 0, 100, None), Verdict::Duplicate { stored: 100 });
+        assert_eq!(index.check(&a, 0, 50, None), Verdict::Duplicate { stored: 100 });
+        assert_eq!(index.check(&a, 50, 100, None), Verdict::Duplicate { stored: 100 });
+        assert_eq!(index.check(&a, 50, 150, None), Verdict::Overlap { stored: 100 });
+        assert_eq!(index.check(&a, 100, 150, None), Verdict::New { gap: 0 });
+        assert_eq!(index.check(&a, 130, 150, None), Verdict::New { gap: 30 });
         // Other agents and other files are other streams.
-        assert_eq!(index.check(&key("b", 1), 0, 100), Verdict::New { gap: 0 });
-        assert_eq!(index.check(&key("a", 2), 0, 100), Verdict::New { gap: 0 });
+        assert_eq!(index.check(&key("b", 1), 0, 100, None), Verdict::New { gap: 0 });
+        assert_eq!(index.check(&key("a", 2), 0, 100, None), Verdict::New { gap: 0 });
         assert_eq!(index.through_offset(), 1);
     }
 

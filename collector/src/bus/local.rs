@@ -119,7 +119,7 @@ impl EventBus for LocalBus {
         let mut undo = Vec::new();
         let mut records: Vec<&[u8]> = Vec::new();
         for batch in batches {
-            let verdict = match dedup.check(batch.stream, batch.start, batch.end) {
+            let verdict = match dedup.check(batch.stream, batch.start, batch.end, batch.after) {
                 Verdict::New { gap } => {
                     let previous = dedup.record(batch.stream, batch.end, next);
                     undo.push((batch.stream, previous));
@@ -132,6 +132,7 @@ impl EventBus for LocalBus {
                 }
                 Verdict::Duplicate { stored } => Stored::Duplicate { stored },
                 Verdict::Overlap { stored } => Stored::Overlap { stored },
+                Verdict::Early { stored } => Stored::Early { stored },
             };
             verdicts.push(verdict);
         }
@@ -321,6 +322,7 @@ mod tests {
                 stream,
                 start: i * 10,
                 end: (i + 1) * 10,
+                after: None,
             };
             bus.append(&[batch]).unwrap();
         }
@@ -362,6 +364,7 @@ mod tests {
             stream: &stream,
             start: 70,
             end: 80,
+            after: None,
         };
         assert!(matches!(
             bus.append(&[again]).unwrap()[0],

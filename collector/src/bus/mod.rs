@@ -37,6 +37,10 @@ pub struct Append<'a> {
     pub stream: &'a StreamKey,
     pub start: u64,
     pub end: u64,
+    /// The sender's word that the batch follows the stream's bytes up to
+    /// here (it has the batch before this one in flight): store it only
+    /// once those are stored. `None`: judge by the range alone.
+    pub after: Option<u64>,
 }
 
 /// What became of a batch.
@@ -49,6 +53,10 @@ pub enum Stored {
     Duplicate { stored: u64 },
     /// Part of it is stored: the stream is stored up to `stored`.
     Overlap { stored: u64 },
+    /// The bytes before it are not all stored yet (the stream is stored up
+    /// to `stored`): not stored; the sender tries again after its
+    /// predecessor.
+    Early { stored: u64 },
 }
 
 /// Where a consumer stands, for `/health` and `/metrics`.

@@ -25,6 +25,15 @@ use crate::http::response::{error, json, method_not_allowed};
 /// answers to `POST /v1/batches`: every byte of the stream below it is stored.
 pub const STORED_OFFSET_HEADER: &str = "logmon-stored-offset";
 
+/// The request header of a pipelining agent: the batch follows the stream's
+/// bytes up to this offset (the batch before it is still on its way), so it
+/// is stored only once those are (else 409 `early`).
+pub const AFTER_HEADER: &str = "logmon-after";
+
+/// The response header that tells an agent this collector honours
+/// [`AFTER_HEADER`], so it may have several batches of a file in flight.
+pub const PIPELINING_HEADER: &str = "logmon-pipelining";
+
 /// Why a batch was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Refusal {
@@ -44,6 +53,12 @@ pub(crate) enum Refusal {
         "batch overlaps stored data: the stream is stored up to offset {stored}; re-send from there"
     )]
     Overlap { stored: u64 },
+    #[error(
+        "the batch follows bytes up to offset {after}, but the stream is stored only up to {stored}: re-send it after the batch before it"
+    )]
+    Early { stored: u64, after: u64 },
+    #[error("header {AFTER_HEADER}: {0:?} is not a byte offset")]
+    BadAfter(String),
     #[error(transparent)]
     Write(#[from] WriteError),
     #[error("shutting down")]
@@ -76,8 +91,10 @@ impl Refusal {
             Refusal::Body(_) => StatusCode::BAD_REQUEST,
             Refusal::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Refusal::Wire(WireError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
-            Refusal::Wire(_) | Refusal::BadRange { .. } => StatusCode::BAD_REQUEST,
-            Refusal::Overlap { .. } => StatusCode::CONFLICT,
+            Refusal::Wire(_) | Refusal::BadRange { .. } | Refusal::BadAfter(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Refusal::Overlap { .. } | Refusal::Early { .. } => StatusCode::CONFLICT,
             Refusal::Write(WriteError::Stopped) => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::Write(WriteError::Bus(_)) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -96,6 +113,8 @@ impl Refusal {
             Refusal::Wire(WireError::UnsupportedVersion { .. }) => Rejection::UnsupportedVersion,
             Refusal::BadRange { .. } => Rejection::BadRange,
             Refusal::Overlap { .. } => Rejection::Overlap,
+            Refusal::Early { .. } => Rejection::Early,
+            Refusal::BadAfter(_) => Rejection::BadRange,
             Refusal::Write(WriteError::Bus(_)) => Rejection::BusError,
             Refusal::Write(WriteError::Stopped) | Refusal::ShuttingDown => Rejection::ShuttingDown,
             Refusal::DiskFull(_) => Rejection::DiskFull,
@@ -128,6 +147,10 @@ impl Refusal {
             }
             Refusal::Overlap { stored } => {
                 headers.insert(STORED_OFFSET_HEADER, HeaderValue::from(stored));
+            }
+            Refusal::Early { stored, .. } => {
+                headers.insert(STORED_OFFSET_HEADER, HeaderValue::from(stored));
+                headers.insert(PIPELINING_HEADER, HeaderValue::from_static("1"));
             }
             Refusal::RateLimited { wait, .. } => {
                 // Whole seconds, rounded up: never earlier than the bucket holds it.
@@ -174,6 +197,13 @@ async fn post_batch(
     if state.bus.backlog_bytes() > state.config.max_backlog_bytes {
         return Err(Refusal::Backpressure);
     }
+    let after = match request.headers().get(AFTER_HEADER) {
+        None => None,
+        Some(value) => {
+            let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            Some(text.trim().parse::<u64>().map_err(|_| Refusal::BadAfter(text))?)
+        }
+    };
     let limit = state.config.limits.max_compressed;
     let declared = request
         .headers()
@@ -254,6 +284,7 @@ async fn post_batch(
         },
         start: batch.start,
         end: batch.end,
+        after,
         events: inspected.events as u64,
         reply,
     };
@@ -271,10 +302,16 @@ async fn post_batch(
             stored,
         ),
         Stored::Overlap { stored } => return Err(Refusal::Overlap { stored }),
+        Stored::Early { stored } => {
+            return Err(Refusal::Early {
+                stored,
+                after: after.unwrap_or_default(),
+            });
+        }
     };
     let mut response = json(StatusCode::OK, &value);
-    response
-        .headers_mut()
-        .insert(STORED_OFFSET_HEADER, HeaderValue::from(stored_offset));
+    let headers = response.headers_mut();
+    headers.insert(STORED_OFFSET_HEADER, HeaderValue::from(stored_offset));
+    headers.insert(PIPELINING_HEADER, HeaderValue::from_static("1"));
     Ok(response)
 }

@@ -23,10 +23,13 @@ pub enum Rejection {
     Forbidden,
     RateLimited,
     BodyTimeout,
+    /// A pipelined batch that came before the one it follows (409; the agent
+    /// sends it again after that one).
+    Early,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 14] = [
+    pub const ALL: [Rejection; 15] = [
         Rejection::Unauthorized,
         Rejection::TooLarge,
         Rejection::Corrupt,
@@ -41,6 +44,7 @@ impl Rejection {
         Rejection::Forbidden,
         Rejection::RateLimited,
         Rejection::BodyTimeout,
+        Rejection::Early,
     ];
 
     /// The `reason` label value.
@@ -60,6 +64,7 @@ impl Rejection {
             Rejection::Forbidden => "forbidden",
             Rejection::RateLimited => "rate_limited",
             Rejection::BodyTimeout => "body_timeout",
+            Rejection::Early => "early",
         }
     }
 }

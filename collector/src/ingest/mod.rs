@@ -40,17 +40,24 @@
 //!   the end of a batch the agent sent, hence a line boundary in its stream:
 //!   the agent acknowledges up to `hwm` (those bytes are durable) and re-reads
 //!   from there; the next batch starts at `hwm` and is stored. Nothing is lost
-//!   and nothing duplicated.
+//!   and nothing duplicated;
+//! - with `Logmon-After: P` (a pipelining agent: the batch before this one
+//!   is still on its way) and `hwm < P` (or an unknown stream): the batch
+//!   came early → **409** with `Logmon-Stored-Offset: <hwm>` (0 if unknown)
+//!   and `{"error":"early"}`; not stored. The agent sends it again once the
+//!   batch before it has settled. A duplicate is still a duplicate.
 //!
-//! Every 200 carries `Logmon-Stored-Offset` too (the stream's `hwm`).
+//! Every 200 carries `Logmon-Stored-Offset` too (the stream's `hwm`), and
+//! every 200 (and every early 409) `Logmon-Pipelining: 1`: an
+//! agent may then keep several batches of a file in flight.
 //!
-//! Requirements this places on the agent: at most one unacknowledged batch
-//! per stream is in flight (pipelined batches arriving out of order would
-//! look like a gap followed by duplicates), and on 409 it acknowledges and
-//! resumes at `Logmon-Stored-Offset`. Known limit: a file truncated in place
-//! that comes back with the *same* fingerprint restarts at offset 0 under the
-//! same stream key, and its first `hwm` bytes are taken for duplicates; the
-//! agent must give such a file a new stream identity.
+//! Requirements this places on the agent: batches of one stream beyond the
+//! first in flight carry `Logmon-After` (batches arriving out of order would
+//! otherwise look like a gap followed by duplicates), and on 409 it
+//! acknowledges and resumes at `Logmon-Stored-Offset`. A file truncated in
+//! place whose first lines come back identical restarts at offset 0; the
+//! agent gives such content a new stream identity (a generation of its
+//! fingerprint), so its first `hwm` bytes are not taken for duplicates.
 //!
 //! # Durability and group commit
 //!
@@ -90,7 +97,7 @@ use crate::bus::{EventBus, MAX_RECORD_BYTES};
 use crate::http::status::{MetricsSource, Status};
 use crate::http::{Answer, ConnectionSlot, Router, Routes};
 
-pub use handler::STORED_OFFSET_HEADER;
+pub use handler::{AFTER_HEADER, PIPELINING_HEADER, STORED_OFFSET_HEADER};
 pub use metrics::{Metrics, Rejection};
 pub use writer::WriteError;
 

@@ -35,6 +35,8 @@ pub(crate) struct Job {
     pub stream: StreamKey,
     pub start: u64,
     pub end: u64,
+    /// The agent's `Logmon-After`: see [`crate::bus::Append::after`].
+    pub after: Option<u64>,
     pub events: u64,
     pub reply: oneshot::Sender<Result<Stored, WriteError>>,
 }
@@ -81,6 +83,7 @@ fn commit_group(bus: &dyn EventBus, metrics: &Metrics, group: &mut Vec<Job>) {
             stream: &job.stream,
             start: job.start,
             end: job.end,
+            after: job.after,
         })
         .collect();
     let started = Instant::now();
@@ -114,6 +117,7 @@ fn commit_group(bus: &dyn EventBus, metrics: &Metrics, group: &mut Vec<Job>) {
                         metrics.duplicates.fetch_add(1, Relaxed);
                     }
                     Stored::Overlap { .. } => {}
+                    Stored::Early { .. } => {}
                 }
                 Ok(v)
             }

@@ -807,6 +807,7 @@ mod tests {
                 stream: &stream,
                 start: b.start,
                 end: b.end,
+                after: None,
             }])
             .unwrap();
         }
