@@ -230,7 +230,11 @@ impl Delivery {
 
     /// Notes a batch of `slot` starting at `start` as sent.
     fn sent(&self, slot: StreamSlot, start: u64) {
-        self.lanes().entry(slot).or_default().unsettled.insert(start);
+        self.lanes()
+            .entry(slot)
+            .or_default()
+            .unsettled
+            .insert(start);
     }
 
     /// Notes that the batch of `slot` starting at `start` is finished.
@@ -284,7 +288,12 @@ impl Delivery {
     }
 
     /// Sends one body until the collector settles its fate (or `abort`).
-    async fn send(&self, sealed: &Sealed, after: Option<u64>, abort: &CancellationToken) -> Settled {
+    async fn send(
+        &self,
+        sealed: &Sealed,
+        after: Option<u64>,
+        abort: &CancellationToken,
+    ) -> Settled {
         let path = &sealed.batch.stream.path;
         let mut attempt = 0u32;
         loop {

@@ -111,6 +111,8 @@ pub fn clock_ticks() -> u64 {
 pub struct ProcSample {
     /// User plus system CPU time so far (`utime + stime`, tick resolution).
     pub cpu: Duration,
+    /// Of which system time (`stime`).
+    pub system: Duration,
     /// Peak resident set size (`VmHWM`), KiB.
     pub peak_rss_kib: u64,
     /// Resident set size now (`VmRSS`), KiB.
@@ -140,6 +142,7 @@ pub fn sample(pid: u32, ticks_per_sec: u64) -> std::io::Result<ProcSample> {
     };
     Ok(ProcSample {
         cpu: Duration::from_nanos(ticks * 1_000_000_000 / ticks_per_sec),
+        system: Duration::from_nanos(field(12) * 1_000_000_000 / ticks_per_sec),
         peak_rss_kib: kib("VmHWM:"),
         rss_kib: kib("VmRSS:"),
     })

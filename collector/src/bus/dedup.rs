@@ -133,7 +133,9 @@ impl DedupIndex {
     pub fn check(&self, stream: &StreamKey, start: u64, end: u64, after: Option<u64>) -> Verdict {
         let hwm = self.streams.get(stream).copied();
         match (hwm, after) {
-            (Some(hwm), _) if start < end && end <= hwm => return Verdict::Duplicate { stored: hwm },
+            (Some(hwm), _) if start < end && end <= hwm => {
+                return Verdict::Duplicate { stored: hwm };
+            }
             (None, Some(_)) => return Verdict::Early { stored: 0 },
             (Some(hwm), Some(after)) if hwm < after => return Verdict::Early { stored: hwm },
             _ => {}
@@ -369,21 +371,45 @@ mod tests {
         let mut index = DedupIndex::new();
         let a = key("a", 1);
         // Batch 2 first, on an unknown stream: early, with nothing stored.
-        assert_eq!(index.check(&a, 100, 200, Some(100)), Verdict::Early { stored: 0 });
+        assert_eq!(
+            index.check(&a, 100, 200, Some(100)),
+            Verdict::Early { stored: 0 }
+        );
         assert_eq!(index.check(&a, 0, 100, None), Verdict::New { gap: 0 });
         index.record(&a, 100, 0);
-        assert_eq!(index.check(&a, 100, 200, Some(100)), Verdict::New { gap: 0 });
+        assert_eq!(
+            index.check(&a, 100, 200, Some(100)),
+            Verdict::New { gap: 0 }
+        );
         index.record(&a, 200, 1);
         // Batch 4 before 3: early, with the stored end; 3 then 4 are new.
-        assert_eq!(index.check(&a, 300, 400, Some(300)), Verdict::Early { stored: 200 });
-        assert_eq!(index.check(&a, 200, 300, Some(200)), Verdict::New { gap: 0 });
+        assert_eq!(
+            index.check(&a, 300, 400, Some(300)),
+            Verdict::Early { stored: 200 }
+        );
+        assert_eq!(
+            index.check(&a, 200, 300, Some(200)),
+            Verdict::New { gap: 0 }
+        );
         index.record(&a, 300, 2);
-        assert_eq!(index.check(&a, 300, 400, Some(300)), Verdict::New { gap: 0 });
+        assert_eq!(
+            index.check(&a, 300, 400, Some(300)),
+            Verdict::New { gap: 0 }
+        );
         // A re-sent batch that is stored already is a duplicate, `after` or not.
-        assert_eq!(index.check(&a, 100, 200, Some(100)), Verdict::Duplicate { stored: 300 });
+        assert_eq!(
+            index.check(&a, 100, 200, Some(100)),
+            Verdict::Duplicate { stored: 300 }
+        );
         // A heartbeat at the stored end that follows it is stored.
-        assert_eq!(index.check(&a, 300, 300, Some(300)), Verdict::New { gap: 0 });
-        assert_eq!(index.check(&a, 300, 300, Some(400)), Verdict::Early { stored: 300 });
+        assert_eq!(
+            index.check(&a, 300, 300, Some(300)),
+            Verdict::New { gap: 0 }
+        );
+        assert_eq!(
+            index.check(&a, 300, 300, Some(400)),
+            Verdict::Early { stored: 300 }
+        );
     }
 
     #[test]
@@ -392,15 +418,33 @@ mod tests {
         let a = key("a", 1);
         assert_eq!(index.check(&a, 0, 100, None), Verdict::New { gap: 0 });
         index.record(&a, 100, 0);
-        assert_eq!(index.check(&a, 0, 100, None), Verdict::Duplicate { stored: 100 });
-        assert_eq!(index.check(&a, 0, 50, None), Verdict::Duplicate { stored: 100 });
-        assert_eq!(index.check(&a, 50, 100, None), Verdict::Duplicate { stored: 100 });
-        assert_eq!(index.check(&a, 50, 150, None), Verdict::Overlap { stored: 100 });
+        assert_eq!(
+            index.check(&a, 0, 100, None),
+            Verdict::Duplicate { stored: 100 }
+        );
+        assert_eq!(
+            index.check(&a, 0, 50, None),
+            Verdict::Duplicate { stored: 100 }
+        );
+        assert_eq!(
+            index.check(&a, 50, 100, None),
+            Verdict::Duplicate { stored: 100 }
+        );
+        assert_eq!(
+            index.check(&a, 50, 150, None),
+            Verdict::Overlap { stored: 100 }
+        );
         assert_eq!(index.check(&a, 100, 150, None), Verdict::New { gap: 0 });
         assert_eq!(index.check(&a, 130, 150, None), Verdict::New { gap: 30 });
         // Other agents and other files are other streams.
-        assert_eq!(index.check(&key("b", 1), 0, 100, None), Verdict::New { gap: 0 });
-        assert_eq!(index.check(&key("a", 2), 0, 100, None), Verdict::New { gap: 0 });
+        assert_eq!(
+            index.check(&key("b", 1), 0, 100, None),
+            Verdict::New { gap: 0 }
+        );
+        assert_eq!(
+            index.check(&key("a", 2), 0, 100, None),
+            Verdict::New { gap: 0 }
+        );
         assert_eq!(index.through_offset(), 1);
     }
 

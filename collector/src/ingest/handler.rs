@@ -201,7 +201,11 @@ async fn post_batch(
         None => None,
         Some(value) => {
             let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            Some(text.trim().parse::<u64>().map_err(|_| Refusal::BadAfter(text))?)
+            Some(
+                text.trim()
+                    .parse::<u64>()
+                    .map_err(|_| Refusal::BadAfter(text))?,
+            )
         }
     };
     let limit = state.config.limits.max_compressed;
