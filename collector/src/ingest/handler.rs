@@ -289,6 +289,7 @@ async fn post_batch(
         start: batch.start,
         end: batch.end,
         after,
+        held_since: None,
         events: inspected.events as u64,
         reply,
     };
