@@ -10,9 +10,11 @@
 //! `pipeline_depth` batches of a file are in flight at once, each after the
 //! first sent with `Logmon-After: START` ("store me only once the stream is
 //! stored up to my start"). A batch that overtakes the one before it (other
-//! connections, other handler threads) gets 409 with the stored offset
-//! below its start (`early`); it waits until every batch before it in its
-//! file has settled and is sent again, then without the header (its
+//! connections, other handler threads) is held by the collector until that
+//! one is stored; one still early after the collector's hold gets 409 with
+//! the stored offset below its start (`early`); it waits until every batch
+//! before it in its file has settled and is sent again, then without the
+//! header (its
 //! predecessor may have been dropped as undecodable, and a gap must then
 //! be accepted as before). If the batch before it was answered with an
 //! overlap (the source rewinds), it is abandoned: the reader re-reads from

@@ -43,8 +43,10 @@
 //!   and nothing duplicated;
 //! - with `Logmon-After: P` (a pipelining agent: the batch before this one
 //!   is still on its way) and `hwm < P` (or an unknown stream): the batch
-//!   came early → **409** with `Logmon-Stored-Offset: <hwm>` (0 if unknown)
-//!   and `{"error":"early"}`; not stored. The agent sends it again once the
+//!   came early. The writer holds it (up to `writer::HOLD_EARLY`, 2 s) and
+//!   stores it as soon as its predecessor is in; still early then → **409**
+//!   with `Logmon-Stored-Offset: <hwm>` (0 if unknown) and
+//!   `{"error":"early"}`, not stored, and the agent sends it again once the
 //!   batch before it has settled. A duplicate is still a duplicate.
 //!
 //! Every 200 carries `Logmon-Stored-Offset` too (the stream's `hwm`), and
