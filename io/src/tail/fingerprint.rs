@@ -166,11 +166,42 @@ impl Fingerprinter {
             .map(|len| FileFingerprint(fnv1a64(&prefix[..len])))
     }
 
+    /// The fingerprint of the complete lines of a file that starts with
+    /// `prefix` and whose head is not complete (and will not be: it was
+    /// rotated away and is idle), with their length; `None` when it has no
+    /// complete line, or when its head is complete (use [`Self::of_prefix`]).
+    pub fn of_short_head(&self, prefix: &[u8]) -> Option<(FileFingerprint, usize)> {
+        if self.head_len(prefix).is_some() {
+            return None;
+        }
+        let window = &prefix[..prefix.len().min(self.bytes)];
+        let end = memchr::memrchr(b'\n', window)? + 1;
+        Some((FileFingerprint(fnv1a64(&window[..end])), end))
+    }
+
     /// Reads the head of `file` (moving its cursor) and fingerprints it.
     /// `buf` is scratch space, reused between calls.
     pub fn of_file(&self, file: &File, buf: &mut Vec<u8>) -> io::Result<Option<FileFingerprint>> {
+        self.read_head(file, buf, self.bytes)?;
+        Ok(self.of_prefix(buf))
+    }
+
+    /// Fingerprints the first `len` bytes of `file` as a short head (see
+    /// [`Self::of_short_head`]); `None` if it is shorter than that now.
+    pub fn of_file_short(
+        &self,
+        file: &File,
+        buf: &mut Vec<u8>,
+        len: usize,
+    ) -> io::Result<Option<FileFingerprint>> {
+        self.read_head(file, buf, len)?;
+        Ok((buf.len() == len).then(|| FileFingerprint(fnv1a64(buf))))
+    }
+
+    /// Reads up to `len` bytes from the start of `file` into `buf`.
+    fn read_head(&self, file: &File, buf: &mut Vec<u8>, len: usize) -> io::Result<()> {
         buf.clear();
-        buf.resize(self.bytes, 0);
+        buf.resize(len, 0);
         let mut reader = file;
         reader.seek(SeekFrom::Start(0))?;
         let mut filled = 0;
@@ -183,7 +214,7 @@ impl Fingerprinter {
             }
         }
         buf.truncate(filled);
-        Ok(self.of_prefix(buf))
+        Ok(())
     }
 }
 
@@ -256,6 +287,22 @@ mod tests {
         assert_eq!(
             fp.of_file(&file, &mut buf).unwrap(),
             Some(FileFingerprint(fnv1a64(b"1234567890")))
+        );
+    }
+
+    #[test]
+    fn a_short_head_is_the_complete_lines_of_an_incomplete_head() {
+        let fp = Fingerprinter::new(256, 2);
+        assert_eq!(
+            fp.of_short_head(b"one line\npartial"),
+            Some((FileFingerprint(fnv1a64(b"one line\n")), 9))
+        );
+        assert_eq!(fp.of_short_head(b"no line yet"), None);
+        assert_eq!(fp.of_short_head(b"a\nb\n"), None, "the head is complete");
+        let bytes_only = Fingerprinter::new(8, 0);
+        assert_eq!(
+            bytes_only.of_short_head(b"ab\ncd\n"),
+            Some((FileFingerprint(fnv1a64(b"ab\ncd\n")), 6))
         );
     }
 

@@ -531,11 +531,15 @@ impl Tailer {
             // a truncated file that grew back past our position.
             // And when the head came back identical, the end of the last
             // line read is no longer where it was.
+            let head = match w.short_head {
+                None => self.fingerprinter.of_file(w.file(), &mut self.head_buf),
+                Some(len) => self
+                    .fingerprinter
+                    .of_file_short(w.file(), &mut self.head_buf, len),
+            };
             let truncated = size < w.scan_pos()
                 || ((changed || rescanned)
-                    && (self.fingerprinter.of_file(w.file(), &mut self.head_buf)?
-                        != Some(fingerprint)
-                        || !w.tail_unchanged(&mut self.scratch)?));
+                    && (head? != Some(fingerprint) || !w.tail_unchanged(&mut self.scratch)?));
             if truncated {
                 self.counters.truncations += 1;
                 if w.read_pos > w.acked
@@ -557,11 +561,30 @@ impl Tailer {
     /// Fingerprints file `i` if its head is complete, picks which stream
     /// (generation) its content is, and where to start.
     fn identify(&mut self, i: usize) -> io::Result<()> {
-        let Some(head) = self
+        let mut short_head = None;
+        let head = match self
             .fingerprinter
             .of_file(self.watchers[i].file(), &mut self.head_buf)?
-        else {
-            return Ok(());
+        {
+            Some(head) => head,
+            None => {
+                // A file that left its name may never complete its head:
+                // it is known by the complete lines it has (their length is
+                // kept, so lines the server still appends to it change
+                // nothing), or a one-line file rotated away would never be
+                // read.
+                match self.watchers[i]
+                    .orphaned
+                    .then(|| self.fingerprinter.of_short_head(&self.head_buf))
+                    .flatten()
+                {
+                    Some((head, len)) => {
+                        short_head = Some(len);
+                        head
+                    }
+                    None => return Ok(()),
+                }
+            }
         };
         // Generations of this head that other open files are.
         let owned: Vec<u32> = self
@@ -623,6 +646,7 @@ impl Tailer {
         // re-reads what `start_at = end` skipped.
         self.checkpoints.acknowledge(identity, acked, &w.path, wall);
         w.fingerprint = Some(head);
+        w.short_head = short_head;
         w.generation = generation;
         w.acked = acked;
         w.seek_to(start);

@@ -659,3 +659,27 @@ fn directories_that_appear_later_are_watched_from_the_next_rescan() {
     fs::rename(logs.path("later/x.log"), logs.path("later/x.old")).unwrap();
     assert_eq!(texts(&poll_for(&mut tailer, 2)), ["one", "two"]);
 }
+
+/// A file renamed out of the globs before its head (two lines) was complete
+/// is known by the lines it has, and read; lines the server still appends
+/// to it come too, under the same stream.
+#[test]
+fn a_one_line_file_rotated_away_is_read() {
+    let logs = Logs::new();
+    let mut config = logs.config();
+    config.rotate_wait_ms = 3_600_000;
+    let mut tailer = Tailer::new(config, Checkpoints::new()).unwrap();
+    logs.append("a.log", "only line\n");
+    assert!(
+        drain(&mut tailer).is_empty(),
+        "a live file waits for its head"
+    );
+    fs::rename(logs.path("a.log"), logs.path("a.old")).unwrap();
+    let first = drain(&mut tailer);
+    assert_eq!(texts(&first), ["only line"]);
+    logs.append("a.old", "written after the rotation\n");
+    let second = drain(&mut tailer);
+    assert_eq!(texts(&second), ["written after the rotation"]);
+    assert_eq!(second[0].stream.fingerprint, first[0].stream.fingerprint);
+    assert_eq!(second[0].start, first[0].end);
+}

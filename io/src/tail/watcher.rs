@@ -66,6 +66,9 @@ pub(crate) struct FileWatcher {
     pub(crate) fingerprint: Option<FileFingerprint>,
     /// Which generation of that head this content is.
     pub(crate) generation: u32,
+    /// The head's length when the file was identified by its complete lines
+    /// alone (rotated away and idle before its head was complete).
+    pub(crate) short_head: Option<usize>,
     pub(crate) origin: Origin,
     pub(crate) read_pos: u64,
     scan_pos: u64,
@@ -107,6 +110,7 @@ impl FileWatcher {
             id,
             fingerprint: None,
             generation: 0,
+            short_head: None,
             origin,
             read_pos: 0,
             scan_pos: 0,
@@ -191,6 +195,7 @@ impl FileWatcher {
     pub(crate) fn restart_after_truncation(&mut self, size: u64) {
         self.fingerprint = None;
         self.generation = 0;
+        self.short_head = None;
         self.origin = Origin::Truncated;
         self.acked = 0;
         self.size = size;
