@@ -42,6 +42,16 @@ impl Logs {
         config
     }
 
+    /// Cuts the file to nothing in place, as copytruncate does.
+    fn truncate(&self, name: &str) {
+        OpenOptions::new()
+            .write(true)
+            .open(self.path(name))
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+    }
+
     fn state_dir(&self) -> PathBuf {
         let dir = self.path("state");
         fs::create_dir_all(&dir).unwrap();
@@ -200,12 +210,7 @@ fn copytruncate_restarts_at_zero() {
     assert_eq!(texts(&before), ["line 1", "line 2", "line 3"]);
 
     fs::copy(logs.path("a.log"), logs.path("a.copy")).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(logs.path("a.log"))
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    logs.truncate("a.log");
     logs.append("a.log", &lines(4..=5));
 
     let after = drain(&mut tailer);
@@ -231,12 +236,7 @@ fn copytruncate_with_an_identical_start_is_a_new_generation() {
     logs.append("a.log", "line 4\n");
 
     fs::copy(logs.path("a.log"), logs.path("a.log.1")).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(logs.path("a.log"))
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    logs.truncate("a.log");
     logs.append("a.log", &format!("{header}{}", lines(5..=6)));
     let mut config = logs.config();
     config
@@ -291,12 +291,7 @@ fn copytruncate_with_an_identical_start_while_running() {
     ack_all(&mut tailer, &before);
 
     fs::copy(logs.path("a.log"), logs.path("a.copy")).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(logs.path("a.log"))
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    logs.truncate("a.log");
     logs.append("a.log", &lines(1..=2));
     let second = drain(&mut tailer);
     assert_eq!(texts(&second), ["line 1", "line 2"]);
@@ -312,12 +307,7 @@ fn copytruncate_with_an_identical_start_while_running() {
     assert_eq!(tailer.stats().duplicates, 0);
 
     // A third time: generation 2.
-    OpenOptions::new()
-        .write(true)
-        .open(logs.path("a.log"))
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    logs.truncate("a.log");
     logs.append("a.log", &lines(1..=2));
     let fourth = drain(&mut tailer);
     assert_eq!(texts(&fourth), ["line 1", "line 2"]);
@@ -339,12 +329,7 @@ fn copytruncate_with_an_identical_start_that_grew_back_past_us_is_caught() {
     let mut tailer = Tailer::new(logs.config(), Checkpoints::new()).unwrap();
     let before = tailer.poll(BIG);
     assert_eq!(texts(&before), ["line 1", "line 2", "line 3"]);
-    OpenOptions::new()
-        .write(true)
-        .open(logs.path("a.log"))
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    logs.truncate("a.log");
     logs.append(
         "a.log",
         &format!("{}a longer third line\nline 4\n", lines(1..=2)),
@@ -369,12 +354,7 @@ fn copytruncate_is_caught_even_when_the_file_grew_back() {
     let mut tailer = Tailer::new(logs.config(), Checkpoints::new()).unwrap();
     assert_eq!(texts(&tailer.poll(BIG)), ["line 1", "line 2"]);
 
-    OpenOptions::new()
-        .write(true)
-        .open(logs.path("a.log"))
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    logs.truncate("a.log");
     logs.append("a.log", "a longer line 3\na longer line 4\n");
     let after = drain(&mut tailer);
     assert_eq!(texts(&after), ["a longer line 3", "a longer line 4"]);

@@ -31,6 +31,38 @@ fn agent(collector: u16, logs: &Path, state: &Path, metrics: u16) -> Running {
     )
 }
 
+/// InfluxDB, a collector and an agent tailing `logs/*.log`.
+struct Site {
+    influx: InfluxServer,
+    dir: tempfile::TempDir,
+    logs: std::path::PathBuf,
+    metrics: u16,
+    _collector: Running,
+    _agent: Running,
+}
+
+impl Site {
+    fn start() -> Site {
+        let influx = InfluxServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let port = free_port();
+        let collector = start_collector(port, &dir.path().join("collector"), &influx.url());
+        let metrics = free_port();
+        let agent = agent(port, &logs, &dir.path().join("agent"), metrics);
+        std::thread::sleep(Duration::from_millis(500));
+        Site {
+            influx,
+            dir,
+            logs,
+            metrics,
+            _collector: collector,
+            _agent: agent,
+        }
+    }
+}
+
 fn lines(tag: &str, second: i64, range: std::ops::Range<u64>) -> String {
     let stamp = clf_time(second);
     range
@@ -71,15 +103,8 @@ fn metric(port: u16, name: &str) -> u64 {
 /// second) alone misses most of them.
 #[test]
 fn files_created_and_renamed_away_within_200_ms_are_read_every_time() {
-    let influx = InfluxServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let port = free_port();
-    let _collector = start_collector(port, &dir.path().join("collector"), &influx.url());
-    let metrics = free_port();
-    let _agent = agent(port, &logs, &dir.path().join("agent"), metrics);
-    std::thread::sleep(Duration::from_millis(500));
+    let site = Site::start();
+    let (influx, dir, logs, metrics) = (&site.influx, &site.dir, &site.logs, site.metrics);
 
     let mut rng = Rng(chaos_seed("file lifetimes"));
     let now = logmon_tests::harness::unix_now() as i64;
@@ -100,7 +125,7 @@ fn files_created_and_renamed_away_within_200_ms_are_read_every_time() {
     eprintln!("longest time a file had its name: {longest:?}");
 
     assert_eq!(written, 260);
-    let stored = wait_for_count(&influx, 260);
+    let stored = wait_for_count(influx, 260);
     let err = std::fs::read_to_string(dir.path().join("agent.err")).unwrap_or_default();
     assert_eq!(stored, 260, "agent log:\n{err}");
     let paths = influx
@@ -118,21 +143,14 @@ fn files_created_and_renamed_away_within_200_ms_are_read_every_time() {
 /// collector's high-water mark of the old one does not drop it as resent.
 #[test]
 fn a_copytruncated_log_whose_first_lines_come_back_identical_loses_no_line() {
-    let influx = InfluxServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let port = free_port();
-    let _collector = start_collector(port, &dir.path().join("collector"), &influx.url());
-    let metrics = free_port();
-    let _agent = agent(port, &logs, &dir.path().join("agent"), metrics);
-    std::thread::sleep(Duration::from_millis(500));
+    let site = Site::start();
+    let (influx, dir, logs, metrics) = (&site.influx, &site.dir, &site.logs, site.metrics);
 
     let now = logmon_tests::harness::unix_now() as i64;
     let live = logs.join("access.log");
     let head = lines("same-start", now - 2, 0..2);
     append_text(&live, &format!("{head}{}", lines("old", now - 2, 0..50)));
-    assert_eq!(wait_for_count(&influx, 52), 52);
+    assert_eq!(wait_for_count(influx, 52), 52);
 
     std::fs::copy(&live, logs.join("access.log.1")).unwrap();
     std::fs::OpenOptions::new()
@@ -144,7 +162,7 @@ fn a_copytruncated_log_whose_first_lines_come_back_identical_loses_no_line() {
     // More than the old content, so a resumed offset would also cut it.
     append_text(&live, &format!("{head}{}", lines("new", now - 1, 0..80)));
 
-    let stored = wait_for_count(&influx, 52 + 82);
+    let stored = wait_for_count(influx, 52 + 82);
     let err = std::fs::read_to_string(dir.path().join("agent.err")).unwrap_or_default();
     assert_eq!(stored, 52 + 82, "agent log:\n{err}");
     let section = |s: &str| {
