@@ -34,7 +34,14 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    build_components(root, &out, "filters-target", FILTERS, "edge filters");
+    build_components(
+        root,
+        &out,
+        "filters-target",
+        "edge",
+        FILTERS,
+        "edge filters",
+    );
 }
 
 include!("../wasm-rules/build_components.rs");

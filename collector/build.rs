@@ -45,7 +45,14 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
 
-    build_components(root, &out, "rules-target", RULES, "WebAssembly rules");
+    build_components(
+        root,
+        &out,
+        "rules-target",
+        "rule",
+        RULES,
+        "WebAssembly rules",
+    );
 
     dashboard_assets(&manifest_dir.join("web"), &out);
 }

@@ -321,8 +321,19 @@ impl Reader {
                 opened: Instant::now(),
             });
             open.end = line_end;
+            // With filters, the line is parsed straight into the batch's
+            // next pending event (its strings reused batch after batch);
+            // without, into the one reused event the encoder copies.
+            let target = if filtering {
+                if open.pending.len() == open.pending_len {
+                    open.pending.push(Event::empty());
+                }
+                &mut open.pending[open.pending_len]
+            } else {
+                &mut state.event
+            };
             let result = match state.parser.as_mut() {
-                Some(parser) => parser.parse_into(&line.text, &mut state.event),
+                Some(parser) => parser.parse_into(&line.text, target),
                 None => Err(logmon_protocol::ParseError::new(
                     "log format not recognised",
                 )),
@@ -330,19 +341,14 @@ impl Reader {
             match result {
                 Ok(Parsed::Event) => {
                     // A format string's unknown variables, kept as labels.
-                    let event = &mut state.event;
                     match state.parser.as_ref().and_then(LineParser::extras) {
-                        Some(x) => event.labels.clone_from(&x.labels),
-                        None => event.labels.clear(),
+                        Some(x) => target.labels.clone_from(&x.labels),
+                        None => target.labels.clear(),
                     }
                     if filtering {
-                        match open.pending.get_mut(open.pending_len) {
-                            Some(slot) => slot.copy_from(&state.event),
-                            None => open.pending.push(state.event.clone()),
-                        }
                         open.pending_len += 1;
                     } else {
-                        open.encoder.push(&state.event);
+                        open.encoder.push(target);
                     }
                     open.offsets.push(line.offset);
                     parsed += 1;
@@ -576,9 +582,7 @@ impl Reader {
                 k += 1;
                 keep[k - 1]
             });
-            for (event, _) in events.iter().zip(&keep).filter(|(_, k)| **k) {
-                open.encoder.push(event);
-            }
+            chain.encode_kept(events, &keep, &mut open.encoder);
             self.keep = keep;
             if let Some(state) = src.streams.get_mut(&fingerprint) {
                 state.spare_events = std::mem::take(&mut open.pending);

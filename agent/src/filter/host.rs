@@ -2,18 +2,25 @@
 //! configured filter (the sandbox of `logmon-sandbox`: memory cap, deadline
 //! per call, WASI with nothing granted), one call per batch.
 //!
-//! A batch goes to the guest by column ([`Columns`], its buffers reused from
-//! batch to batch); the verdict is checked whole before any of it applies:
-//! a keep bitmap of exactly ceil(n/8) bytes with no bit past `n`, patch and
-//! label indices inside the batch, and at most [`MAX_VERDICT_BYTES`] plus
-//! 1 KiB per event of text. A call that fails is handled by the filter's
+//! A batch goes to the guest by column (its buffers reused from batch to
+//! batch), and only the columns the filter says it reads (`reads`) are
+//! filled. The verdict is checked whole before any of it applies: a keep
+//! bitmap of exactly ceil(n/8) bytes with no bit past `n`, replaced columns
+//! and label columns of exactly `n` values, label codes inside their
+//! values, patch and label indices inside the batch, UTF-8 text, and at
+//! most [`MAX_VERDICT_BYTES`] plus 1 KiB per event of text.
+//!
+//! Labels the filters add are not written into the events: they are kept
+//! beside them ([`Added`], interned) and given to the wire encoder with
+//! each kept event ([`Chain::encode_kept`]), so a labelled event costs no
+//! allocation. A call that fails is handled by the filter's
 //! [`OnError`] policy, and its instance is made afresh (instantiated and
 //! configured again) before the next batch, so a trap leaves no half state.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use logmon_protocol::Event;
+use logmon_protocol::{Event, wire};
 use logmon_sandbox::{EpochTicker, Fault, Sandbox, engine_config};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store};
@@ -126,6 +133,7 @@ impl Runtime {
             pre,
             live: None,
             info: None,
+            reads: Reads::default(),
             state: FilterState {
                 source: source.to_owned(),
                 filter: name.clone(),
@@ -171,8 +179,24 @@ pub struct Instance {
     /// `None` after a failure, until the next batch makes it afresh.
     live: Option<Live>,
     info: Option<wit::FilterInfo>,
+    /// The columns it reads, as it said after `configure`.
+    reads: Reads,
     state: FilterState,
     burst: Burst,
+}
+
+/// A set of [`wit::Column`]s.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Reads(u16);
+
+impl Reads {
+    fn of(columns: &[wit::Column]) -> Reads {
+        Reads(columns.iter().fold(0, |m, &c| m | 1 << c as u16))
+    }
+
+    fn has(self, c: wit::Column) -> bool {
+        self.0 & 1 << c as u16 != 0
+    }
 }
 
 impl std::fmt::Debug for Instance {
@@ -222,6 +246,13 @@ impl Instance {
             Err(e) => {
                 let f = logmon_sandbox::classify(&store, &e);
                 return Err(Started::Fault(fault_text(f, "configure", &self.config)));
+            }
+        }
+        match bindings.call_reads(&mut store) {
+            Ok(columns) => self.reads = Reads::of(&columns),
+            Err(e) => {
+                let f = logmon_sandbox::classify(&store, &e);
+                return Err(Started::Fault(fault_text(f, "reads", &self.config)));
             }
         }
         self.live = Some(Live { store, bindings });
@@ -297,11 +328,31 @@ fn check_verdict(v: &wit::Verdict, n: usize) -> Result<(), String> {
     if !n.is_multiple_of(8) && v.keep.last().is_some_and(|b| b >> (n % 8) != 0) {
         return Err(format!("malformed verdict: keep bits set past event {n}"));
     }
+    for c in &v.columns {
+        check_column(&c.values, n)
+            .map_err(|e| format!("malformed verdict: the {:?} column {e}", c.field))?;
+    }
     if let Some(p) = v.patches.iter().find(|p| p.index as usize >= n) {
         return Err(format!(
             "malformed verdict: a patch of event {} in a batch of {n}",
             p.index
         ));
+    }
+    for l in &v.label_columns {
+        if l.codes.len() != n {
+            return Err(format!(
+                "malformed verdict: label column `{}` has {} codes for {n} events",
+                l.key,
+                l.codes.len()
+            ));
+        }
+        if let Some(k) = l.codes.iter().find(|&&k| k as usize > l.values.len()) {
+            return Err(format!(
+                "malformed verdict: label column `{}` has code {k} for {} values",
+                l.key,
+                l.values.len()
+            ));
+        }
     }
     if let Some(l) = v.labels.iter().find(|l| l.index as usize >= n) {
         return Err(format!(
@@ -309,7 +360,12 @@ fn check_verdict(v: &wit::Verdict, n: usize) -> Result<(), String> {
             l.index
         ));
     }
-    let bytes: usize = v.patches.iter().map(|p| p.value.len()).sum::<usize>()
+    let bytes: usize = v.columns.iter().map(|c| c.values.data.len()).sum::<usize>()
+        + v.patches.iter().map(|p| p.value.len()).sum::<usize>()
+        + v.label_columns
+            .iter()
+            .map(|l| l.key.len() + l.values.iter().map(String::len).sum::<usize>())
+            .sum::<usize>()
         + v.labels
             .iter()
             .map(|l| l.key.len() + l.value.len())
@@ -323,19 +379,62 @@ fn check_verdict(v: &wit::Verdict, n: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// Fills a reused column batch from events.
-fn fill(batch: &mut wit::Batch, source: &str, file: &str, all: &[Event], live: &[usize]) {
+/// Checks a replaced column: `n` values, ends in order inside the data,
+/// UTF-8 split only at character boundaries.
+fn check_column(c: &wit::TextColumn, n: usize) -> Result<(), String> {
+    if c.ends.len() != n {
+        return Err(format!("has {} values for {n} events", c.ends.len()));
+    }
+    if c.ends.last().map_or(0, |&e| e as usize) != c.data.len() {
+        return Err("does not end where its data ends".into());
+    }
+    if c.ends.windows(2).any(|w| w[0] > w[1]) {
+        return Err("has its ends out of order".into());
+    }
+    let text = std::str::from_utf8(&c.data).map_err(|e| format!("is not UTF-8: {e}"))?;
+    if let Some(e) = c.ends.iter().find(|&&e| !text.is_char_boundary(e as usize)) {
+        return Err(format!("splits a character at byte {e}"));
+    }
+    Ok(())
+}
+
+/// Fills a reused column batch from events: the columns in `reads`, the
+/// others left empty.
+fn fill(
+    batch: &mut wit::Batch,
+    reads: Reads,
+    source: &str,
+    file: &str,
+    all: &[Event],
+    live: &[usize],
+) {
+    use wit::Column as C;
     let events = || live.iter().map(|&i| &all[i]);
     fn text<'a>(
         c: &mut wit::TextColumn,
+        on: bool,
         events: impl Iterator<Item = &'a Event>,
         f: impl Fn(&Event) -> &str,
     ) {
         c.data.clear();
         c.ends.clear();
+        if !on {
+            return;
+        }
         for e in events {
             c.data.extend_from_slice(f(e).as_bytes());
             c.ends.push(u32::try_from(c.data.len()).unwrap_or(u32::MAX));
+        }
+    }
+    fn scalar<'a, T>(
+        c: &mut Vec<T>,
+        on: bool,
+        events: impl Iterator<Item = &'a Event>,
+        f: impl Fn(&Event) -> T,
+    ) {
+        c.clear();
+        if on {
+            c.extend(events.map(f));
         }
     }
     batch.source.clear();
@@ -343,28 +442,34 @@ fn fill(batch: &mut wit::Batch, source: &str, file: &str, all: &[Event], live: &
     batch.file.clear();
     batch.file.push_str(file);
     let c = &mut batch.events;
-    c.timestamp.clear();
-    c.timestamp.extend(events().map(|e| e.timestamp));
-    text(&mut c.client, events(), |e| &e.client);
-    text(&mut c.user, events(), |e| &e.user);
-    text(&mut c.method, events(), |e| &e.method);
-    text(&mut c.path, events(), |e| &e.path);
-    text(&mut c.protocol, events(), |e| &e.protocol);
-    c.status.clear();
-    c.status.extend(events().map(|e| e.status));
-    c.bytes.clear();
-    c.bytes.extend(events().map(|e| e.bytes));
-    text(&mut c.referer, events(), |e| {
+    c.count = u32::try_from(live.len()).unwrap_or(u32::MAX);
+    scalar(&mut c.timestamp, reads.has(C::Timestamp), events(), |e| {
+        e.timestamp
+    });
+    text(&mut c.client, reads.has(C::Client), events(), |e| &e.client);
+    text(&mut c.user, reads.has(C::User), events(), |e| &e.user);
+    text(&mut c.method, reads.has(C::Method), events(), |e| &e.method);
+    text(&mut c.path, reads.has(C::Path), events(), |e| &e.path);
+    text(&mut c.protocol, reads.has(C::Protocol), events(), |e| {
+        &e.protocol
+    });
+    scalar(&mut c.status, reads.has(C::Status), events(), |e| e.status);
+    scalar(&mut c.bytes, reads.has(C::Bytes), events(), |e| e.bytes);
+    text(&mut c.referer, reads.has(C::Referer), events(), |e| {
         e.referer.as_deref().unwrap_or("")
     });
-    text(&mut c.user_agent, events(), |e| {
+    text(&mut c.user_agent, reads.has(C::UserAgent), events(), |e| {
         e.user_agent.as_deref().unwrap_or("")
     });
-    c.duration_us.clear();
-    c.duration_us.extend(events().map(|e| {
-        e.duration_us
-            .map_or(-1, |d| i64::try_from(d).unwrap_or(i64::MAX))
-    }));
+    scalar(
+        &mut c.duration_us,
+        reads.has(C::DurationUs),
+        events(),
+        |e| {
+            e.duration_us
+                .map_or(-1, |d| i64::try_from(d).unwrap_or(i64::MAX))
+        },
+    );
 }
 
 fn empty_batch() -> wit::Batch {
@@ -376,6 +481,7 @@ fn empty_batch() -> wit::Batch {
         source: String::new(),
         file: String::new(),
         events: wit::Events {
+            count: 0,
             timestamp: Vec::new(),
             client: column(),
             user: column(),
@@ -391,37 +497,136 @@ fn empty_batch() -> wit::Batch {
     }
 }
 
-/// Applies a checked verdict on the `live` events (the verdict's indices
-/// are positions in `live`): patches and labels to the kept ones, and the
-/// others marked dropped in `keep`. Returns how many were dropped.
-fn apply(v: wit::Verdict, events: &mut [Event], live: &[usize], keep: &mut [bool]) -> usize {
-    let kept = |j: usize| v.keep[j / 8] & (1 << (j % 8)) != 0;
-    for p in v.patches {
-        let j = p.index as usize;
-        if !kept(j) {
-            continue;
-        }
-        let e = &mut events[live[j]];
-        let optional = |value: String| (!value.is_empty()).then_some(value);
-        match p.field {
-            wit::Field::Client => e.client = p.value,
-            wit::Field::User => e.user = p.value,
-            wit::Field::Method => e.method = p.value,
-            wit::Field::Path => e.path = p.value,
-            wit::Field::Protocol => e.protocol = p.value,
-            wit::Field::Referer => e.referer = optional(p.value),
-            wit::Field::UserAgent => e.user_agent = optional(p.value),
+/// Sets a text field in place, keeping the string's allocation.
+fn set_field(e: &mut Event, field: wit::Field, value: &str) {
+    fn set(s: &mut String, value: &str) {
+        s.clear();
+        s.push_str(value);
+    }
+    fn set_optional(s: &mut Option<String>, value: &str) {
+        if value.is_empty() {
+            *s = None;
+        } else {
+            set(s.get_or_insert_with(String::new), value);
         }
     }
-    for l in v.labels {
-        let j = l.index as usize;
-        if !kept(j) {
-            continue;
+    match field {
+        wit::Field::Client => set(&mut e.client, value),
+        wit::Field::User => set(&mut e.user, value),
+        wit::Field::Method => set(&mut e.method, value),
+        wit::Field::Path => set(&mut e.path, value),
+        wit::Field::Protocol => set(&mut e.protocol, value),
+        wit::Field::Referer => set_optional(&mut e.referer, value),
+        wit::Field::UserAgent => set_optional(&mut e.user_agent, value),
+    }
+}
+
+/// Labels the chain added to the events of a batch, beside them:
+/// (event index, key, value), the strings interned.
+#[derive(Debug, Default)]
+pub struct Added {
+    labels: Vec<(u32, u32, u32)>,
+    names: Vec<String>,
+    index: std::collections::HashMap<String, u32>,
+}
+
+/// Interned label strings kept at most (then forgotten between batches).
+const INTERNED: usize = 1 << 16;
+
+impl Added {
+    fn clear(&mut self) {
+        self.labels.clear();
+        if self.names.len() > INTERNED {
+            self.names.clear();
+            self.index.clear();
         }
-        let labels = &mut events[live[j]].labels;
-        match labels.iter_mut().find(|(k, _)| *k == l.key) {
-            Some(slot) => slot.1 = l.value,
-            None => labels.push((l.key, l.value)),
+    }
+
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.index.get(s) {
+            return id;
+        }
+        let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.names.push(s.to_owned());
+        self.index.insert(s.to_owned(), id);
+        id
+    }
+
+    /// In event order, each event's in the order the filters added them.
+    fn sort(&mut self) {
+        self.labels.sort_by_key(|&(i, _, _)| i);
+    }
+
+    /// `base` with the labels added to one event, later ones replacing
+    /// earlier ones of the same key, into `out`.
+    fn merged<'a>(
+        &'a self,
+        base: &'a [(String, String)],
+        added: &[(u32, u32, u32)],
+        out: &mut Vec<(&'a str, &'a str)>,
+    ) {
+        out.clear();
+        out.extend(base.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        for &(_, k, v) in added {
+            let (k, v) = (
+                self.names[k as usize].as_str(),
+                self.names[v as usize].as_str(),
+            );
+            match out.iter_mut().find(|(key, _)| *key == k) {
+                Some(slot) => slot.1 = v,
+                None => out.push((k, v)),
+            }
+        }
+    }
+}
+
+/// Applies a checked verdict on the `live` events (the verdict's indices
+/// are positions in `live`): replaced columns and patches to the kept ones,
+/// labels to `added`, and the others marked dropped in `keep`. Returns how
+/// many were dropped.
+fn apply(
+    v: wit::Verdict,
+    events: &mut [Event],
+    live: &[usize],
+    keep: &mut [bool],
+    added: &mut Added,
+) -> usize {
+    let kept = |j: usize| v.keep[j / 8] & (1 << (j % 8)) != 0;
+    for c in &v.columns {
+        // Checked: UTF-8, split only at character boundaries.
+        let text = std::str::from_utf8(&c.values.data).unwrap_or("");
+        let mut start = 0;
+        for (j, &end) in c.values.ends.iter().enumerate() {
+            let end = end as usize;
+            if kept(j) {
+                let value = text.get(start..end).unwrap_or("");
+                set_field(&mut events[live[j]], c.field, value);
+            }
+            start = end;
+        }
+    }
+    for p in &v.patches {
+        let j = p.index as usize;
+        if kept(j) {
+            set_field(&mut events[live[j]], p.field, &p.value);
+        }
+    }
+    for l in &v.label_columns {
+        let key = added.intern(&l.key);
+        let values: Vec<u32> = l.values.iter().map(|value| added.intern(value)).collect();
+        for (j, &code) in l.codes.iter().enumerate() {
+            if code > 0 && kept(j) {
+                let index = u32::try_from(live[j]).unwrap_or(u32::MAX);
+                added.labels.push((index, key, values[code as usize - 1]));
+            }
+        }
+    }
+    for l in &v.labels {
+        let j = l.index as usize;
+        if kept(j) {
+            let (key, value) = (added.intern(&l.key), added.intern(&l.value));
+            let index = u32::try_from(live[j]).unwrap_or(u32::MAX);
+            added.labels.push((index, key, value));
         }
     }
     let mut dropped = 0;
@@ -440,6 +645,8 @@ pub struct Chain {
     filters: Vec<Instance>,
     scratch: Option<Box<wit::Batch>>,
     live: Vec<usize>,
+    /// The labels added to the last batch run.
+    added: Added,
     /// Keeps the engine's epoch ticking while the chain lives.
     _runtime: Option<std::sync::Arc<Runtime>>,
 }
@@ -461,17 +668,21 @@ impl Chain {
             filters,
             scratch: None,
             live: Vec::new(),
+            added: Added::default(),
             _runtime: Some(runtime.clone()),
         })
     }
 
     /// Runs the batch of `file` through every filter, in order; each sees
     /// the events the ones before kept, as they changed them. `keep` comes
-    /// back with one flag per event: whether it goes on.
+    /// back with one flag per event: whether it goes on. The labels the
+    /// filters added are kept beside the events until the next run: see
+    /// [`Chain::encode_kept`] and [`Chain::labels_into`].
     pub fn run(&mut self, file: &str, events: &mut [Event], keep: &mut Vec<bool>) -> ChainStats {
         let mut stats = ChainStats::default();
         keep.clear();
         keep.resize(events.len(), true);
+        self.added.clear();
         let mut batch = self
             .scratch
             .take()
@@ -485,11 +696,11 @@ impl Chain {
             }
             let started = Instant::now();
             let n = live.len();
-            fill(&mut batch, &f.source, file, events, live);
+            fill(&mut batch, f.reads, &f.source, file, events, live);
             f.state.calls += 1;
             f.state.events_in += n as u64;
             let dropped = match f.call(&batch, n) {
-                Ok(verdict) => apply(verdict, events, live, keep),
+                Ok(verdict) => apply(verdict, events, live, keep, &mut self.added),
                 Err(message) => {
                     f.state.errors += 1;
                     stats.errors += 1;
@@ -510,7 +721,58 @@ impl Chain {
             f.state.nanos += u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         }
         self.scratch = Some(batch);
+        self.added.sort();
+        // A label added before a later filter dropped its event goes too.
+        self.added.labels.retain(|&(i, _, _)| keep[i as usize]);
         stats
+    }
+
+    /// Pushes the events the last run kept into `encoder`, each with the
+    /// labels the filters added to it.
+    pub fn encode_kept(&self, events: &[Event], keep: &[bool], encoder: &mut wire::Encoder) {
+        let mut merged = Vec::new();
+        let mut added = self.added.labels.as_slice();
+        for (i, event) in events.iter().enumerate() {
+            let own = added.partition_point(|&(e, _, _)| e as usize == i);
+            let (mine, rest) = added.split_at(own);
+            added = rest;
+            if !keep[i] {
+                continue;
+            }
+            if mine.is_empty() {
+                encoder.push(event);
+            } else {
+                self.added.merged(&event.labels, mine, &mut merged);
+                encoder.push_labelled(event, &merged);
+            }
+        }
+    }
+
+    /// Writes the labels the last run added into the events themselves
+    /// (for `filters test` and the tests; the agent uses
+    /// [`Chain::encode_kept`]).
+    pub fn labels_into(&self, events: &mut [Event]) {
+        for (i, event) in events.iter_mut().enumerate() {
+            let mut merged = Vec::new();
+            let start = self
+                .added
+                .labels
+                .partition_point(|&(e, _, _)| (e as usize) < i);
+            let end = self
+                .added
+                .labels
+                .partition_point(|&(e, _, _)| e as usize <= i);
+            if start == end {
+                continue;
+            }
+            self.added
+                .merged(&event.labels, &self.added.labels[start..end], &mut merged);
+            let labels: Vec<(String, String)> = merged
+                .iter()
+                .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            event.labels = labels;
+        }
     }
 
     /// The filters' counters, for `/metrics`.
@@ -576,6 +838,7 @@ pub fn test_file(
     for chunk in parsed.chunks(batch.max(1)) {
         let mut events: Vec<Event> = chunk.iter().map(|(_, e)| e.clone()).collect();
         tested.errors += chain.run(&name, &mut events, &mut keep).errors;
+        chain.labels_into(&mut events);
         for (((n, before), after), kept) in chunk.iter().zip(events).zip(&keep) {
             tested
                 .events

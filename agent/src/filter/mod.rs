@@ -1,4 +1,5 @@
-//! Edge filters: user WebAssembly components (world `logmon:edge/filter`,
+//! Edge filters: user WebAssembly components (world `logmon:edge/filter`
+//! version 0.2.0,
 //! `wasm-rules/edge-wit/filter.wit`) that see each batch of a source, by
 //! column, before it is encoded, and answer which events go on, what to
 //! change in them and which labels to add. One call per batch; the instance
@@ -50,6 +51,15 @@ impl Chain {
         _events: &mut [logmon_protocol::Event],
         _keep: &mut Vec<bool>,
     ) -> ChainStats {
+        match *self {}
+    }
+
+    pub fn encode_kept(
+        &self,
+        _events: &[logmon_protocol::Event],
+        _keep: &[bool],
+        _encoder: &mut logmon_protocol::wire::Encoder,
+    ) {
         match *self {}
     }
 

@@ -62,7 +62,7 @@ pub struct Encoder {
     /// the distinct sets in order of first use.
     label_codes: Vec<u8>,
     label_sets: Vec<u8>,
-    label_index: std::collections::HashMap<Vec<u8>, u64>,
+    label_index: std::collections::HashMap<Vec<u8>, u64, SeededHash>,
     label_scratch: Vec<u8>,
     /// Whether any event pushed has labels of its own.
     labelled: bool,
@@ -90,7 +90,7 @@ impl Encoder {
             duration: Vec::new(),
             label_codes: Vec::new(),
             label_sets: Vec::new(),
-            label_index: std::collections::HashMap::new(),
+            label_index: std::collections::HashMap::with_hasher(SeededHash(seed)),
             label_scratch: Vec::new(),
             labelled: false,
             time: Vec::new(),
@@ -110,6 +110,27 @@ impl Encoder {
 
     /// Adds one event to the batch being built.
     pub fn push(&mut self, e: &Event) {
+        self.push_fields(e);
+        if e.labels.is_empty() {
+            self.label_codes.push(0);
+        } else {
+            self.push_labels(e.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
+    }
+
+    /// Appends `e` with `labels` in place of its own (an edge filter's
+    /// additions merged with them), as if they were its own: the bytes are
+    /// those [`Encoder::push`] makes of the event with those labels.
+    pub fn push_labelled(&mut self, e: &Event, labels: &[(&str, &str)]) {
+        self.push_fields(e);
+        if labels.is_empty() {
+            self.label_codes.push(0);
+        } else {
+            self.push_labels(labels.iter().copied());
+        }
+    }
+
+    fn push_fields(&mut self, e: &Event) {
         self.timestamps.push(e.timestamp);
         let [client, user, method, protocol, path, referer, user_agent] = &mut self.strings;
         client.push(Some(&e.client));
@@ -122,15 +143,10 @@ impl Encoder {
         put_u64(&mut self.status, u64::from(e.status));
         put_u64(&mut self.bytes, e.bytes);
         put_opt_u64(&mut self.duration, e.duration_us);
-        if e.labels.is_empty() {
-            self.label_codes.push(0);
-        } else {
-            self.push_labels(&e.labels);
-        }
     }
 
     /// The code of an event's label set, its set added when new.
-    fn push_labels(&mut self, labels: &[(String, String)]) {
+    fn push_labels<'a>(&mut self, labels: impl ExactSizeIterator<Item = (&'a str, &'a str)>) {
         self.labelled = true;
         let set = &mut self.label_scratch;
         set.clear();
@@ -374,6 +390,30 @@ impl StringColumnOut {
 
 /// A per-batch random seed for [`hash_str`], so that strings in a log cannot
 /// be chosen to collide.
+/// [`hash_str`] as a map's hasher (the label sets of a batch: one look-up
+/// per labelled event, where SipHash cost more than the rest of the push).
+#[derive(Debug, Clone, Copy)]
+struct SeededHash(u64);
+
+impl std::hash::BuildHasher for SeededHash {
+    type Hasher = SeededHasher;
+    fn build_hasher(&self) -> SeededHasher {
+        SeededHasher(self.0)
+    }
+}
+
+#[derive(Debug)]
+struct SeededHasher(u64);
+
+impl std::hash::Hasher for SeededHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = hash_str(bytes, self.0);
+    }
+}
+
 fn random_seed() -> u64 {
     use std::hash::BuildHasher as _;
     std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64)

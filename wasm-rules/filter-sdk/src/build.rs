@@ -1,6 +1,6 @@
 //! Batches for a filter's native unit tests, built event by event.
 
-use crate::{Batch, Events, TextColumn};
+use crate::{Batch, Column, Events, TextColumn};
 
 /// Builds a [`Batch`] the way the agent sends one.
 #[derive(Debug)]
@@ -48,33 +48,46 @@ impl BatchBuilder {
         self.events.last_mut().expect("pushed")
     }
 
+    /// The batch with every column filled.
     pub fn build(&self) -> Batch {
-        let column = |k: usize| {
-            let mut c = TextColumn {
-                data: Vec::new(),
-                ends: Vec::new(),
-            };
-            for e in &self.events {
-                c.data.extend_from_slice(e.text[k].as_bytes());
-                c.ends.push(c.data.len() as u32);
+        self.build_reading(&Column::ALL)
+    }
+
+    /// The batch as the agent sends it to a filter that `reads` these
+    /// columns: the others empty. A filter's tests build with its own
+    /// [`crate::Filter::reads`], so a column read but not declared fails
+    /// them (an index out of bounds).
+    pub fn build_reading(&self, reads: &[Column]) -> Batch {
+        let read = |c: Column| reads.contains(&c);
+        let column = |c: Column, k: usize| {
+            let mut t = TextColumn::new();
+            if read(c) {
+                for e in &self.events {
+                    t.push(&e.text[k]);
+                }
             }
-            c
+            t
         };
+        fn scalar<T>(on: bool, values: impl Iterator<Item = T>) -> Vec<T> {
+            if on { values.collect() } else { Vec::new() }
+        }
+        let events = self.events.iter();
         Batch {
             source: self.source.clone(),
             file: "test.log".into(),
             events: Events {
-                timestamp: self.events.iter().map(|e| e.timestamp).collect(),
-                client: column(0),
-                user: column(1),
-                method: column(2),
-                path: column(3),
-                protocol: column(4),
-                status: self.events.iter().map(|e| e.status).collect(),
-                bytes: self.events.iter().map(|e| e.bytes).collect(),
-                referer: column(5),
-                user_agent: column(6),
-                duration_us: self.events.iter().map(|e| e.duration_us).collect(),
+                count: self.events.len() as u32,
+                timestamp: scalar(read(Column::Timestamp), events.clone().map(|e| e.timestamp)),
+                client: column(Column::Client, 0),
+                user: column(Column::User, 1),
+                method: column(Column::Method, 2),
+                path: column(Column::Path, 3),
+                protocol: column(Column::Protocol, 4),
+                status: scalar(read(Column::Status), events.clone().map(|e| e.status)),
+                bytes: scalar(read(Column::Bytes), events.clone().map(|e| e.bytes)),
+                referer: column(Column::Referer, 5),
+                user_agent: column(Column::UserAgent, 6),
+                duration_us: scalar(read(Column::DurationUs), events.map(|e| e.duration_us)),
             },
         }
     }

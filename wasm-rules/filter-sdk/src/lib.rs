@@ -33,7 +33,8 @@ pub mod bindings {
 }
 
 pub use bindings::logmon::edge::types::{
-    Batch, Events, Field, FilterInfo, Label, Param, Patch, TextColumn, Verdict,
+    Batch, Column, ColumnPatch, Events, Field, FilterInfo, Label, LabelColumn, Param, Patch,
+    TextColumn, Verdict,
 };
 
 /// An edge filter. One value lives per configured use of the filter, in its
@@ -44,6 +45,12 @@ pub trait Filter: Default + 'static {
     /// Apply parameters; absent ones keep their defaults. Unknown names are
     /// refused before this is called.
     fn configure(&mut self, params: &Params) -> Result<(), String>;
+    /// The columns [`Filter::filter`] reads, as configured; the agent fills
+    /// only these and sends the others empty. The default, every column,
+    /// is always right and costs the most.
+    fn reads(&self) -> Vec<Column> {
+        Column::ALL.to_vec()
+    }
     /// The verdict on one batch.
     fn filter(&mut self, batch: &Batch) -> Verdict;
 }
@@ -57,12 +64,86 @@ pub fn param(name: &str, description: &str, default_value: impl ToString) -> Par
     }
 }
 
+impl Column {
+    /// Every column.
+    pub const ALL: [Column; 11] = [
+        Column::Timestamp,
+        Column::Client,
+        Column::User,
+        Column::Method,
+        Column::Path,
+        Column::Protocol,
+        Column::Status,
+        Column::Bytes,
+        Column::Referer,
+        Column::UserAgent,
+        Column::DurationUs,
+    ];
+}
+
+impl Field {
+    /// The column this field is read from.
+    pub fn column(self) -> Column {
+        match self {
+            Field::Client => Column::Client,
+            Field::User => Column::User,
+            Field::Method => Column::Method,
+            Field::Path => Column::Path,
+            Field::Protocol => Column::Protocol,
+            Field::Referer => Column::Referer,
+            Field::UserAgent => Column::UserAgent,
+        }
+    }
+}
+
+impl Default for TextColumn {
+    fn default() -> Self {
+        TextColumn::new()
+    }
+}
+
 impl TextColumn {
-    /// Value `i`. The host sends UTF-8; anything else reads as "".
-    pub fn get(&self, i: usize) -> &str {
+    /// An empty column.
+    pub fn new() -> TextColumn {
+        TextColumn {
+            data: Vec::new(),
+            ends: Vec::new(),
+        }
+    }
+
+    /// An empty column with room for `values` values of `bytes` bytes in
+    /// all.
+    pub fn with_capacity(values: usize, bytes: usize) -> TextColumn {
+        TextColumn {
+            data: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(values),
+        }
+    }
+
+    /// Appends a value.
+    pub fn push(&mut self, value: &str) {
+        self.push_bytes(value.as_bytes());
+    }
+
+    /// Appends a value given as bytes (the agent refuses a column that is
+    /// not UTF-8).
+    pub fn push_bytes(&mut self, value: &[u8]) {
+        self.data.extend_from_slice(value);
+        self.ends.push(self.data.len() as u32);
+    }
+
+    /// Value `i`, as bytes: no UTF-8 check, the cheapest read.
+    #[inline]
+    pub fn bytes(&self, i: usize) -> &[u8] {
         let end = self.ends[i] as usize;
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        std::str::from_utf8(&self.data[start..end]).unwrap_or("")
+        &self.data[start..end]
+    }
+
+    /// Value `i`. The host sends UTF-8; anything else reads as "".
+    #[inline]
+    pub fn get(&self, i: usize) -> &str {
+        std::str::from_utf8(self.bytes(i)).unwrap_or("")
     }
 
     /// The number of values.
@@ -79,12 +160,12 @@ impl TextColumn {
 impl Events {
     /// The number of events.
     pub fn len(&self) -> usize {
-        self.timestamp.len()
+        self.count as usize
     }
 
     /// Whether the batch holds no event.
     pub fn is_empty(&self) -> bool {
-        self.timestamp.is_empty()
+        self.count == 0
     }
 
     /// A text field of event `i`.
@@ -112,9 +193,21 @@ impl Verdict {
         }
         Verdict {
             keep,
+            columns: Vec::new(),
             patches: Vec::new(),
+            label_columns: Vec::new(),
             labels: Vec::new(),
         }
+    }
+
+    /// Replace `field` in every event by `values` (one per event).
+    pub fn replace_column(&mut self, field: Field, values: TextColumn) {
+        self.columns.push(ColumnPatch { field, values });
+    }
+
+    /// Add a column of labels (see [`LabelColumn::new`]).
+    pub fn label_column(&mut self, labels: LabelColumn) {
+        self.label_columns.push(labels);
     }
 
     /// Drop event `i`.
@@ -151,6 +244,41 @@ impl Verdict {
     }
 }
 
+impl LabelColumn {
+    /// Label `key` for a batch of `n` events, none labelled yet.
+    pub fn new(key: impl Into<String>, n: usize) -> LabelColumn {
+        LabelColumn {
+            key: key.into(),
+            values: Vec::new(),
+            codes: vec![0; n],
+        }
+    }
+
+    /// The code of `value`, added to the values when new.
+    pub fn code(&mut self, value: &str) -> u32 {
+        match self.values.iter().position(|v| v == value) {
+            Some(p) => p as u32 + 1,
+            None => {
+                self.values.push(value.to_owned());
+                self.values.len() as u32
+            }
+        }
+    }
+
+    /// Label event `i` with the value of `code` (0: no label).
+    pub fn set(&mut self, i: usize, code: u32) {
+        self.codes[i] = code;
+    }
+
+    /// The value event `i` gets, if any.
+    pub fn value(&self, i: usize) -> Option<&str> {
+        match self.codes[i] {
+            0 => None,
+            k => self.values.get(k as usize - 1).map(String::as_str),
+        }
+    }
+}
+
 /// Export a [`Filter`] implementation as this component's filter.
 #[macro_export]
 macro_rules! export_filter {
@@ -173,6 +301,9 @@ macro_rules! export_filter {
                     let params = $crate::Params::new(params);
                     params.check(&<$filter>::describe())?;
                     FILTER.with_borrow_mut(|filter| filter.configure(&params))
+                }
+                fn reads() -> Vec<$crate::Column> {
+                    FILTER.with_borrow(|filter| filter.reads())
                 }
                 fn filter(batch: $crate::Batch) -> $crate::Verdict {
                     FILTER.with_borrow_mut(|filter| filter.filter(&batch))
@@ -217,5 +348,26 @@ mod tests {
         assert_eq!(batch.events.text(Field::UserAgent, 0), "");
         assert_eq!(batch.events.text(Field::UserAgent, 1), "curl/8");
         assert_eq!(batch.events.status, vec![404, 200]);
+        let only = b.build_reading(&[Column::Path]);
+        assert_eq!(only.events.len(), 2);
+        assert_eq!(only.events.path.get(1), "/b");
+        assert!(only.events.client.is_empty() && only.events.status.is_empty());
+    }
+
+    #[test]
+    fn label_columns_code_each_value_once() {
+        let mut l = LabelColumn::new("route", 4);
+        let api = l.code("api");
+        l.set(0, api);
+        l.set(2, api);
+        let page = l.code("page");
+        l.set(3, page);
+        assert_eq!(l.code("api"), api);
+        assert_eq!(l.values, vec!["api", "page"]);
+        assert_eq!(l.codes, vec![1, 0, 1, 2]);
+        assert_eq!(
+            (0..4).map(|i| l.value(i)).collect::<Vec<_>>(),
+            vec![Some("api"), None, Some("api"), Some("page")]
+        );
     }
 }

@@ -163,12 +163,17 @@ pub fn ticks(d: Duration) -> u64 {
 }
 
 /// The engine configuration every component runs with (components,
-/// epoch interruption, a 1 MiB stack).
+/// epoch interruption, a 1 MiB stack). `LOGMON_WASM_PERFMAP=1` in the
+/// environment makes wasmtime write `/tmp/perf-PID.map`, so `perf report`
+/// names the guests' functions.
 pub fn engine_config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.max_wasm_stack(1 << 20);
+    if std::env::var_os("LOGMON_WASM_PERFMAP").is_some_and(|v| v == "1") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config
 }
 

@@ -53,6 +53,7 @@ fn run(chain: &mut Chain, mut evs: Vec<Event>) -> (Vec<Event>, Vec<u64>, ChainSt
     let mut keep = vec![false; 3];
     let stats = chain.run("access.log", &mut evs, &mut keep);
     assert_eq!(keep.len(), evs.len());
+    chain.labels_into(&mut evs);
     let offsets = (0..evs.len() as u64)
         .filter(|&i| keep[i as usize])
         .map(|i| i * 100)
@@ -172,7 +173,7 @@ fn hostile(mode: &str, after: &str, on_error: OnError) -> FilterConfig {
 #[test]
 fn hostile_filters_are_contained_by_policy() {
     let rt = runtime();
-    for mode in ["spin", "hog", "trap", "short", "far"] {
+    for mode in ["spin", "hog", "trap", "short", "far", "column", "code"] {
         for on_error in [OnError::Pass, OnError::Drop] {
             let configs = [
                 FilterConfig::new("drop", &[("path_prefix", "/healthz")]),
@@ -206,7 +207,9 @@ fn hostile_filters_are_contained_by_policy() {
 fn verdicts_are_checked_whole() {
     let ok = wit::Verdict {
         keep: vec![0xff, 0x03],
+        columns: vec![],
         patches: vec![],
+        label_columns: vec![],
         labels: vec![],
     };
     assert_eq!(check_verdict(&ok, 10), Ok(()));
@@ -232,6 +235,69 @@ fn verdicts_are_checked_whole() {
         check_verdict(&far, 10)
             .unwrap_err()
             .contains("label of event 10")
+    );
+    let column = |values: &[&str]| {
+        let mut c = wit::TextColumn {
+            data: Vec::new(),
+            ends: Vec::new(),
+        };
+        for v in values {
+            c.data.extend_from_slice(v.as_bytes());
+            c.ends.push(c.data.len() as u32);
+        }
+        wit::ColumnPatch {
+            field: wit::Field::Client,
+            values: c,
+        }
+    };
+    let mut good = ok.clone();
+    good.columns.push(column(&["é"; 10]));
+    assert_eq!(check_verdict(&good, 10), Ok(()));
+    let mut short = ok.clone();
+    short.columns.push(column(&["a"; 9]));
+    assert!(
+        check_verdict(&short, 10)
+            .unwrap_err()
+            .contains("Client column has 9 values for 10 events")
+    );
+    let mut split = ok.clone();
+    split.columns.push(column(&["é"; 10]));
+    split.columns[0].values.ends[0] = 1;
+    assert!(
+        check_verdict(&split, 10)
+            .unwrap_err()
+            .contains("splits a character at byte 1")
+    );
+    let mut long = ok.clone();
+    long.columns.push(column(&["a"; 10]));
+    long.columns[0].values.data.push(b'z');
+    assert!(
+        check_verdict(&long, 10)
+            .unwrap_err()
+            .contains("does not end where its data ends")
+    );
+    let labels = |codes: Vec<u32>| wit::LabelColumn {
+        key: "route".into(),
+        values: vec!["api".into()],
+        codes,
+    };
+    let mut coded = ok.clone();
+    coded
+        .label_columns
+        .push(labels(vec![0, 1, 1, 0, 0, 0, 0, 0, 0, 1]));
+    assert_eq!(check_verdict(&coded, 10), Ok(()));
+    coded.label_columns.push(labels(vec![2; 10]));
+    assert!(
+        check_verdict(&coded, 10)
+            .unwrap_err()
+            .contains("label column `route` has code 2 for 1 values")
+    );
+    let mut few = ok.clone();
+    few.label_columns.push(labels(vec![1; 3]));
+    assert!(
+        check_verdict(&few, 10)
+            .unwrap_err()
+            .contains("has 3 codes for 10 events")
     );
     let mut big = ok;
     big.patches.push(wit::Patch {

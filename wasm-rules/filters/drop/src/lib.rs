@@ -5,7 +5,8 @@
 //! Each parameter given is one condition; an event is dropped when any of
 //! them matches (`match = "all"`: when every given one does).
 
-use logmon_filter::{Batch, Filter, FilterInfo, Params, Verdict, param};
+use logmon_filter::{Batch, Column, Filter, FilterInfo, Params, Verdict, param};
+use memchr::memmem::Finder;
 use regex_lite::Regex;
 
 #[derive(Debug, Default)]
@@ -14,10 +15,10 @@ pub struct Drop {
     path_regex: Option<Regex>,
     status: Vec<StatusMatch>,
     method: Vec<String>,
-    /// Lower-cased substrings.
-    user_agent: Vec<String>,
+    /// Searchers of the lower-cased substrings, built once.
+    user_agent: Vec<Finder<'static>>,
     /// The user agent being matched, lower-cased (reused).
-    scratch: std::cell::RefCell<String>,
+    scratch: std::cell::RefCell<Vec<u8>>,
     all: bool,
 }
 
@@ -50,40 +51,54 @@ impl StatusMatch {
 }
 
 impl Drop {
-    /// The outcome of each condition given, for event `i`.
-    fn conditions(&self, batch: &Batch, i: usize) -> impl Iterator<Item = bool> {
+    /// Whether event `i` goes: the given conditions tested cheapest first,
+    /// stopping as soon as the outcome is known.
+    pub fn drops(&self, batch: &Batch, i: usize) -> bool {
         let e = &batch.events;
-        let path = e.path.get(i);
-        let prefix = (!self.path_prefix.is_empty()).then(|| {
-            self.path_prefix
+        // `Some(outcome)` once one condition settles it.
+        let settles = |matched: bool| (matched != self.all).then_some(!self.all);
+        if !self.status.is_empty()
+            && let Some(out) = settles(self.status.iter().any(|s| s.matches(e.status[i])))
+        {
+            return out;
+        }
+        if !self.method.is_empty() {
+            let m = e.method.bytes(i);
+            if let Some(out) = settles(
+                self.method
+                    .iter()
+                    .any(|x| x.as_bytes().eq_ignore_ascii_case(m)),
+            ) {
+                return out;
+            }
+        }
+        if !self.path_prefix.is_empty() {
+            let path = e.path.bytes(i);
+            let matched = self
+                .path_prefix
                 .iter()
-                .any(|p| path.starts_with(p.as_str()))
-        });
-        let regex = self.path_regex.as_ref().map(|r| r.is_match(path));
-        let status =
-            (!self.status.is_empty()).then(|| self.status.iter().any(|s| s.matches(e.status[i])));
-        let method = (!self.method.is_empty()).then(|| {
-            let m = e.method.get(i);
-            self.method.iter().any(|x| x.eq_ignore_ascii_case(m))
-        });
-        let agent = (!self.user_agent.is_empty()).then(|| {
+                .any(|p| path.starts_with(p.as_bytes()));
+            if let Some(out) = settles(matched) {
+                return out;
+            }
+        }
+        if let Some(r) = &self.path_regex
+            && let Some(out) = settles(r.is_match(e.path.get(i)))
+        {
+            return out;
+        }
+        if !self.user_agent.is_empty() {
             let mut ua = self.scratch.borrow_mut();
             ua.clear();
-            ua.push_str(e.user_agent.get(i));
+            ua.extend_from_slice(e.user_agent.bytes(i));
             ua.make_ascii_lowercase();
-            self.user_agent.iter().any(|x| ua.contains(x.as_str()))
-        });
-        [prefix, regex, status, method, agent].into_iter().flatten()
-    }
-
-    /// Whether event `i` goes.
-    pub fn drops(&self, batch: &Batch, i: usize) -> bool {
-        let mut outcomes = self.conditions(batch, i);
-        if self.all {
-            outcomes.all(|m| m)
-        } else {
-            outcomes.any(|m| m)
+            if let Some(out) = settles(self.user_agent.iter().any(|x| x.find(&ua).is_some())) {
+                return out;
+            }
         }
+        // Every condition given went the same way: all matched (`all`), or
+        // none did (`any`).
+        self.all
     }
 }
 
@@ -136,7 +151,7 @@ impl Filter for Drop {
         self.user_agent = params
             .list("user_agent")
             .into_iter()
-            .map(|s| s.to_ascii_lowercase())
+            .map(|s| Finder::new(s.to_ascii_lowercase().as_bytes()).into_owned())
             .collect();
         self.all = match params.get("match", "any".to_owned())?.as_str() {
             "any" => false,
@@ -154,6 +169,23 @@ impl Filter for Drop {
             );
         }
         Ok(())
+    }
+
+    fn reads(&self) -> Vec<Column> {
+        let mut reads = Vec::new();
+        if !self.path_prefix.is_empty() || self.path_regex.is_some() {
+            reads.push(Column::Path);
+        }
+        if !self.status.is_empty() {
+            reads.push(Column::Status);
+        }
+        if !self.method.is_empty() {
+            reads.push(Column::Method);
+        }
+        if !self.user_agent.is_empty() {
+            reads.push(Column::UserAgent);
+        }
+        reads
     }
 
     fn filter(&mut self, batch: &Batch) -> Verdict {
@@ -188,7 +220,7 @@ mod tests {
         Ok(f)
     }
 
-    fn sample() -> Batch {
+    fn sample_reading(reads: &[Column]) -> Batch {
         let mut b = BatchBuilder::new("web");
         b.event().path("/healthz");
         b.event().path("/static/app.css").status(304);
@@ -196,11 +228,11 @@ mod tests {
         b.event().path("/api/user").method("HEAD");
         b.event().path("/api/order").status(503);
         b.event().path("/index.html");
-        b.build()
+        b.build_reading(reads)
     }
 
     fn kept(f: &mut Drop) -> Vec<usize> {
-        let batch = sample();
+        let batch = sample_reading(&f.reads());
         let v = f.filter(&batch);
         (0..batch.events.len()).filter(|&i| v.kept(i)).collect()
     }

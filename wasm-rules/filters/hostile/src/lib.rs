@@ -3,10 +3,14 @@
 //!
 //! `mode`: `spin` loops forever, `hog` allocates without bound, `trap`
 //! panics, `short` answers a keep bitmap of the wrong length, `far` patches
-//! an event past the batch, `calm` keeps everything. `after`: the number of
+//! an event past the batch, `column` replaces a column with one value too
+//! few, `code` labels an event with a code past its label values, `calm`
+//! keeps everything (reading every column). `after`: the number of
 //! good batches before it misbehaves.
 
-use logmon_filter::{Batch, Field, Filter, FilterInfo, Params, Verdict, param};
+use logmon_filter::{
+    Batch, Field, Filter, FilterInfo, LabelColumn, Params, TextColumn, Verdict, param,
+};
 
 #[derive(Debug, Default)]
 pub struct Hostile {
@@ -22,7 +26,11 @@ impl Filter for Hostile {
             description: "Misbehaves on purpose (sandbox tests)".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             params: vec![
-                param("mode", "spin | hog | trap | short | far | calm", "calm"),
+                param(
+                    "mode",
+                    "spin | hog | trap | short | far | column | code | calm",
+                    "calm",
+                ),
                 param("after", "good batches before misbehaving", 0),
             ],
         }
@@ -63,6 +71,25 @@ impl Filter for Hostile {
             "far" => {
                 let mut v = Verdict::keep_all(n);
                 v.patch(n + 5, Field::Path, "/nowhere");
+                v
+            }
+            "column" => {
+                let mut v = Verdict::keep_all(n);
+                let mut values = TextColumn::new();
+                for _ in 1..n {
+                    values.push("x");
+                }
+                v.replace_column(Field::Method, values);
+                v
+            }
+            "code" => {
+                let mut v = Verdict::keep_all(n);
+                let mut l = LabelColumn::new("k", n);
+                let code = l.code("v");
+                if n > 0 {
+                    l.set(n - 1, code + 1);
+                }
+                v.label_column(l);
                 v
             }
             _ => Verdict::keep_all(n),

@@ -7,8 +7,8 @@
 //! { component = "label", params = { key = "route", patterns = 'api=^/api/; static=\.(css|js|png)$', default = "page" } }
 //! ```
 
-use logmon_filter::{Batch, Filter, FilterInfo, Params, Verdict, param};
-use regex::Regex;
+use logmon_filter::{Batch, Column, Filter, FilterInfo, LabelColumn, Params, Verdict, param};
+use regex::bytes::Regex;
 
 #[derive(Debug, Default)]
 pub struct Label {
@@ -20,11 +20,23 @@ pub struct Label {
 impl Label {
     /// The label value of `path`, if it gets one.
     pub fn value_of(&self, path: &str) -> Option<&str> {
-        self.patterns
-            .iter()
-            .find(|(_, r)| r.is_match(path))
-            .map(|(v, _)| v.as_str())
-            .or((!self.default.is_empty()).then_some(self.default.as_str()))
+        self.code_of(path.as_bytes()).map(|k| self.value(k))
+    }
+
+    /// The label code of `path`: 1 + the index of the first pattern that
+    /// matches, `patterns.len() + 1` for the default, `None` for no label.
+    fn code_of(&self, path: &[u8]) -> Option<u32> {
+        match self.patterns.iter().position(|(_, r)| r.is_match(path)) {
+            Some(p) => Some(p as u32 + 1),
+            None => (!self.default.is_empty()).then_some(self.patterns.len() as u32 + 1),
+        }
+    }
+
+    fn value(&self, code: u32) -> &str {
+        match self.patterns.get(code as usize - 1) {
+            Some((v, _)) => v,
+            None => &self.default,
+        }
     }
 }
 
@@ -73,14 +85,27 @@ impl Filter for Label {
         Ok(())
     }
 
+    fn reads(&self) -> Vec<Column> {
+        vec![Column::Path]
+    }
+
     fn filter(&mut self, batch: &Batch) -> Verdict {
         let n = batch.events.len();
-        let mut verdict = Verdict::keep_all(n);
+        // One label column: the values once, a code per event.
+        let mut labels = LabelColumn::new(self.key.clone(), n);
+        labels.values = self
+            .patterns
+            .iter()
+            .map(|(v, _)| v.clone())
+            .chain(std::iter::once(self.default.clone()))
+            .collect();
         for i in 0..n {
-            if let Some(value) = self.value_of(batch.events.path.get(i)) {
-                verdict.label(i, self.key.clone(), value);
+            if let Some(code) = self.code_of(batch.events.path.bytes(i)) {
+                labels.set(i, code);
             }
         }
+        let mut verdict = Verdict::keep_all(n);
+        verdict.label_column(labels);
         verdict
     }
 }
@@ -108,12 +133,19 @@ mod tests {
         assert_eq!(f.value_of("/index.html"), Some("page"));
         let mut b = logmon_filter::BatchBuilder::new("web");
         b.event().path("/api/a");
-        let v = f.filter(&b.build());
-        assert_eq!(v.labels.len(), 1);
+        b.event().path("/x.css");
+        b.event().path("/");
+        let v = f.filter(&b.build_reading(&f.reads()));
+        assert!(v.labels.is_empty());
+        let l = &v.label_columns[0];
+        assert_eq!(l.key, "route");
         assert_eq!(
-            (v.labels[0].key.as_str(), v.labels[0].value.as_str()),
-            ("route", "api")
+            (0..3).map(|i| l.value(i)).collect::<Vec<_>>(),
+            vec![Some("api"), Some("static"), Some("page")]
         );
+        f.default.clear();
+        let v = f.filter(&b.build_reading(&f.reads()));
+        assert_eq!(v.label_columns[0].value(2), None);
     }
 
     #[test]

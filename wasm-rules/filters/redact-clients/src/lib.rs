@@ -8,8 +8,9 @@
 //!   (24: `192.0.2.17` → `192.0.2.0`), IPv6 their first `ipv6_prefix` (48);
 //!   a client that is not an address becomes `redacted`.
 
-use logmon_filter::{Batch, Field, Filter, FilterInfo, Params, Verdict, param};
+use logmon_filter::{Batch, Column, Field, Filter, FilterInfo, Params, TextColumn, Verdict, param};
 use sha2::{Digest, Sha256};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 #[derive(Debug, Default)]
@@ -18,9 +19,32 @@ pub struct RedactClients {
     key: Vec<u8>,
     ipv4_prefix: u8,
     ipv6_prefix: u8,
-    /// Clients seen lately and what they became: a server's clients
-    /// repeat, and a hash costs far more than a look-up.
-    cache: std::collections::HashMap<String, String>,
+    /// Clients seen lately and what they became (hash mode): a server's
+    /// clients repeat, and a hash costs far more than a look-up.
+    cache: std::collections::HashMap<Vec<u8>, String, BuildHasherDefault<Fnv>>,
+}
+
+/// FNV-1a: the cache's keys are short and chosen by nobody but the
+/// agent's own clients, so a fast hash does (SipHash cost more than the
+/// look-up it guards).
+#[derive(Debug)]
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
 }
 
 /// Most clients [`RedactClients`] remembers (then it forgets them all).
@@ -61,6 +85,61 @@ pub fn hashed(key: &[u8], client: &str) -> String {
         out.push_str(&format!("{b:02x}"));
     }
     out
+}
+
+/// A dotted-quad IPv4 address (no leading zeros, as servers log them).
+fn ipv4(client: &[u8]) -> Option<u32> {
+    let mut addr = 0u32;
+    let mut parts = 0;
+    for part in client.split(|&b| b == b'.') {
+        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
+            return None;
+        }
+        let mut octet = 0u32;
+        for &d in part {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            octet = octet * 10 + u32::from(d - b'0');
+        }
+        if octet > 255 {
+            return None;
+        }
+        addr = addr << 8 | octet;
+        parts += 1;
+    }
+    (parts == 4).then_some(addr)
+}
+
+/// Appends `addr` in dotted-quad form.
+fn put_ipv4(out: &mut Vec<u8>, addr: u32) {
+    for (k, octet) in addr.to_be_bytes().into_iter().enumerate() {
+        if k > 0 {
+            out.push(b'.');
+        }
+        if octet >= 100 {
+            out.push(b'0' + octet / 100);
+        }
+        if octet >= 10 {
+            out.push(b'0' + octet / 10 % 10);
+        }
+        out.push(b'0' + octet % 10);
+    }
+}
+
+/// `client` with its network prefix kept, appended to `out`: IPv4 by hand
+/// (the common case, no allocation), anything else through [`truncated`].
+fn put_truncated(out: &mut Vec<u8>, client: &[u8], v4: u8, v6: u8) {
+    match ipv4(client) {
+        Some(a) => put_ipv4(
+            out,
+            a & u32::MAX.checked_shl(32 - u32::from(v4)).unwrap_or(0),
+        ),
+        None => {
+            let text = std::str::from_utf8(client).unwrap_or("");
+            out.extend_from_slice(truncated(text, v4, v6).as_bytes());
+        }
+    }
 }
 
 /// The address with only its first `v4` (IPv4) or `v6` (IPv6) bits kept.
@@ -119,27 +198,46 @@ impl Filter for RedactClients {
         Ok(())
     }
 
+    fn reads(&self) -> Vec<Column> {
+        vec![Column::Client]
+    }
+
     fn filter(&mut self, batch: &Batch) -> Verdict {
         let n = batch.events.len();
-        let mut verdict = Verdict::keep_all(n);
+        let clients = &batch.events.client;
+        let mut out = TextColumn::with_capacity(n, clients.data.len() + 8 * n);
         for i in 0..n {
-            let client = batch.events.client.get(i);
-            let value = match self.cache.get(client) {
-                Some(v) => v.clone(),
-                None => {
-                    let v = match self.mode {
-                        Mode::Hash => hashed(&self.key, client),
-                        Mode::Prefix => truncated(client, self.ipv4_prefix, self.ipv6_prefix),
-                    };
-                    if self.cache.len() >= CACHED {
-                        self.cache.clear();
-                    }
-                    self.cache.insert(client.to_owned(), v.clone());
-                    v
+            let client = clients.bytes(i);
+            // Clients come in runs (one page, its assets): the previous
+            // answer again costs nothing.
+            if i > 0 && client == clients.bytes(i - 1) {
+                let start = if i == 1 { 0 } else { out.ends[i - 2] as usize };
+                let end = out.ends[i - 1] as usize;
+                out.data.extend_from_within(start..end);
+                out.ends.push(out.data.len() as u32);
+                continue;
+            }
+            match self.mode {
+                Mode::Prefix => {
+                    put_truncated(&mut out.data, client, self.ipv4_prefix, self.ipv6_prefix)
                 }
-            };
-            verdict.patch(i, Field::Client, value);
+                Mode::Hash => {
+                    if let Some(v) = self.cache.get(client) {
+                        out.data.extend_from_slice(v.as_bytes());
+                    } else {
+                        let v = hashed(&self.key, std::str::from_utf8(client).unwrap_or(""));
+                        out.data.extend_from_slice(v.as_bytes());
+                        if self.cache.len() >= CACHED {
+                            self.cache.clear();
+                        }
+                        self.cache.insert(client.to_vec(), v);
+                    }
+                }
+            }
+            out.ends.push(out.data.len() as u32);
         }
+        let mut verdict = Verdict::keep_all(n);
+        verdict.replace_column(Field::Client, out);
         verdict
     }
 }
@@ -180,11 +278,46 @@ mod tests {
         b.event().client("10.0.0.1");
         b.event().client("10.0.0.1");
         b.event().client("10.0.0.2");
-        let v = f.filter(&b.build());
-        assert_eq!(v.patches.len(), 3);
-        assert_eq!(v.patches[0].value, v.patches[1].value);
-        assert_ne!(v.patches[0].value, v.patches[2].value);
-        assert_eq!(v.patches[0].value, hashed(b"s3cret", "10.0.0.1"));
-        assert_eq!(v.patches[0].value.len(), 18);
+        b.event().client("10.0.0.1");
+        let v = f.filter(&b.build_reading(&f.reads()));
+        assert!(v.patches.is_empty());
+        let c = &v.columns[0];
+        assert_eq!(c.field, Field::Client);
+        let values: Vec<&str> = (0..4).map(|i| c.values.get(i)).collect();
+        let (one, two) = (hashed(b"s3cret", "10.0.0.1"), hashed(b"s3cret", "10.0.0.2"));
+        assert_eq!(values, vec![&one, &one, &two, &one]);
+        assert_eq!(one.len(), 18);
+    }
+
+    #[test]
+    fn prefix_mode_by_hand_equals_the_standard_parse() {
+        let mut f = RedactClients::default();
+        f.configure(&Params::new(vec![
+            ("mode".into(), "prefix".into()),
+            ("ipv4_prefix".into(), "20".into()),
+        ]))
+        .unwrap();
+        let clients = [
+            "192.0.2.17",
+            "192.0.2.17",
+            "10.255.31.200",
+            "0.0.0.0",
+            "255.255.255.255",
+            "1.2.3",
+            "01.2.3.4",
+            "1.2.3.256",
+            "2001:db8:1:2::7",
+            "host.example",
+            "",
+        ];
+        let mut b = logmon_filter::BatchBuilder::new("web");
+        for c in clients {
+            b.event().client(c);
+        }
+        let v = f.filter(&b.build_reading(&f.reads()));
+        for (i, c) in clients.iter().enumerate() {
+            assert_eq!(v.columns[0].values.get(i), truncated(c, 20, 48), "{c}");
+        }
+        assert_eq!(v.columns[0].values.get(2), "10.255.16.0");
     }
 }

@@ -3,7 +3,7 @@
 //! in the referer. `?a=1&token=abc` → `?a=1&token=REDACTED`; names compare
 //! without regard to case; everything else of the URL stays byte for byte.
 
-use logmon_filter::{Batch, Field, Filter, FilterInfo, Params, Verdict, param};
+use logmon_filter::{Batch, Column, Field, Filter, FilterInfo, Params, Verdict, param};
 
 #[derive(Debug, Default)]
 pub struct RedactQuery {
@@ -87,6 +87,10 @@ impl Filter for RedactQuery {
             })
             .collect::<Result<_, _>>()?;
         Ok(())
+    }
+
+    fn reads(&self) -> Vec<Column> {
+        self.fields.iter().map(|f| f.column()).collect()
     }
 
     fn filter(&mut self, batch: &Batch) -> Verdict {

@@ -3,7 +3,7 @@
 //! batches, so which events are kept is reproducible: the first matching
 //! event, the (N+1)-th, and so on.
 
-use logmon_filter::{Batch, Filter, FilterInfo, Params, Verdict, param};
+use logmon_filter::{Batch, Column, Filter, FilterInfo, Params, Verdict, param};
 
 #[derive(Debug, Default)]
 pub struct Sample {
@@ -16,12 +16,12 @@ pub struct Sample {
 
 impl Sample {
     fn matches(&self, batch: &Batch, i: usize) -> bool {
-        let path = batch.events.path.get(i);
-        let prefix = self.path_prefix.is_empty()
-            || self
-                .path_prefix
+        let prefix = self.path_prefix.is_empty() || {
+            let path = batch.events.path.bytes(i);
+            self.path_prefix
                 .iter()
-                .any(|p| path.starts_with(p.as_str()));
+                .any(|p| path.starts_with(p.as_bytes()))
+        };
         let class = self.status_class.is_empty()
             || self.status_class.contains(&(batch.events.status[i] / 100));
         prefix && class
@@ -67,6 +67,17 @@ impl Filter for Sample {
         Ok(())
     }
 
+    fn reads(&self) -> Vec<Column> {
+        let mut reads = Vec::new();
+        if !self.path_prefix.is_empty() {
+            reads.push(Column::Path);
+        }
+        if !self.status_class.is_empty() {
+            reads.push(Column::Status);
+        }
+        reads
+    }
+
     fn filter(&mut self, batch: &Batch) -> Verdict {
         let n = batch.events.len();
         let mut verdict = Verdict::keep_all(n);
@@ -101,7 +112,7 @@ mod tests {
         for i in 0..5 {
             b.event().status(if i == 2 { 500 } else { 200 });
         }
-        let batch = b.build();
+        let batch = b.build_reading(&f.reads());
         let first = f.filter(&batch);
         let second = f.filter(&batch);
         let kept = |v: &Verdict| (0..5).filter(|&i| v.kept(i)).collect::<Vec<_>>();
