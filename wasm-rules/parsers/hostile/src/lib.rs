@@ -9,7 +9,7 @@
 //! `mode`: `spin` loops forever, `hog` allocates without bound, `trap`
 //! panics, `ragged` answers columns of unequal length, `unordered` answers
 //! line indices out of order, `far` names a line past the call's, `both`
-//! makes one line an event and malformed, `ancient` answers a timestamp
+//! makes its last event's line malformed too, `ancient` answers a timestamp
 //! before 1970, `calm` behaves. `after`: calls answered calmly before
 //! misbehaving.
 
@@ -101,15 +101,15 @@ impl Parser for Hostile {
         if !hostile {
             return;
         }
-        let first = out.raw().line.first().copied();
+        let last = out.raw().line.last().copied();
         match self.mode.as_str() {
             "far" => out.malformed(n + 3, "nowhere"),
             "both" => {
-                if let Some(line) = first {
+                if let Some(line) = last {
                     out.malformed(line as usize, "an event too");
                 }
             }
-            "unordered" if first.is_some() => out.push(0, &Event::default()),
+            "unordered" if last.is_some() => out.push(0, &Event::default()),
             "ragged" => out.raw().events.status.push(1),
             _ => {}
         }
