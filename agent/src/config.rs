@@ -1059,7 +1059,10 @@ format = { component = "w3c", params = { plus_as_space = false }, deadline_ms = 
         .validate()
         .unwrap_err()
         .to_string();
-        assert!(e.contains("parser w3c: memory_mb must be in 1..=4096"), "{e}");
+        assert!(
+            e.contains("parser w3c: memory_mb must be in 1..=4096"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -547,9 +547,11 @@ impl Metrics {
         }
         type PerParser = (&'static str, &'static str, fn(&ParserState) -> u64);
         let per_parser: [PerParser; 9] = [
-            ("parser_calls_total", "Calls on a poll's lines of a file.", |p| {
-                p.calls
-            }),
+            (
+                "parser_calls_total",
+                "Calls on a poll's lines of a file.",
+                |p| p.calls,
+            ),
             ("parser_lines_total", "Lines given to the parser.", |p| {
                 p.lines
             }),

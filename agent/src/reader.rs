@@ -324,10 +324,7 @@ impl Reader {
             // Lines of a file whose format could not be detected yet are
             // malformed; the batch still names a format (CLF) for the wire
             // (Combined for an edge parser's: its events have every field).
-            let format = state
-                .parser
-                .as_ref()
-                .map_or(fallback, LineParser::format);
+            let format = state.parser.as_ref().map_or(fallback, LineParser::format);
             let spare = &mut state.spare;
             let spare_events = &mut state.spare_events;
             let open = state.open.get_or_insert_with(|| OpenBatch {

@@ -264,7 +264,9 @@ pub fn check_parsed(p: wit::Parsed, n: usize, input: usize) -> Result<Checked, S
             return bad(format!("an event of line {l} in a call of {n} lines"));
         }
         if previous.is_some_and(|p| p >= l) {
-            return bad(format!("event lines not increasing ({l} after {previous:?})"));
+            return bad(format!(
+                "event lines not increasing ({l} after {previous:?})"
+            ));
         }
         previous = Some(l);
     }
@@ -276,7 +278,9 @@ pub fn check_parsed(p: wit::Parsed, n: usize, input: usize) -> Result<Checked, S
             return bad(format!("a malformed line {l} in a call of {n} lines"));
         }
         if previous.is_some_and(|p| p >= l) {
-            return bad(format!("malformed lines not increasing ({l} after {previous:?})"));
+            return bad(format!(
+                "malformed lines not increasing ({l} after {previous:?})"
+            ));
         }
         previous = Some(l);
         reasons += f.reason.len();
@@ -294,7 +298,11 @@ pub fn check_parsed(p: wit::Parsed, n: usize, input: usize) -> Result<Checked, S
             j += 1;
         }
     }
-    if let Some(t) = e.timestamp.iter().find(|t| !(0..MAX_TIMESTAMP).contains(*t)) {
+    if let Some(t) = e
+        .timestamp
+        .iter()
+        .find(|t| !(0..MAX_TIMESTAMP).contains(*t))
+    {
         return bad(format!("timestamp {t} ns is not between 1970 and 2200"));
     }
     if let Some(d) = e.duration_us.iter().find(|d| **d < -1) {
@@ -303,7 +311,9 @@ pub fn check_parsed(p: wit::Parsed, n: usize, input: usize) -> Result<Checked, S
     let total = reasons + columns.iter().map(|(_, c)| c.data.len()).sum::<usize>();
     let max = MAX_ANSWER_BYTES + 2 * input + 64 * n;
     if total > max {
-        return bad(format!("{total} bytes of text for {input} bytes of lines (at most {max})"));
+        return bad(format!(
+            "{total} bytes of text for {input} bytes of lines (at most {max})"
+        ));
     }
     let mut text = Vec::with_capacity(7);
     for (name, c) in columns {

@@ -151,11 +151,11 @@ fn stored(influx: &InfluxServer) -> Vec<(String, i64)> {
 /// Waits until InfluxDB holds `want` events and the agent acknowledged the
 /// file to its end; then a little more, so nothing more arrives later.
 fn settle(influx: &InfluxServer, metrics: u16, want: usize, size: u64) {
-    let count = || {
-        influx.scalar(r#"SELECT count("bytes") FROM "logmon"."logmon_hot"."http_requests""#)
-    };
+    let count =
+        || influx.scalar(r#"SELECT count("bytes") FROM "logmon"."logmon_hot"."http_requests""#);
     let deadline = Instant::now() + Duration::from_secs(90);
-    while (count() < want as i64 || metric(metrics, "logmon_agent_file_acked_offset_bytes") < size as f64)
+    while (count() < want as i64
+        || metric(metrics, "logmon_agent_file_acked_offset_bytes") < size as f64)
         && Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(200));
@@ -211,7 +211,12 @@ format = {{ component = "w3c" }}
     assert_eq!(want.len(), 250);
     settle(&influx, metrics, want.len(), text.len() as u64);
     let log_text = || std::fs::read_to_string(&err).unwrap_or_default();
-    assert_eq!(stored(&influx).len(), want.len(), "agent log:\n{}", log_text());
+    assert_eq!(
+        stored(&influx).len(),
+        want.len(),
+        "agent log:\n{}",
+        log_text()
+    );
     assert_eq!(metric(metrics, "logmon_agent_lines_malformed_total"), 1.0);
     drop(first); // SIGKILL
 
@@ -223,17 +228,23 @@ format = {{ component = "w3c" }}
     more.push_str(&default_lines("d", now, 0..60));
     append_text(&log, &more);
     text.push_str(&more);
-    let _second = agent(&config_path, &std::path::PathBuf::from(format!("{}.2", err.display())));
+    let _second = agent(
+        &config_path,
+        &std::path::PathBuf::from(format!("{}.2", err.display())),
+    );
     let want = model(&text);
     assert_eq!(want.len(), 380);
     settle(&influx, metrics, want.len(), text.len() as u64);
 
     let got = stored(&influx);
     let second_log = std::fs::read_to_string(format!("{}.2", err.display())).unwrap_or_default();
-    assert_eq!(got.len(), want.len(), "no line lost or twice; agent log:\n{second_log}");
-    let distinct = influx.scalar(
-        r#"SELECT count(DISTINCT "path") FROM "logmon"."logmon_hot"."http_requests""#,
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "no line lost or twice; agent log:\n{second_log}"
     );
+    let distinct = influx
+        .scalar(r#"SELECT count(DISTINCT "path") FROM "logmon"."logmon_hot"."http_requests""#);
     assert_eq!(distinct, want.len() as i64);
     let got: BTreeSet<_> = got.into_iter().collect();
     let want: BTreeSet<_> = want.into_iter().collect();

@@ -143,8 +143,8 @@ fn iis_events() -> Vec<Event> {
 fn the_shipped_w3c_parser_reads_iis_lines_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let (tailer, all) = tail(&dir, IIS);
-    let mut parser = SourceParser::load(&runtime(), "iis", &ParserConfig::new("w3c", &[]), 65536)
-        .unwrap();
+    let mut parser =
+        SourceParser::load(&runtime(), "iis", &ParserConfig::new("w3c", &[]), 65536).unwrap();
     assert_eq!(parser.info().unwrap().2, Some("#"));
     let out = outcomes(&mut parser, &tailer, &all);
     assert_eq!(events(&out), iis_events());
@@ -172,7 +172,11 @@ fn reading_from_an_offset_replays_the_directives_before_it() {
         let mut parser = SourceParser::load(&runtime, "iis", &config, 65536).unwrap();
         let lines = from_line(&all, from);
         let out = outcomes(&mut parser, &tailer, &lines);
-        assert_eq!(events(&out), iis_events()[expect.clone()], "from line {from}");
+        assert_eq!(
+            events(&out),
+            iis_events()[expect.clone()],
+            "from line {from}"
+        );
         let s = parser.state();
         assert_eq!((s.replays, s.errors), (1, 0), "from line {from}");
         assert_eq!(s.replay_bytes, lines.start);
@@ -220,13 +224,22 @@ fn failures_are_contained_and_the_instance_made_afresh() {
         ("trap", "`parse` trapped"),
         ("spin", "`parse` overran its 50 ms deadline"),
         ("hog", "over the cap of 16777216"),
-        ("far", "malformed answer: a malformed line 6 in a call of 3 lines"),
-        ("both", "malformed answer: line 2 is both an event and malformed"),
+        (
+            "far",
+            "malformed answer: a malformed line 6 in a call of 3 lines",
+        ),
+        (
+            "both",
+            "malformed answer: line 2 is both an event and malformed",
+        ),
         (
             "unordered",
             "malformed answer: event lines not increasing (0 after Some(2))",
         ),
-        ("ragged", "malformed answer: 2 events by `line`, 3 in `status`"),
+        (
+            "ragged",
+            "malformed answer: 2 events by `line`, 3 in `status`",
+        ),
         (
             "ancient",
             "malformed answer: timestamp -1 ns is not between 1970 and 2200",
@@ -247,7 +260,11 @@ fn failures_are_contained_and_the_instance_made_afresh() {
             );
         }
         let s = parser.state();
-        assert_eq!((s.calls, s.errors, s.malformed, s.replays), (2, 1, 3, 0), "{mode}");
+        assert_eq!(
+            (s.calls, s.errors, s.malformed, s.replays),
+            (2, 1, 3, 0),
+            "{mode}"
+        );
     }
 }
 
@@ -277,7 +294,11 @@ fn a_parser_made_afresh_replays_before_its_next_call() {
 fn unknown_parsers_and_bad_parameters_stop_the_start() {
     let runtime = runtime();
     let e = SourceParser::load(&runtime, "s", &ParserConfig::new("iis", &[]), 100).unwrap_err();
-    assert!(e.to_string().starts_with("no shipped parser named `iis` (shipped: w3c)"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("no shipped parser named `iis` (shipped: w3c)"),
+        "{e}"
+    );
     let e = SourceParser::load(
         &runtime,
         "s",
@@ -291,5 +312,8 @@ fn unknown_parsers_and_bad_parameters_stop_the_start() {
     );
     let filter = concat!(env!("OUT_DIR"), "/filter_hostile.wasm");
     let e = SourceParser::load(&runtime, "s", &ParserConfig::new(filter, &[]), 100).unwrap_err();
-    assert!(e.to_string().contains("is not a logmon parser component"), "{e}");
+    assert!(
+        e.to_string().contains("is not a logmon parser component"),
+        "{e}"
+    );
 }

@@ -256,7 +256,8 @@ impl W3c {
 fn days(date: &str) -> Result<i64, String> {
     let bad = || format!("bad date `{date}` (want YYYY-MM-DD)");
     let mut parts = date.split('-');
-    let (Some(y), Some(m), Some(d), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(bad());
     };
@@ -269,7 +270,20 @@ fn days(date: &str) -> Result<i64, String> {
         d.parse().map_err(|_| bad())?,
     );
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     if !(1..=12).contains(&m) || d < 1 || d > month_days[(m - 1) as usize] {
         return Err(bad());
     }
@@ -286,7 +300,8 @@ fn days(date: &str) -> Result<i64, String> {
 fn nanos_of_day(time: &str) -> Option<i64> {
     let (hms, fraction) = time.split_once('.').unwrap_or((time, ""));
     let mut parts = hms.split(':');
-    let (Some(h), Some(m), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(m), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return None;
     };
@@ -442,7 +457,12 @@ mod tests {
             1,
             &["2024-03-01 00:00:05 HEAD /e - shop.example HTTP/2 304 0 -"],
         );
-        let paths = |p: &Parsed| p.rows().into_iter().map(|(_, e)| e.path).collect::<Vec<_>>();
+        let paths = |p: &Parsed| {
+            p.rows()
+                .into_iter()
+                .map(|(_, e)| e.path)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(paths(&a), vec!["/a", "/b?q=1"]);
         let rows = a.rows();
         assert_eq!(rows[1].1.protocol, "HTTP/1.1");
