@@ -375,7 +375,6 @@ impl Reader {
                 }
             }
         }
-        drop(outcomes);
         self.sources[source].parser = component;
         let state = self.sources[source]
             .streams

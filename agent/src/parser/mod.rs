@@ -52,6 +52,15 @@ impl From<FormatChoice> for SourceFormat {
     }
 }
 
+impl std::str::FromStr for SourceFormat {
+    type Err = logmon_protocol::parse::FormatChoiceError;
+
+    /// A line format by its text (a component is named only in a table).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(SourceFormat::Line)
+    }
+}
+
 impl Serialize for SourceFormat {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
