@@ -148,11 +148,26 @@ fn stored(influx: &InfluxServer) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// Waits until the collector has made its database (it does so as it
+/// starts writing, and a query before then is an error).
+fn wait_for_database(influx: &InfluxServer) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !influx
+        .query("SHOW DATABASES")
+        .to_string()
+        .contains("\"logmon\"")
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Waits until InfluxDB holds `want` events and the agent acknowledged the
 /// file to its end; then a little more, so nothing more arrives later.
 fn settle(influx: &InfluxServer, metrics: u16, want: usize, size: u64) {
     let count =
         || influx.scalar(r#"SELECT count("bytes") FROM "logmon"."logmon_hot"."http_requests""#);
+    wait_for_database(influx);
     let deadline = Instant::now() + Duration::from_secs(90);
     while (count() < want as i64
         || metric(metrics, "logmon_agent_file_acked_offset_bytes") < size as f64)
