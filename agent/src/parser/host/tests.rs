@@ -317,3 +317,74 @@ fn unknown_parsers_and_bad_parameters_stop_the_start() {
         "{e}"
     );
 }
+
+/// An answer of `m` events (lines 0..m), every text "x".
+fn answer(m: usize) -> wit::Parsed {
+    let column = || wit::TextColumn {
+        data: vec![b'x'; m],
+        ends: (1..=m as u32).collect(),
+    };
+    wit::Parsed {
+        events: wit::Events {
+            timestamp: vec![MARCH_1; m],
+            client: column(),
+            user: column(),
+            method: column(),
+            path: column(),
+            protocol: column(),
+            status: vec![200; m],
+            bytes: vec![0; m],
+            referer: column(),
+            user_agent: column(),
+            duration_us: vec![-1; m],
+        },
+        line: (0..m as u32).collect(),
+        malformed: Vec::new(),
+    }
+}
+
+#[test]
+fn answers_are_checked_whole() {
+    let reason = |p: wit::Parsed| check_parsed(p, 4, 100).map(|_| ()).unwrap_err();
+    assert!(check_parsed(answer(3), 4, 100).is_ok());
+    let mut p = answer(2);
+    p.events.path.data = vec![b'/', 0xff];
+    assert_eq!(reason(p), "malformed answer: `path` is not UTF-8");
+    let mut p = answer(2);
+    p.events.user.data = "é".as_bytes().to_vec();
+    assert_eq!(
+        reason(p),
+        "malformed answer: `user` ends at 1, inside or past its text"
+    );
+    let mut p = answer(2);
+    p.events.client.data.push(b'y');
+    assert_eq!(
+        reason(p),
+        "malformed answer: `client` has text past its last value"
+    );
+    let mut p = answer(1);
+    p.events.duration_us[0] = -7;
+    assert_eq!(reason(p), "malformed answer: duration -7 µs");
+    let mut p = answer(1);
+    p.events.timestamp[0] = MAX_TIMESTAMP;
+    assert!(reason(p).contains("is not between 1970 and 2200"));
+    let mut p = answer(1);
+    p.events.path.data = vec![b'x'; 2 << 20];
+    p.events.path.ends = vec![2 << 20];
+    assert!(reason(p).contains("bytes of text for 100 bytes of lines"));
+    let mut p = answer(0);
+    p.malformed = vec![
+        wit::MalformedLine {
+            line: 2,
+            reason: "a".into(),
+        },
+        wit::MalformedLine {
+            line: 2,
+            reason: "b".into(),
+        },
+    ];
+    assert_eq!(
+        reason(p),
+        "malformed answer: malformed lines not increasing (2 after Some(2))"
+    );
+}
