@@ -1,7 +1,8 @@
 //! With the `wasm` feature: builds the edge filters in `wasm-rules/filters/`
-//! for `wasm32-wasip2`, so the agent can embed the shipped ones (`drop`,
-//! `redact-clients`, `redact-query`, `label`, `sample`) and its tests can
-//! load the hostile one. A nested cargo with its own target dir avoids
+//! and the edge parsers in `wasm-rules/parsers/` for `wasm32-wasip2`, so the
+//! agent can embed the shipped ones (`drop`, `redact-clients`,
+//! `redact-query`, `label`, `sample`; the `w3c` parser) and its tests can
+//! load the hostile ones. A nested cargo with its own target dir avoids
 //! waiting on the outer build's lock (as the collector's rules do).
 
 use std::path::PathBuf;
@@ -13,6 +14,11 @@ const FILTERS: &[(&str, &str)] = &[
     ("filter-label", "filter_label"),
     ("filter-sample", "filter_sample"),
     ("filter-hostile", "filter_hostile"),
+];
+
+const PARSERS: &[(&str, &str)] = &[
+    ("parser-w3c", "parser_w3c"),
+    ("parser-hostile", "parser_hostile"),
 ];
 
 fn main() {
@@ -31,16 +37,21 @@ fn main() {
         "wasm-rules/filter-sdk",
         "wasm-rules/filters",
         "wasm-rules/build_components.rs",
+        "wasm-rules/parser-wit",
+        "wasm-rules/parser-sdk",
+        "wasm-rules/parsers",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
+    // One nested build for both, so they share its compiled dependencies.
+    let components: Vec<_> = FILTERS.iter().chain(PARSERS).copied().collect();
     build_components(
         root,
         &out,
         "filters-target",
         "edge",
-        FILTERS,
-        "edge filters",
+        &components,
+        "edge filters and parsers",
     );
 }
 

@@ -34,7 +34,7 @@
 //! [[sources]]
 //! include = ["/var/log/nginx/access.log"]
 //! exclude = []
-//! format = "auto"              # auto | csv | clf | combined | json | { nginx = '…' } | { apache = '…' }
+//! format = "auto"              # auto | csv | clf | combined | json | { nginx = '…' } | { apache = '…' } | { component = "w3c" }
 //! labels = { site = "shop" }
 //!
 //! [tail]                        # passed to every source's tailer
@@ -59,6 +59,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::filter::FilterConfig;
+use crate::parser::{ParserConfig, SourceFormat};
 use crate::tail::{StartAt, TailerConfig, fnv1a64};
 use logmon_io::log::{LogConfig, LogFormat};
 
@@ -117,12 +118,13 @@ pub struct SourceConfig {
     /// Glob patterns of matched files to leave alone. Default: none.
     #[serde(default)]
     pub exclude: Vec<String>,
-    /// The log format: `auto`, `csv`, `clf`, `combined`, `json`, or a
+    /// The log format: `auto`, `csv`, `clf`, `combined`, `json`, a
     /// format string, `{ nginx = '<log_format>' }` / `{ apache =
-    /// '<LogFormat>' }` (optional `unknown_variables = "label" | "skip"`).
-    /// Default: `auto`.
+    /// '<LogFormat>' }` (optional `unknown_variables = "label" | "skip"`),
+    /// or an edge parser, `{ component = "w3c" }` (see [`ParserConfig`];
+    /// needs the `wasm` feature). Default: `auto`.
     #[serde(default)]
-    pub format: FormatChoice,
+    pub format: SourceFormat,
     /// Labels added to every batch of this source (over the global ones).
     /// Default: none.
     #[serde(default)]
@@ -136,12 +138,12 @@ pub struct SourceConfig {
 
 impl SourceConfig {
     /// A source with one glob and `format`.
-    pub fn new(include: impl Into<String>, format: FormatChoice) -> Self {
+    pub fn new(include: impl Into<String>, format: impl Into<SourceFormat>) -> Self {
         Self {
             name: None,
             include: vec![include.into()],
             exclude: Vec::new(),
-            format,
+            format: format.into(),
             labels: BTreeMap::new(),
             filters: Vec::new(),
         }
@@ -658,11 +660,26 @@ impl AgentConfig {
                 f.check()
                     .map_err(|e| ConfigError::Invalid(format!("source {name}: {e}")))?;
             }
+            let (format, parser) = match &source.format {
+                SourceFormat::Line(choice) => (choice.clone(), None),
+                SourceFormat::Component(parser) => {
+                    if !crate::parser::AVAILABLE {
+                        return invalid(format!(
+                            "source {name} has a parser component, and this agent was built without the `wasm` feature"
+                        ));
+                    }
+                    parser
+                        .check()
+                        .map_err(|e| ConfigError::Invalid(format!("source {name}: {e}")))?;
+                    (FormatChoice::Auto, Some(parser.clone()))
+                }
+            };
             sources.push(SourceSettings {
                 checkpoint_dir: self.checkpoint_dir.join(&name),
                 name,
                 tailer,
-                format: source.format.clone(),
+                format,
+                parser,
                 labels: labels.into_iter().collect(),
                 filters: source.filters.clone(),
             });
@@ -772,8 +789,10 @@ pub struct SourceSettings {
     pub name: String,
     /// Its tailer's configuration.
     pub tailer: TailerConfig,
-    /// Its format; `Auto` detects per file.
+    /// Its line format; `Auto` detects per file. Unused with `parser`.
     pub format: FormatChoice,
+    /// Its edge parser, when its format is a component.
+    pub parser: Option<ParserConfig>,
     /// Labels of its batches (global, then the source's).
     pub labels: Vec<(String, String)>,
     /// `checkpoint_dir/<name>`.
@@ -1013,23 +1032,60 @@ format = " Combined "
     }
 
     #[test]
+    fn a_source_format_may_be_a_parser_component() {
+        let toml = r#"
+[[sources]]
+include = ["/inetpub/logs/LogFiles/W3SVC1/*.log"]
+format = { component = "w3c", params = { plus_as_space = false }, deadline_ms = 500 }
+"#;
+        let settings = AgentConfig::from_toml(toml, Path::new("t"))
+            .unwrap()
+            .validate()
+            .unwrap();
+        let source = &settings.sources[0];
+        let parser = source.parser.as_ref().unwrap();
+        assert_eq!(parser.component, "w3c");
+        assert_eq!(
+            parser.param_texts(),
+            vec![("plus_as_space".to_owned(), "false".to_owned())]
+        );
+        assert_eq!((parser.memory_mb, parser.deadline_ms), (64, 500));
+        assert_eq!(source.format, FormatChoice::Auto);
+        let e = AgentConfig::from_toml(
+            "[[sources]]\ninclude = [\"a\"]\nformat = { component = \"w3c\", memory_mb = 0 }\n",
+            Path::new("t"),
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("parser w3c: memory_mb must be in 1..=4096"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn file_flags_take_format_strings() {
         let s = SourceConfig::from_flag("/logs/*.log:nginx:$remote_addr [$time_local] $status");
         assert_eq!(s.include, ["/logs/*.log"]);
-        let FormatChoice::Template(t) = &s.format else {
+        let SourceFormat::Line(FormatChoice::Template(t)) = &s.format else {
             panic!("{:?}", s.format);
         };
         assert_eq!(t.source(), "$remote_addr [$time_local] $status");
         let s = SourceConfig::from_flag("/logs/a.log:Apache:%h %t \"%r\" %>s %b");
         assert_eq!(s.include, ["/logs/a.log"]);
-        assert!(matches!(s.format, FormatChoice::Template(_)));
+        assert!(matches!(
+            s.format,
+            SourceFormat::Line(FormatChoice::Template(_))
+        ));
         assert_eq!(
             SourceConfig::from_flag("/x.log:json").format,
-            FormatChoice::Fixed(Format::Json)
+            SourceFormat::Line(FormatChoice::Fixed(Format::Json))
         );
         assert_eq!(
             SourceConfig::from_flag("/odd:name.log").format,
-            FormatChoice::Auto
+            SourceFormat::Line(FormatChoice::Auto)
         );
     }
 

@@ -24,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod filter;
 pub mod metrics;
+pub mod parser;
 mod reader;
 pub mod run;
 pub mod ship;

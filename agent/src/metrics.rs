@@ -85,6 +85,7 @@ pub struct Metrics {
     /// Sources whose new files are found by file-system events too.
     pub tail_file_events: AtomicU64,
     filters: Mutex<Vec<FilterState>>,
+    parsers: Mutex<Vec<ParserState>>,
 }
 
 /// What `/metrics` shows of one configured edge filter.
@@ -105,6 +106,34 @@ pub struct FilterState {
     /// Calls that failed (trap, deadline, memory, malformed verdict).
     pub errors: u64,
     /// Time spent in calls, building its input and applying its verdict.
+    pub nanos: u64,
+}
+
+/// What `/metrics` shows of one source's edge parser.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParserState {
+    /// Its source's name.
+    pub source: String,
+    /// The component (shipped name or path).
+    pub parser: String,
+    /// Calls on a poll's lines (replays not included).
+    pub calls: u64,
+    /// Lines given to it in those calls.
+    pub lines: u64,
+    /// Events it made of them.
+    pub events: u64,
+    /// Lines it found malformed, or that a failed call made malformed.
+    pub malformed: u64,
+    /// Calls that failed (trap, deadline, memory, malformed answer, a
+    /// replay that could not be made).
+    pub errors: u64,
+    /// Replays of a file's directives before where reading started.
+    pub replays: u64,
+    /// Directive lines given to it in replays.
+    pub replay_lines: u64,
+    /// Bytes of files scanned for replays.
+    pub replay_bytes: u64,
+    /// Time spent in calls, building their input and checking their answer.
     pub nanos: u64,
 }
 
@@ -178,6 +207,19 @@ impl Metrics {
     /// The per-filter snapshot.
     pub fn filters(&self) -> Vec<FilterState> {
         self.filters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the per-parser snapshot.
+    pub fn set_parsers(&self, parsers: Vec<ParserState>) {
+        *self.parsers.lock().unwrap_or_else(|e| e.into_inner()) = parsers;
+    }
+
+    /// The per-parser snapshot.
+    pub fn parsers(&self) -> Vec<ParserState> {
+        self.parsers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -493,7 +535,68 @@ impl Metrics {
                 }
             }
         }
+        self.render_parsers(&mut out);
         out.into_string()
+    }
+
+    /// The edge parsers' families, when a source has one.
+    fn render_parsers(&self, out: &mut Text) {
+        let parsers = self.parsers();
+        if parsers.is_empty() {
+            return;
+        }
+        type PerParser = (&'static str, &'static str, fn(&ParserState) -> u64);
+        let per_parser: [PerParser; 9] = [
+            (
+                "parser_calls_total",
+                "Calls on a poll's lines of a file.",
+                |p| p.calls,
+            ),
+            ("parser_lines_total", "Lines given to the parser.", |p| {
+                p.lines
+            }),
+            ("parser_events_total", "Events the parser made.", |p| {
+                p.events
+            }),
+            (
+                "parser_malformed_total",
+                "Lines the parser found malformed, or a failed call made malformed.",
+                |p| p.malformed,
+            ),
+            (
+                "parser_errors_total",
+                "Calls that trapped, overran, answered a malformed answer, or could not replay.",
+                |p| p.errors,
+            ),
+            (
+                "parser_replays_total",
+                "Replays of a file's directives before where reading started.",
+                |p| p.replays,
+            ),
+            (
+                "parser_replay_lines_total",
+                "Directive lines given to the parser in replays.",
+                |p| p.replay_lines,
+            ),
+            (
+                "parser_replay_bytes_total",
+                "Bytes of files scanned for replays.",
+                |p| p.replay_bytes,
+            ),
+            (
+                "parser_nanoseconds_total",
+                "Time in the parser: input, call and checking the answer.",
+                |p| p.nanos,
+            ),
+        ];
+        for (name, help, value) in per_parser {
+            let name = format!("logmon_agent_{name}");
+            out.family(&name, Kind::Counter, help);
+            for p in &parsers {
+                let labels = [("source", p.source.as_str()), ("parser", p.parser.as_str())];
+                out.sample(&name, &labels, value(p));
+            }
+        }
     }
 }
 

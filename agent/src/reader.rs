@@ -27,6 +27,7 @@ use crate::channel::{Sealed, ToReader, ToShipper};
 use crate::config::{Settings, SourceSettings};
 use crate::filter::Chain;
 use crate::metrics::{FileState, Metrics, TailTotals, unix_ms, unix_nanos};
+use crate::parser::SourceParser;
 use crate::tail::{Checkpoints, FileFingerprint, ReadLines, StreamId, Tailer};
 
 /// A batch being filled.
@@ -78,6 +79,8 @@ struct Source {
     saved: Option<Checkpoints>,
     /// Its edge filters, if it has any.
     chain: Option<Chain>,
+    /// Its edge parser, when its format is a component.
+    parser: Option<SourceParser>,
     /// The tailer's I/O errors already logged.
     errors_logged: u64,
 }
@@ -129,6 +132,7 @@ impl Reader {
                 streams: HashMap::new(),
                 saved: None,
                 chain,
+                parser: None,
                 errors_logged: 0,
             })
             .collect();
@@ -150,6 +154,13 @@ impl Reader {
             last_heartbeat_scan: None,
             live_files: HashMap::new(),
             keep: Vec::new(),
+        }
+    }
+
+    /// Gives each source its edge parser (`None`: its line format's).
+    pub(crate) fn set_parsers(&mut self, parsers: Vec<Option<SourceParser>>) {
+        for (src, parser) in self.sources.iter_mut().zip(parsers) {
+            src.parser = parser;
         }
     }
 
@@ -277,10 +288,20 @@ impl Reader {
         }
         let src = &mut self.sources[source];
         let state = src.streams.entry(fingerprint).or_default();
-        if state.parser.is_none() {
+        if state.parser.is_none() && src.parser.is_none() {
             let head = lines.lines.iter().map(|l| l.text.as_str());
             state.parser = src.settings.format.parser_for(head);
         }
+        // An edge parser reads the poll's lines in one call, up front; the
+        // loop below takes its outcomes line by line (the parser is out of
+        // its source meanwhile, put back after the loop).
+        let mut component = src.parser.take();
+        let mut outcomes = component.as_mut().map(|p| p.parse(&src.tailer, &lines));
+        let fallback = if outcomes.is_some() {
+            Format::Combined
+        } else {
+            Format::Clf
+        };
         let mut malformed = 0u64;
         let mut parsed = 0u64;
         let mut skipped = 0u64;
@@ -301,11 +322,9 @@ impl Reader {
                     .expect("inserted above");
             }
             // Lines of a file whose format could not be detected yet are
-            // malformed; the batch still names a format (CLF) for the wire.
-            let format = state
-                .parser
-                .as_ref()
-                .map_or(Format::Clf, LineParser::format);
+            // malformed; the batch still names a format (CLF) for the wire
+            // (Combined for an edge parser's: its events have every field).
+            let format = state.parser.as_ref().map_or(fallback, LineParser::format);
             let spare = &mut state.spare;
             let spare_events = &mut state.spare_events;
             let open = state.open.get_or_insert_with(|| OpenBatch {
@@ -332,9 +351,10 @@ impl Reader {
             } else {
                 &mut state.event
             };
-            let result = match state.parser.as_mut() {
-                Some(parser) => parser.parse_into(&line.text, target),
-                None => Err(logmon_protocol::ParseError::new(
+            let result = match (&mut outcomes, state.parser.as_mut()) {
+                (Some(outcomes), _) => outcomes.take(i, target),
+                (None, Some(parser)) => parser.parse_into(&line.text, target),
+                (None, None) => Err(logmon_protocol::ParseError::new(
                     "log format not recognised",
                 )),
             };
@@ -361,6 +381,7 @@ impl Reader {
                 }
             }
         }
+        self.sources[source].parser = component;
         let state = self.sources[source]
             .streams
             .get_mut(&fingerprint)
@@ -481,6 +502,9 @@ impl Reader {
             self.last_sent.remove(&(i, fingerprint));
             if let Some(src) = self.sources.get_mut(i) {
                 src.streams.remove(&fingerprint);
+                if let Some(parser) = &mut src.parser {
+                    parser.forget(fingerprint);
+                }
             }
         }
         self.live_files = live;
@@ -737,6 +761,15 @@ impl Reader {
             .collect::<Vec<_>>();
         if !filters.is_empty() {
             self.metrics.set_filters(filters);
+        }
+        let parsers = self
+            .sources
+            .iter()
+            .filter_map(|s| s.parser.as_ref())
+            .map(|p| p.state().clone())
+            .collect::<Vec<_>>();
+        if !parsers.is_empty() {
+            self.metrics.set_parsers(parsers);
         }
     }
 }

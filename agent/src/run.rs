@@ -44,6 +44,9 @@ pub enum AgentError {
     /// An edge filter could not start.
     #[error("{0}")]
     Filter(String),
+    /// An edge parser could not start.
+    #[error("{0}")]
+    Parser(String),
 }
 
 /// Builds a tailer per source from its checkpoint directory.
@@ -82,6 +85,12 @@ impl Agent {
             .map(|s| (s.name.as_str(), s.filters.as_slice()))
             .collect();
         let chains = crate::filter::load_chains(&named).map_err(AgentError::Filter)?;
+        let parsing: Vec<_> = settings
+            .sources
+            .iter()
+            .map(|s| (s.name.as_str(), s.parser.as_ref(), s.tailer.max_line_bytes))
+            .collect();
+        let parsers = crate::parser::load_parsers(&parsing).map_err(AgentError::Parser)?;
         let tailers = open_sources(&settings)?;
         let metrics = Arc::new(Metrics::default());
         let shutdown = CancellationToken::new();
@@ -103,7 +112,7 @@ impl Agent {
 
         let (to_shipper, intake) = tokio::sync::mpsc::unbounded_channel();
         let (to_reader, from_shipper) = std::sync::mpsc::channel();
-        let reader = Reader::new(
+        let mut reader = Reader::new(
             settings.clone(),
             tailers.into_iter().zip(chains).collect(),
             to_shipper,
@@ -112,6 +121,7 @@ impl Agent {
             shutdown.clone(),
             kill.clone(),
         );
+        reader.set_parsers(parsers);
         let reader_shutdown = shutdown.clone();
         let reader = std::thread::Builder::new()
             .name("logmon-reader".into())

@@ -3,6 +3,8 @@
 
 #[path = "pipeline/discovery.rs"]
 mod discovery;
+#[path = "pipeline/w3c.rs"]
+mod w3c;
 
 use logmon_tests::agent_bin;
 use logmon_tests::collector_bin;

@@ -336,6 +336,25 @@ impl Tailer {
         }
     }
 
+    /// Reads the file of `stream` (a stream fingerprint, as in
+    /// [`StreamId`]) at `offset` into `buf`, from its open handle and
+    /// without moving its read position (`pread`): for what must look at a
+    /// file's earlier lines, such as an edge parser's replay of the
+    /// directives before where reading starts. `None` when no open file is
+    /// that stream.
+    pub fn read_at(
+        &self,
+        stream: FileFingerprint,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Option<io::Result<usize>> {
+        let w = self
+            .watchers
+            .iter()
+            .find(|w| w.stream_fingerprint() == Some(stream))?;
+        Some(read_at(w.file(), buf, offset))
+    }
+
     /// The last I/O error met on a file, if any.
     pub fn last_error(&self) -> Option<&str> {
         self.last_error.as_deref()
@@ -751,4 +770,19 @@ impl Tailer {
             !(idle && finished)
         });
     }
+}
+
+/// `pread`: reads at `offset` without moving the handle's position.
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset)
+}
+
+/// `pread` where there is none: seek, then read (the tailer seeks before
+/// each of its own reads, so moving the position is harmless).
+#[cfg(not(unix))]
+fn read_at(mut file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    use std::io::{Read, Seek, SeekFrom};
+    file.seek(SeekFrom::Start(offset))?;
+    file.read(buf)
 }
