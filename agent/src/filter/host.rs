@@ -731,6 +731,11 @@ impl Chain {
     /// labels the filters added to it.
     pub fn encode_kept(&self, events: &[Event], keep: &[bool], encoder: &mut wire::Encoder) {
         let mut merged = Vec::new();
+        // The encoder's code of each (key, value) seen alone on an event
+        // without labels of its own, the common case (a `label` filter):
+        // its set is then written and looked up once per batch, not once
+        // per event.
+        let mut codes: Vec<(u32, u32, u64)> = Vec::new();
         let mut added = self.added.labels.as_slice();
         for (i, event) in events.iter().enumerate() {
             let own = added.partition_point(|&(e, _, _)| e as usize == i);
@@ -739,11 +744,27 @@ impl Chain {
             if !keep[i] {
                 continue;
             }
-            if mine.is_empty() {
-                encoder.push(event);
-            } else {
-                self.added.merged(&event.labels, mine, &mut merged);
-                encoder.push_labelled(event, &merged);
+            match mine {
+                [] => encoder.push(event),
+                &[(_, k, v)] if event.labels.is_empty() => {
+                    let code = match codes.iter().find(|c| (c.0, c.1) == (k, v)) {
+                        Some(c) => c.2,
+                        None => {
+                            let names = &self.added.names;
+                            let pair = (names[k as usize].as_str(), names[v as usize].as_str());
+                            let code = encoder.label_code(&[pair]);
+                            if codes.len() < 64 {
+                                codes.push((k, v, code));
+                            }
+                            code
+                        }
+                    };
+                    encoder.push_coded(event, code);
+                }
+                _ => {
+                    self.added.merged(&event.labels, mine, &mut merged);
+                    encoder.push_labelled(event, &merged);
+                }
             }
         }
     }

@@ -130,6 +130,24 @@ impl Encoder {
         }
     }
 
+    /// The code of the label set `labels` in the batch being built (added
+    /// when new), for [`Encoder::push_coded`]; valid until
+    /// [`Encoder::finish`]. An empty set is code 0.
+    pub fn label_code(&mut self, labels: &[(&str, &str)]) -> u64 {
+        if labels.is_empty() {
+            return 0;
+        }
+        self.code_of(labels.iter().copied())
+    }
+
+    /// Appends `e` with the label set of `code` (from
+    /// [`Encoder::label_code`] since the last finish) in place of its own:
+    /// for many events of one set, the set is written and looked up once.
+    pub fn push_coded(&mut self, e: &Event, code: u64) {
+        self.push_fields(e);
+        put_u64(&mut self.label_codes, code);
+    }
+
     fn push_fields(&mut self, e: &Event) {
         self.timestamps.push(e.timestamp);
         let [client, user, method, protocol, path, referer, user_agent] = &mut self.strings;
@@ -145,8 +163,14 @@ impl Encoder {
         put_opt_u64(&mut self.duration, e.duration_us);
     }
 
-    /// The code of an event's label set, its set added when new.
+    /// Appends the code of an event's label set.
     fn push_labels<'a>(&mut self, labels: impl ExactSizeIterator<Item = (&'a str, &'a str)>) {
+        let code = self.code_of(labels);
+        put_u64(&mut self.label_codes, code);
+    }
+
+    /// The code of a (non-empty) label set, its set added when new.
+    fn code_of<'a>(&mut self, labels: impl ExactSizeIterator<Item = (&'a str, &'a str)>) -> u64 {
         self.labelled = true;
         let set = &mut self.label_scratch;
         set.clear();
@@ -156,15 +180,14 @@ impl Encoder {
             put_str(set, value);
         }
         let next = self.label_index.len() as u64 + 1;
-        let code = match self.label_index.get(set.as_slice()) {
+        match self.label_index.get(set.as_slice()) {
             Some(&code) => code,
             None => {
                 self.label_sets.extend_from_slice(set);
                 self.label_index.insert(set.clone(), next);
                 next
             }
-        };
-        put_u64(&mut self.label_codes, code);
+        }
     }
 
     /// The body of the batch made of `header`'s fields (its `events` are

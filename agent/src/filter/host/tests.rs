@@ -311,3 +311,75 @@ fn verdicts_are_checked_whole() {
             .contains("bytes of patches and labels")
     );
 }
+
+/// The events the chain kept, encoded with the labels it added beside them
+/// (`encode_kept`: codes reused per batch), make exactly the body those
+/// events make with the labels written into them, including a label of a
+/// format string replaced by a filter's of the same key.
+#[test]
+fn labels_kept_beside_the_events_encode_as_if_written_into_them() {
+    let rt = runtime();
+    let configs = [
+        FilterConfig::new("drop", &[("path_prefix", "/healthz")]),
+        FilterConfig::new(
+            "label",
+            &[
+                ("patterns", r"api=^/api/; static=\.css$"),
+                ("default", "page"),
+            ],
+        ),
+        FilterConfig::new("label", &[("key", "tier"), ("patterns", r"gold=user")]),
+    ];
+    let mut chain = Chain::load(&rt, "web", &configs).unwrap();
+    let mut evs = events(40);
+    for (i, e) in evs.iter_mut().enumerate() {
+        if i % 3 == 0 {
+            e.labels = vec![("route".into(), "from-format".into())];
+        }
+    }
+    let mut keep = Vec::new();
+    chain.run("access.log", &mut evs, &mut keep);
+    let header = wire::Batch {
+        agent_id: "a".into(),
+        host: "h".into(),
+        stream: logmon_protocol::wire::StreamId {
+            fingerprint: 1,
+            path: "access.log".into(),
+        },
+        start: 0,
+        end: 4000,
+        format: logmon_protocol::Format::Combined,
+        labels: Vec::new(),
+        events: Vec::new(),
+        malformed: 0,
+        caught_up: false,
+        finished: false,
+        sent_at: 0,
+    };
+    let mut beside = wire::Encoder::new();
+    chain.encode_kept(&evs, &keep, &mut beside);
+    let body = beside.finish(&header, 1).unwrap();
+    chain.labels_into(&mut evs);
+    let mut written = wire::Encoder::new();
+    let kept: Vec<Event> = evs
+        .into_iter()
+        .zip(&keep)
+        .filter(|(_, k)| **k)
+        .map(|(e, _)| e)
+        .collect();
+    for e in &kept {
+        written.push(e);
+    }
+    assert_eq!(body, written.finish(&header, 1).unwrap());
+    assert_eq!(kept.len(), 30);
+    let decoded = wire::decode(&body, &wire::Limits::default()).unwrap();
+    assert_eq!(decoded.events, kept);
+    let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    // Event 1: both filters' labels.
+    assert_eq!(
+        kept[0].labels,
+        vec![pair("route", "api"), pair("tier", "gold")]
+    );
+    // Event 3: the format's `route` gave way to the filter's.
+    assert_eq!(kept[2].labels, vec![pair("route", "page")]);
+}

@@ -129,6 +129,42 @@ fn labels_of_events_round_trip_in_version_3_only() {
     );
 }
 
+/// An event's labels given beside it (`push_labelled`) or as a set's code
+/// (`push_coded`) make the bytes its own labels make through `push`.
+#[test]
+fn labels_given_beside_the_event_encode_as_its_own() {
+    let mut own: Vec<Event> = (0..6).map(event).collect();
+    let api = vec![("kind".to_owned(), "api".to_owned())];
+    own[1].labels = api.clone();
+    own[4].labels = api;
+    own[5].labels = vec![("kind".to_owned(), "static".to_owned())];
+    let header = batch(Vec::new());
+    let mut by_push = Encoder::new();
+    for e in &own {
+        by_push.push(e);
+    }
+    let want = by_push.finish(&header, DEFAULT_LEVEL).unwrap();
+    let bare: Vec<Event> = (0..6).map(event).collect();
+    let mut beside = Encoder::new();
+    let mut coded = Encoder::new();
+    let api_code = coded.label_code(&[("kind", "api")]);
+    let static_code = coded.label_code(&[("kind", "static")]);
+    assert_eq!((api_code, static_code, coded.label_code(&[])), (1, 2, 0));
+    for (i, e) in bare.iter().enumerate() {
+        let (labels, code): (&[(&str, &str)], u64) = match i {
+            1 | 4 => (&[("kind", "api")], api_code),
+            5 => (&[("kind", "static")], static_code),
+            _ => (&[], 0),
+        };
+        beside.push_labelled(e, labels);
+        coded.push_coded(e, code);
+    }
+    assert_eq!(beside.finish(&header, DEFAULT_LEVEL).unwrap(), want);
+    assert_eq!(coded.finish(&header, DEFAULT_LEVEL).unwrap(), want);
+    let decoded = decode_checked(&want, &Limits::default()).unwrap();
+    assert_eq!(decoded.events, own);
+}
+
 /// A label code past the sets known so far, or an empty set, is corrupt.
 #[test]
 fn bad_label_codes_are_corrupt() {

@@ -6,7 +6,6 @@
 //! them matches (`match = "all"`: when every given one does).
 
 use logmon_filter::{Batch, Column, Filter, FilterInfo, Params, Verdict, param};
-use memchr::memmem::Finder;
 use regex_lite::Regex;
 
 #[derive(Debug, Default)]
@@ -15,11 +14,64 @@ pub struct Drop {
     path_regex: Option<Regex>,
     status: Vec<StatusMatch>,
     method: Vec<String>,
-    /// Searchers of the lower-cased substrings, built once.
-    user_agent: Vec<Finder<'static>>,
-    /// The user agent being matched, lower-cased (reused).
-    scratch: std::cell::RefCell<Vec<u8>>,
+    /// Searchers of the substrings, built once.
+    user_agent: Vec<Caseless>,
     all: bool,
+}
+
+/// A substring search that ignores ASCII case without lower-casing the
+/// text searched: it finds the needle's rarest byte, in either case, with
+/// `memchr2` (SIMD), and compares the needle around each one found.
+#[derive(Debug)]
+pub struct Caseless {
+    /// Lower-cased.
+    needle: Vec<u8>,
+    /// Where in the needle its rarest byte is.
+    at: usize,
+    /// That byte, lower and upper case.
+    rare: (u8, u8),
+}
+
+/// How common a byte is in user agents and paths, roughly (higher: more
+/// common): digits and the punctuation of version strings first, then
+/// letters by their frequency in English.
+fn commonness(b: u8) -> u32 {
+    const LETTERS: &[u8] = b"zqxjkvbpygfwmucldrhsnioate";
+    match b.to_ascii_lowercase() {
+        b'0'..=b'9' | b' ' | b'/' | b'.' | b';' | b'(' | b')' => 100,
+        l @ b'a'..=b'z' => 10 + LETTERS.iter().position(|&x| x == l).unwrap_or(0) as u32,
+        _ => 20,
+    }
+}
+
+impl Caseless {
+    pub fn new(needle: &str) -> Caseless {
+        let needle = needle.to_ascii_lowercase().into_bytes();
+        let at = (0..needle.len())
+            .min_by_key(|&i| commonness(needle[i]))
+            .unwrap_or(0);
+        let b = needle.get(at).copied().unwrap_or(0);
+        Caseless {
+            rare: (b, b.to_ascii_uppercase()),
+            at,
+            needle,
+        }
+    }
+
+    /// Whether `text` holds the needle, in any case.
+    pub fn is_in(&self, text: &[u8]) -> bool {
+        let n = self.needle.len();
+        if n == 0 {
+            return true;
+        }
+        if text.len() < n {
+            return false;
+        }
+        // A match starting at `s` has the rare byte at `s + at`.
+        let candidates = &text[self.at..text.len() - (n - 1 - self.at)];
+        memchr::memchr2_iter(self.rare.0, self.rare.1, candidates)
+            .any(|s| text[s..s + n].eq_ignore_ascii_case(&self.needle))
+    }
 }
 
 /// A status, or a class (`4xx`).
@@ -88,11 +140,8 @@ impl Drop {
             return out;
         }
         if !self.user_agent.is_empty() {
-            let mut ua = self.scratch.borrow_mut();
-            ua.clear();
-            ua.extend_from_slice(e.user_agent.bytes(i));
-            ua.make_ascii_lowercase();
-            if let Some(out) = settles(self.user_agent.iter().any(|x| x.find(&ua).is_some())) {
+            let ua = e.user_agent.bytes(i);
+            if let Some(out) = settles(self.user_agent.iter().any(|x| x.is_in(ua))) {
                 return out;
             }
         }
@@ -151,7 +200,7 @@ impl Filter for Drop {
         self.user_agent = params
             .list("user_agent")
             .into_iter()
-            .map(|s| Finder::new(s.to_ascii_lowercase().as_bytes()).into_owned())
+            .map(|s| Caseless::new(&s))
             .collect();
         self.all = match params.get("match", "any".to_owned())?.as_str() {
             "any" => false,
@@ -261,6 +310,45 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(kept(&mut f), vec![0, 1, 2, 3, 5]);
+    }
+
+    /// The caseless search finds what lower-casing both and `contains`
+    /// finds.
+    #[test]
+    fn caseless_search_agrees_with_lowercased_contains() {
+        let texts = [
+            "",
+            "b",
+            "Googlebot/2.1 (+http://www.google.com/bot.html)",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0",
+            "BOT",
+            "roBoT",
+            "bo",
+            "xbotx",
+            "curl/8.5.0",
+            "Bingbot bingbot",
+            "zzz-Spider-zzz",
+        ];
+        let needles = [
+            "bot",
+            "BoT",
+            "spider",
+            "b",
+            "x86_64",
+            "curl/8",
+            "bingbot bingbot",
+            "-s",
+            "",
+        ];
+        for needle in needles {
+            let c = Caseless::new(needle);
+            for text in texts {
+                let want = text
+                    .to_ascii_lowercase()
+                    .contains(&needle.to_ascii_lowercase());
+                assert_eq!(c.is_in(text.as_bytes()), want, "{needle:?} in {text:?}");
+            }
+        }
     }
 
     #[test]
