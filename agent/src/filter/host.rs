@@ -552,9 +552,12 @@ impl Added {
         id
     }
 
-    /// In event order, each event's in the order the filters added them.
+    /// In event order, each event's in the order the filters added them
+    /// (already so when one filter added them all, in order).
     fn sort(&mut self) {
-        self.labels.sort_by_key(|&(i, _, _)| i);
+        if !self.labels.is_sorted_by_key(|&(i, _, _)| i) {
+            self.labels.sort_by_key(|&(i, _, _)| i);
+        }
     }
 
     /// `base` with the labels added to one event, later ones replacing

@@ -87,28 +87,37 @@ pub fn hashed(key: &[u8], client: &str) -> String {
     out
 }
 
-/// A dotted-quad IPv4 address (no leading zeros, as servers log them).
+/// A dotted-quad IPv4 address (no leading zeros, as servers log them),
+/// read in one pass.
 fn ipv4(client: &[u8]) -> Option<u32> {
     let mut addr = 0u32;
-    let mut parts = 0;
-    for part in client.split(|&b| b == b'.') {
-        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
-            return None;
-        }
-        let mut octet = 0u32;
-        for &d in part {
-            if !d.is_ascii_digit() {
-                return None;
+    let mut octet = 0u32;
+    let mut digits = 0;
+    let mut dots = 0;
+    for &b in client {
+        match b {
+            b'0'..=b'9' => {
+                if digits == 1 && octet == 0 {
+                    return None;
+                }
+                octet = octet * 10 + u32::from(b - b'0');
+                digits += 1;
+                if digits > 3 {
+                    return None;
+                }
             }
-            octet = octet * 10 + u32::from(d - b'0');
+            b'.' if digits > 0 && dots < 3 => {
+                if octet > 255 {
+                    return None;
+                }
+                addr = addr << 8 | octet;
+                (octet, digits) = (0, 0);
+                dots += 1;
+            }
+            _ => return None,
         }
-        if octet > 255 {
-            return None;
-        }
-        addr = addr << 8 | octet;
-        parts += 1;
     }
-    (parts == 4).then_some(addr)
+    (dots == 3 && digits > 0 && octet <= 255).then_some(addr << 8 | octet)
 }
 
 /// Appends `addr` in dotted-quad form.
@@ -306,6 +315,13 @@ mod tests {
             "1.2.3",
             "01.2.3.4",
             "1.2.3.256",
+            "1.2.3.4.5",
+            "1..2.3",
+            ".1.2.3",
+            "1.2.3.",
+            "1.2.3.0",
+            "1.2.3.00",
+            "1234.1.1.1",
             "2001:db8:1:2::7",
             "host.example",
             "",
