@@ -1648,6 +1648,21 @@ fn an_agent_whose_clock_trails_by_ten_minutes_holds_no_one_back() {
             .stderr(Stdio::null());
         Running(cmd.spawn().unwrap())
     };
+    // No stream holds time yet, so the collector's wall clock drives it:
+    // wait until it has, or the trailing lines could come before the
+    // engine's first tick and set time themselves (the agent finds a new
+    // file at once by inotify, within that first second).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while logmon_tests::bench::metric(&get(port, "/metrics"), "logmon_engine_watermark_seconds")
+        .unwrap_or(0)
+        < unix_now() as u64 - 60
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the engine's clock did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // The trailing agent first, its file growing while the other's runs.
     let _b = agent(&logs_b, "behind", true);
     let _a = agent(&logs_a, "on-time", false);
